@@ -1,0 +1,17 @@
+"""Command line: `python -m minidiff <command>`. Each command lives in its own module; this file only dispatches."""
+
+import argparse
+
+from minidiff import demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m minidiff", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo.add_arguments(commands.add_parser("demo", help="run the main demo on the shipped data and checkpoints"))
+    args = parser.parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
