@@ -94,3 +94,31 @@ def eps_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar) -> torch.Tensor:
     alpha_bar = expand_like(alpha_bar, x_t)
     # $\hat\epsilon = \sqrt{1 - \bar\alpha_t}\, x_t + \sqrt{\bar\alpha_t}\, v$
     return (1 - alpha_bar).sqrt() * x_t + alpha_bar.sqrt() * v
+
+
+PREDICTIONS = ("eps", "x0", "v")
+
+
+def training_target(prediction: str, x0: torch.Tensor, eps: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """What the network is trained to output for a noised x0: the noise, the clean image, or v."""
+    if prediction == "eps":
+        return eps
+    if prediction == "x0":
+        return x0
+    if prediction == "v":
+        return v_from_x0_eps(x0, eps, alpha_bar)
+    raise ValueError(f"unknown prediction target {prediction!r}; choose one of {PREDICTIONS}")
+
+
+def x0_and_eps_from_output(prediction: str, output: torch.Tensor, x_t: torch.Tensor, alpha_bar) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read a network's output as both (x0, eps), whichever of eps, x0 or v it was trained to predict.
+
+    Samplers work with x0 and eps; this is the one place that knows how to get them from each target.
+    """
+    if prediction == "eps":
+        return x0_from_eps(x_t, output, alpha_bar), output
+    if prediction == "x0":
+        return output, eps_from_x0(x_t, output, alpha_bar)
+    if prediction == "v":
+        return x0_from_v(x_t, output, alpha_bar), eps_from_v(x_t, output, alpha_bar)
+    raise ValueError(f"unknown prediction target {prediction!r}; choose one of {PREDICTIONS}")
