@@ -29,6 +29,8 @@ def gather(table: torch.Tensor, t: int | torch.Tensor, x: torch.Tensor) -> torch
             raise IndexError(f"t = {t} is outside 0 ... {len(table) - 1}")
         return expand_like(table[t], x)
     t = torch.as_tensor(t)
+    if bool(((t < 0) | (t >= len(table))).any()):
+        raise IndexError(f"every t must lie in 0 ... {len(table) - 1}, got {t.tolist()}")
     if t.ndim == 1 and len(t) != len(x):
         raise ValueError(f"t has {len(t)} entries but x has a batch of {len(x)}")
     return expand_like(table.to(t.device)[t], x)

@@ -28,6 +28,9 @@ def linear_betas(T: int, beta_start: float | None = None, beta_end: float | None
     By default beta_start = 0.1 / T and beta_end = 20 / T, which is DDPM's 1e-4 ... 0.02 at T = 1000 and
     keeps the total amount of noise about the same for other T (Nichol & Dhariwal 2021, sec. 3.2).
     """
+    if beta_end is None and T <= 20:
+        raise ValueError(f"the default linear schedule needs T > 20 (its last beta, 20 / T = {20 / T:.3g}, "
+                         "must stay below 1); use 'cosine' or 'sigmoid' for fewer steps, or pass beta_end")
     beta_start = 0.1 / T if beta_start is None else beta_start
     beta_end = 20.0 / T if beta_end is None else beta_end
     return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)

@@ -326,3 +326,11 @@ def test_q_sample_matches_diffusers_add_noise(name, diffusers_name, zero_termina
     ours32, theirs32 = q_sample(schedule, x0.float(), t, eps.float()), reference.add_noise(x0.float(), eps.float(), t)
     assert ours32.dtype == torch.float32
     assert torch.allclose(ours32, theirs32, rtol=0, atol=1e-6)
+
+
+def test_tensor_t_outside_the_schedule_is_rejected():
+    schedule = make_schedule("cosine", 10)
+    x0 = torch.zeros(2, 1, 2, 2)
+    for bad in ([-1, 0], [0, 10]):
+        with pytest.raises(IndexError, match="0 ... 9"):
+            q_sample(schedule, x0, torch.tensor(bad), torch.zeros_like(x0))

@@ -185,3 +185,10 @@ def test_zero_terminal_snr_matches_diffusers(name):
     ours = make_schedule(name, 1000, zero_terminal_snr=True)
     assert reference.alphas_cumprod[-1].item() == 0.0 == ours.alpha_bar[-1].item()
     assert torch.allclose(ours.alpha_bar, reference.alphas_cumprod.double(), rtol=0, atol=2e-6)
+
+
+def test_default_linear_schedule_refuses_too_few_steps():
+    # 20 / T reaches 1 at T = 20: the last step would silently erase the image.
+    with pytest.raises(ValueError, match="T > 20"):
+        make_schedule("linear", 20)
+    assert make_schedule("linear", 21).alpha_bar[-1] > 0
