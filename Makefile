@@ -27,5 +27,8 @@ test: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir chapters $(ALLOW_ROOT)
 
+book: $(STAMP)
+	$(PY) -m minidiff.book --out site
+
 clean:
-	rm -rf outputs site test-artifacts .pytest_cache
+	rm -rf outputs site site.partial site.old test-artifacts .pytest_cache
