@@ -2,13 +2,15 @@
 
 import argparse
 
-from minidiff import demo
+from minidiff import demo, sample, train
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m minidiff", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo.add_arguments(commands.add_parser("demo", help="run the main demo on the shipped data and checkpoints"))
+    train.add_arguments(commands.add_parser("train", help="train a diffusion model (a preset) into a run folder"))
+    sample.add_arguments(commands.add_parser("sample", help="draw images from a trained model into a folder"))
     args = parser.parse_args(argv)
     args.run(args)
 

@@ -1,0 +1,173 @@
+"""`python -m minidiff sample`: draw images from a trained model and write them to a folder.
+
+    python -m minidiff sample --model mnist --label 7 --n 16 --seed 0 --sampler ddpm --steps 1000 --out DIR
+
+writes DIR/000.png, DIR/001.png, ... (each image at its native resolution), DIR/grid.png (all of them),
+DIR/denoise.gif (the first few images on their way from noise to picture) and DIR/meta.json (every setting,
+the number of network evaluations and the time taken). The image helpers here also draw training's sample grids.
+"""
+
+import argparse
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from minidiff.checkpoint import CheckpointError, atomic_write_bytes, checkpoint_stem, load_model, resolve_device
+from minidiff.data import from_model
+from minidiff.samplers import SAMPLERS, VARIANCES, DenoisingStep, model_denoiser
+
+GIF_IMAGES = 4  # how many of the images the GIF follows
+GIF_FRAMES = 40  # frames of the GIF at most, evenly spread over the steps
+GIF_SCALE = 4  # the GIF is enlarged (nearest neighbour) so that 28x28 digits are visible when it plays
+
+
+def image_grid(images: np.ndarray, columns: int, padding: int = 2) -> np.ndarray:
+    """uint8 images (N, H, W, C) -> one uint8 picture (rows * (H + padding) + padding, ..., C), white between."""
+    N, H, W, C = images.shape
+    rows = -(-N // columns)  # ceil(N / columns)
+    grid = np.full((rows * (H + padding) + padding, columns * (W + padding) + padding, C), 255, dtype=np.uint8)
+    for i, image in enumerate(images):
+        top, left = padding + (i // columns) * (H + padding), padding + (i % columns) * (W + padding)
+        grid[top:top + H, left:left + W] = image
+    return grid
+
+
+def to_pil(image: np.ndarray) -> Image.Image:
+    """uint8 (H, W, 1) -> a grey PIL image; uint8 (H, W, 3) -> an RGB one."""
+    return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+
+
+def write_png(image: np.ndarray, path: Path | str) -> None:
+    """Write a uint8 (H, W, C) image as a PNG, atomically."""
+    buffer = io.BytesIO()
+    to_pil(image).save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_gif(frames: list[np.ndarray], path: Path | str, frame_ms: int = 80, last_frame_ms: int = 1500) -> None:
+    """Write uint8 (H, W, C) frames as a looping GIF, each enlarged GIF_SCALE times, the last one held longer."""
+    pictures = [to_pil(frame) for frame in frames]
+    pictures = [p.resize((p.width * GIF_SCALE, p.height * GIF_SCALE), Image.Resampling.NEAREST) for p in pictures]
+    durations = [frame_ms] * (len(pictures) - 1) + [last_frame_ms]
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=durations, loop=0)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def class_labels(n: int, label: int | str | None, num_classes: int | None) -> torch.Tensor | None:
+    """The label of each image: all `label`, or 0, 1, 2, ... in turn when label is None; None when unconditional.
+
+    label = "null" (or num_classes) is the null class: samples from the unconditional model that guidance trains.
+    """
+    if num_classes is None:
+        if label is not None:
+            raise ValueError("this model is not class-conditional; leave out --label")
+        return None
+    if label is None:
+        return torch.arange(n) % num_classes
+    if label == "null":
+        label = num_classes
+    if not 0 <= label <= num_classes:
+        raise ValueError(f"label {label} is outside 0 ... {num_classes - 1} for this model, trained on {num_classes} "
+                         f"classes (or 'null' for the null class, {num_classes})")
+    return torch.full((n,), label, dtype=torch.long)
+
+
+class GifRecorder:
+    """A sampler callback that keeps the first few images of evenly spaced steps, as GIF frames."""
+
+    def __init__(self, total_steps: int, images: int = GIF_IMAGES, frames: int = GIF_FRAMES):
+        self.images = images
+        self.keep = set(np.linspace(0, total_steps - 1, min(frames, total_steps)).round().astype(int).tolist())
+        self.frames: list[np.ndarray] = []
+        self.nfe = 0
+
+    def __call__(self, step: DenoisingStep) -> None:
+        if step.index == 0:
+            self.frames.append(self.frame(step.x_t))  # x_T, pure noise
+        if step.index in self.keep:
+            self.frames.append(self.frame(step.x_prev))
+        self.nfe = step.nfe
+
+    def frame(self, x: torch.Tensor) -> np.ndarray:
+        images = from_model(x[:self.images])  # (B, C, H, W) in [-1, 1] -> (B, H, W, C) uint8, clipped
+        return image_grid(images, columns=len(images))
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Load the model, sample, write the images, the grid, the GIF and meta.json; return the folder."""
+    try:
+        return sample_to_folder(args)
+    except (FileNotFoundError, CheckpointError, ValueError) as error:
+        raise SystemExit(f"minidiff sample: {error}") from None
+
+
+def sample_to_folder(args: argparse.Namespace) -> Path:
+    """The work of `run`, with errors left as exceptions."""
+    if args.n < 1:
+        raise ValueError(f"--n must be at least 1, got {args.n}")
+    device = resolve_device(args.device)
+    model, info = load_model(args.model, device)
+    labels = class_labels(args.n, args.label, info.unet_config().num_classes)
+    schedule = info.noise_schedule()
+    steps = schedule.T if args.steps is None else args.steps
+    recorder = GifRecorder(total_steps=steps)
+
+    start = time.perf_counter()
+    denoiser = model_denoiser(model, class_labels=None if labels is None else labels.to(device))
+    x0 = SAMPLERS[args.sampler](denoiser, (args.n, *info.data["image_shape"]), schedule, info.diffusion["prediction"],
+                                steps=steps, variance=args.variance, clip_x0=args.clip_x0,
+                                generator=torch.Generator().manual_seed(args.seed), device=device, callback=recorder)
+    seconds = time.perf_counter() - start
+
+    settings = {"model": str(checkpoint_stem(args.model)), "model_step": info.step,
+                "labels": None if labels is None else labels.tolist(), "n": args.n, "seed": args.seed,
+                "sampler": args.sampler, "steps": steps, "variance": args.variance, "clip_x0": args.clip_x0,
+                "device": str(device), "nfe": recorder.nfe, "seconds": round(seconds, 3),
+                "image_shape": info.data["image_shape"]}
+    write_folder(Path(args.out), from_model(x0), recorder.frames, settings)
+    print(f"wrote {args.n} images, grid.png, denoise.gif and meta.json to {args.out} "
+          f"({seconds:.1f} s, {recorder.nfe} network evaluations)")
+    return Path(args.out)
+
+
+def write_folder(out: Path, images: np.ndarray, frames: list[np.ndarray], settings: dict) -> None:
+    """Write 000.png, 001.png, ... (uint8 images (N, H, W, C)), grid.png, denoise.gif and meta.json into `out`."""
+    names = [f"{i:03d}.png" for i in range(len(images))]
+    for name, image in zip(names, images):
+        write_png(image, out / name)
+    write_png(image_grid(images, columns=min(len(images), 8)), out / "grid.png")
+    write_gif(frames, out / "denoise.gif")
+    meta = {**settings, "files": names + ["grid.png", "denoise.gif"]}
+    atomic_write_bytes(out / "meta.json", (json.dumps(meta, indent=2) + "\n").encode())
+
+
+def parse_label(text: str) -> int | str:
+    """--label: a class index, or "null" for the null class (unconditional samples)."""
+    return "null" if text == "null" else int(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the sample command's options on its sub-command parser."""
+    parser.add_argument("--model", default="mnist",
+                        help="a shipped checkpoint's name (in data/checkpoints/) or a path (run folder or STEM.json)")
+    parser.add_argument("--label", type=parse_label, default=None,
+                        help="class of every image, or 'null' (default: 0, 1, 2, ... in turn)")
+    parser.add_argument("--n", type=int, default=16, help="how many images (default: 16)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
+    parser.add_argument("--sampler", choices=sorted(SAMPLERS), default="ddpm",
+                        help="sampling algorithm (default: ddpm)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampling steps, evenly spaced over the T training steps (default: T)")
+    parser.add_argument("--variance", choices=VARIANCES, default="beta_tilde",
+                        help="DDPM's step variance (default: beta_tilde)")
+    parser.add_argument("--clip-x0", action=argparse.BooleanOptionalAction, default=True,
+                        help="clip the predicted x0 to [-1, 1] (default: on)")
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
+    parser.add_argument("--out", default="outputs/sample", help="folder for the images (default: outputs/sample)")
+    parser.set_defaults(run=run)

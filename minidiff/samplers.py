@@ -1,0 +1,196 @@
+r"""Reverse samplers: from pure noise back to an image, one denoising step at a time.
+
+Papers followed:
+- Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models": ancestral sampling, Algorithm 2;
+  the posterior q(x_{t-1} | x_t, x0), eq. (6)-(7); the two variance choices beta and beta_tilde, sec. 3.2.
+- Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", sec. 4: sampling with fewer
+  steps on an evenly spaced sub-sequence of the T training steps, with betas recomputed for it.
+
+Every sampler is the same loop (`denoising_loop`): ask the network for its prediction at x_t, read it as
+(x0, eps), and let the sampler's step function move x_t to the next, smaller timestep. DDPM's step is
+`ddpm_step`; faster samplers add one step function each and reuse the loop.
+
+Notation (variable -> symbol in Ho et al. 2020). t is 0-based: t = 0 is one step of noise, t = T-1 the last.
+
+    x_t             x_t            the noisy image at timestep t
+    x_prev          x_{t-1}        the image at the next timestep the sampler visits (t_prev < t)
+    alpha_bar       \bar\alpha_t   signal kept at t;  alpha_bar_prev = \bar\alpha_{t_prev}, 1 for the clean image
+    beta            \beta_t        1 - \bar\alpha_t / \bar\alpha_{t_prev}: the noise added from t_prev to t
+    eps             \epsilon_\theta(x_t, t)   the predicted noise
+    x0              \hat x_0       the predicted clean image
+    denoiser        (x_t, t) -> the network's output (eps, x0 or v, whichever it was trained to predict)
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from minidiff.forward import eps_from_x0, x0_and_eps_from_output
+from minidiff.schedule import NoiseSchedule
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, C, H, W), t (B,)) -> output (B, C, H, W)
+VARIANCES = ("beta_tilde", "beta")
+
+
+def model_denoiser(model: nn.Module, class_labels: torch.Tensor | None = None, context: torch.Tensor | None = None,
+                   context_mask: torch.Tensor | None = None) -> Denoiser:
+    """Bind a network's conditioning (class labels, text context) so samplers can call it as denoiser(x_t, t).
+
+    Guidance (a later chapter) is another function of the same shape that calls the network twice.
+    """
+    def denoiser(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return model(x_t, t, class_labels=class_labels, context=context, context_mask=context_mask)
+    return denoiser
+
+
+def sampling_timesteps(T: int, steps: int | None = None) -> list[int]:
+    r"""The timesteps a sampler visits, from T-1 down to 0: all T of them, or `steps` evenly spaced ones.
+
+    Why fewer steps still work (Nichol & Dhariwal 2021, sec. 4): any sub-sequence tau_1 < ... < tau_S of the
+    T steps defines its own forward process with the same marginals q(x_tau | x0), because those depend only
+    on \bar\alpha_tau. Its steps are bigger: from tau_{i-1} to tau_i the signal shrinks by
+    \bar\alpha_{tau_i} / \bar\alpha_{tau_{i-1}}, so its beta is 1 minus that ratio. `ddpm_step` takes the pair
+    (alpha_bar, alpha_bar_prev) and derives beta from it, so the same step serves both.
+    """
+    steps = T if steps is None else steps
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must lie in 1 ... T = {T}, got {steps}")
+    return torch.linspace(T - 1, 0, steps, dtype=torch.float64).round().long().tolist()
+
+
+def gaussian_noise(shape: tuple[int, ...], generator: torch.Generator | None,
+                   device: torch.device | str) -> torch.Tensor:
+    """Standard normal noise from `generator`, drawn on the generator's device and moved to `device`.
+
+    Drawing on the generator's device (the CPU for a CPU generator) gives the same noise for a seed on any device.
+    """
+    source = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=source).to(device)
+
+
+def ddpm_step(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: float, alpha_bar_prev: float,
+              noise: torch.Tensor | None = None, variance: str = "beta_tilde") -> torch.Tensor:
+    r"""One step of DDPM ancestral sampling (Ho et al. 2020, Algorithm 2), from x_t to x_prev given a predicted x0.
+
+    The mean is the posterior mean of q(x_prev | x_t, x0) (eq. 7) with x0 replaced by its prediction;
+    the variance is beta_tilde (that posterior's variance) or beta (sec. 3.2). `noise` = None gives the mean alone.
+    """
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; choose one of {VARIANCES}")
+    # 1. this step's own alpha and beta (the full schedule's for consecutive t, bigger for respaced steps)
+    # $\alpha_t = \bar\alpha_t / \bar\alpha_{t-1}, \quad \beta_t = 1 - \alpha_t$
+    alpha = alpha_bar / alpha_bar_prev
+    beta = 1.0 - alpha
+
+    # 2. the posterior mean, eq. (7) of Ho et al. 2020
+    # $\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t} \hat x_0 + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t} x_t$
+    coef_x0 = math.sqrt(alpha_bar_prev) * beta / (1.0 - alpha_bar)
+    coef_xt = math.sqrt(alpha) * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
+    mean = coef_x0 * x0 + coef_xt * x_t
+    if noise is None:
+        return mean
+
+    # 3. the variance: $\sigma_t^2 = \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t$ (eq. 7) or $\sigma_t^2 = \beta_t$
+    sigma_squared = (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * beta if variance == "beta_tilde" else beta
+
+    # 4. Algorithm 2, line 4: $x_{t-1} = \tilde\mu_t + \sigma_t z$
+    return mean + math.sqrt(sigma_squared) * noise
+
+
+@dataclass
+class DenoisingStep:
+    """What the sampling loop reports after each step (for widgets, plots and step counting)."""
+
+    index: int  # 0, 1, ... in sampling order
+    t: int  # timestep of x_t
+    t_prev: int  # timestep of x_prev; -1 for the final, clean image
+    x_t: torch.Tensor  # (B, C, H, W) the input of this step
+    eps: torch.Tensor  # (B, C, H, W) predicted noise
+    x0: torch.Tensor  # (B, C, H, W) predicted clean image (after clipping, when asked)
+    x_prev: torch.Tensor  # (B, C, H, W) the output of this step
+    nfe: int  # network evaluations so far
+
+
+class CountedDenoiser:
+    """A denoiser that counts its calls: the number of network evaluations (NFE) a sampler spends."""
+
+    def __init__(self, denoiser: Denoiser):
+        self.denoiser = denoiser
+        self.calls = 0
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.denoiser(x_t, t)
+
+
+def predict_x0_and_eps(denoiser: Denoiser, prediction: str, x_t: torch.Tensor, t: int, alpha_bar: float,
+                       clip_x0: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Evaluate the network once at (x_t, t) and read its output as (x0, eps), whatever it predicts.
+
+    With clip_x0, x0 is clipped to the data range [-1, 1] and eps recomputed from it, so the pair stays
+    consistent: x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps.
+    """
+    t_batch = torch.full((len(x_t),), t, dtype=torch.long, device=x_t.device)  # () -> (B,)
+    output = denoiser(x_t, t_batch)
+    alpha_bar = torch.tensor(alpha_bar, dtype=x_t.dtype, device=x_t.device)  # in x_t's precision, not float32's
+    x0, eps = x0_and_eps_from_output(prediction, output, x_t, alpha_bar)
+    if clip_x0:
+        x0 = x0.clamp(-1.0, 1.0)
+        eps = eps_from_x0(x_t, x0, alpha_bar)
+    return x0, eps
+
+
+# a sampler's step: (x_t, x0, eps, alpha_bar, alpha_bar_prev) -> x_prev
+Update = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, float], torch.Tensor]
+
+
+def denoising_loop(denoiser: Denoiser, x_t: torch.Tensor, schedule: NoiseSchedule, prediction: str,
+                   timesteps: list[int], update: Update, clip_x0: bool = False,
+                   callback: Callable[[DenoisingStep], None] | None = None) -> torch.Tensor:
+    """The loop all samplers share: at each timestep predict (x0, eps), take `update`'s step, report it.
+
+    `timesteps` run downwards (see `sampling_timesteps`); after the last one the result is the clean image.
+    """
+    if prediction == "eps" and float(schedule.alpha_bar[timesteps[0]]) == 0.0:
+        raise ValueError("an eps-predicting model cannot recover x0 at zero SNR (alpha_bar = 0 at the first step); "
+                         "train with prediction 'v' or 'x0' for a zero-terminal-SNR schedule (Lin et al. 2023)")
+    denoiser = CountedDenoiser(denoiser)
+    with torch.inference_mode():
+        for index, t in enumerate(timesteps):
+            t_prev = timesteps[index + 1] if index + 1 < len(timesteps) else -1
+            alpha_bar = float(schedule.alpha_bar[t])
+            alpha_bar_prev = float(schedule.alpha_bar[t_prev]) if t_prev >= 0 else 1.0
+            x0, eps = predict_x0_and_eps(denoiser, prediction, x_t, t, alpha_bar, clip_x0)
+            x_prev = update(x_t, x0, eps, alpha_bar, alpha_bar_prev)
+            if callback is not None:
+                callback(DenoisingStep(index, t, t_prev, x_t, eps, x0, x_prev, nfe=denoiser.calls))
+            x_t = x_prev
+    return x_t
+
+
+def sample_ddpm(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
+                steps: int | None = None, variance: str = "beta_tilde", clip_x0: bool = True,
+                generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+                callback: Callable[[DenoisingStep], None] | None = None) -> torch.Tensor:
+    """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2): x_T ~ N(0, I), then one `ddpm_step` per timestep.
+
+    steps: None for all T steps, or fewer, evenly spaced (see `sampling_timesteps`). One network evaluation
+    per step. Returns the final images (B, C, H, W), roughly in [-1, 1].
+    """
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; choose one of {VARIANCES}")
+    x_T = gaussian_noise(shape, generator, device)  # Algorithm 2, line 1
+
+    def update(x_t, x0, eps, alpha_bar, alpha_bar_prev):
+        # Algorithm 2, line 3: no noise on the last step, into the clean image (alpha_bar_prev = 1)
+        noise = None if alpha_bar_prev == 1.0 else gaussian_noise(x_t.shape, generator, device)
+        return ddpm_step(x_t, x0, alpha_bar, alpha_bar_prev, noise, variance)
+
+    timesteps = sampling_timesteps(schedule.T, steps)
+    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, update, clip_x0, callback)
+
+
+SAMPLERS = {"ddpm": sample_ddpm}  # name -> sampling function; the CLI's --sampler choices
