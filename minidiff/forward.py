@@ -16,10 +16,13 @@ from minidiff.schedule import NoiseSchedule
 
 def expand_like(a: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
     """Turn a per-sample value (B,) or a scalar into a tensor that broadcasts against x (B, ...)."""
-    a = torch.as_tensor(a, device=x.device)
+    # Cast on the CPU first: a float64 table keeps its precision until it meets x's dtype, and devices
+    # without float64 (MPS) only ever see x's dtype.
+    a = torch.as_tensor(a, dtype=torch.float64) if not torch.is_tensor(a) else a
+    a = a.to(x.dtype).to(x.device)
     if a.ndim == 1:
         a = a.reshape(-1, *([1] * (x.ndim - 1)))  # (B,) -> (B, 1, ..., 1)
-    return a.to(x.dtype)
+    return a
 
 
 def gather(table: torch.Tensor, t: int | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -33,7 +36,7 @@ def gather(table: torch.Tensor, t: int | torch.Tensor, x: torch.Tensor) -> torch
         raise IndexError(f"every t must lie in 0 ... {len(table) - 1}, got {t.tolist()}")
     if t.ndim == 1 and len(t) != len(x):
         raise ValueError(f"t has {len(t)} entries but x has a batch of {len(x)}")
-    return expand_like(table.to(t.device)[t], x)
+    return expand_like(table[t.cpu()], x)  # index on the CPU; only the picked values travel
 
 
 def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
