@@ -1,0 +1,167 @@
+"""The building blocks of the U-Net: time embedding, residual block, attention, down- and upsampling.
+
+Papers followed:
+- Vaswani et al. 2017, "Attention Is All You Need": sinusoidal position encoding (sec. 3.5), scaled dot-product
+  attention (eq. 1) and multi-head attention (sec. 3.2.2).
+- Ho, Jain & Abbeel 2020 (DDPM), appendix B: the timestep t is embedded like a Transformer position; ResBlocks with
+  GroupNorm (Wu & He 2018); self-attention at low resolution; strided-conv down, nearest + conv up.
+- Dhariwal & Nichol 2021, "Diffusion Models Beat GANs on Image Synthesis", sec. 3: adaptive group normalisation
+  (AdaGN), the embedding scales and shifts the normalised features inside each ResBlock.
+- Rombach et al. 2022, "High-Resolution Image Synthesis with Latent Diffusion Models", sec. 3.3: cross-attention
+  from image features to a text context.
+
+Images are (B, C, H, W). Attention treats the H * W positions as a sequence of tokens.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of the timesteps t (B,) -> (B, dim): first dim/2 sines, then dim/2 cosines.
+
+    Frequency i is 1 / max_period^(i / (dim/2)), from 1 down to almost 1 / max_period, so low dimensions tell
+    neighbouring steps apart and high dimensions vary slowly across the whole range (Vaswani et al. 2017, sec. 3.5).
+    t may hold fractional steps.
+    """
+    if dim % 2 != 0:
+        raise ValueError(f"the timestep embedding needs an even dim (half sines, half cosines), got {dim}")
+    half = dim // 2
+    i = torch.arange(half, dtype=torch.float32, device=t.device)  # (half,)
+    # $\omega_i = \text{max\_period}^{-i / (d/2)}$
+    frequencies = torch.exp(-math.log(max_period) * i / half)  # (half,)
+    # $\text{angle}_{b,i} = t_b\, \omega_i$
+    angles = t.float()[:, None] * frequencies[None, :]  # (B,) x (half,) -> (B, half)
+    # $e(t) = [\sin(t \omega_0), \dots, \sin(t \omega_{d/2-1}), \cos(t \omega_0), \dots, \cos(t \omega_{d/2-1})]$
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)  # (B, half) x 2 -> (B, dim)
+
+
+class ResBlock(nn.Module):
+    """norm -> SiLU -> conv -> norm, scaled and shifted by the embedding (AdaGN) -> SiLU -> dropout -> conv, + skip.
+
+    The embedding (time, plus class when there is one) enters once, after the second norm:
+    AdaGN(h, e) = (1 + scale(e)) * GroupNorm(h) + shift(e)  (Dhariwal & Nichol 2021, sec. 3).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, embed_dim: int, groups: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+        self.embed_to_scale_shift = nn.Linear(embed_dim, 2 * out_channels)
+        self.norm2 = nn.GroupNorm(groups, out_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1)
+        # a 1x1 conv lets the skip path change the number of channels; otherwise the skip is the input itself
+        self.skip = nn.Identity()
+        if in_channels != out_channels:
+            self.skip = nn.Conv2d(in_channels, out_channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """x (B, in_channels, H, W), embedding (B, embed_dim) -> (B, out_channels, H, W)."""
+        h = self.conv1(F.silu(self.norm1(x)))  # (B, in_channels, H, W) -> (B, out_channels, H, W)
+        scale_shift = self.embed_to_scale_shift(F.silu(embedding))  # (B, embed_dim) -> (B, 2 * out_channels)
+        scale, shift = scale_shift[:, :, None, None].chunk(2, dim=1)  # -> 2 x (B, out_channels, 1, 1)
+        # $\text{AdaGN}(h, e) = (1 + s(e))\, \text{GroupNorm}(h) + b(e)$  (Dhariwal & Nichol 2021, sec. 3)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
+        return self.skip(x) + h
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """Tokens (B, L, C) -> per-head tokens (B, heads, L, C / heads)."""
+    B, L, C = x.shape
+    return x.view(B, L, heads, C // heads).transpose(1, 2)  # (B, L, C) -> (B, heads, L, C / heads)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """Per-head tokens (B, heads, L, d) -> tokens (B, L, heads * d)."""
+    B, heads, L, d = x.shape
+    return x.transpose(1, 2).reshape(B, L, heads * d)  # (B, heads, L, d) -> (B, L, heads * d)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the H * W positions of a feature map, with a residual connection.
+
+    Every position attends to every other, so a pixel can use information from anywhere in the image,
+    which convolutions reach only after many layers (Ho et al. 2020 use it at 16 x 16).
+    The projections are 1x1 convolutions: the same linear map applied at every position, as in DDPM.
+    """
+
+    def __init__(self, channels: int, heads: int, groups: int):
+        super().__init__()
+        if channels % heads != 0:
+            raise ValueError(f"{channels} channels cannot be split into {heads} attention heads; "
+                             "choose heads that divide every attended level's channels")
+        self.heads = heads
+        self.norm = nn.GroupNorm(groups, channels)
+        self.to_qkv = nn.Conv2d(channels, 3 * channels, kernel_size=1)  # queries, keys and values in one product
+        self.to_out = nn.Conv2d(channels, channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) -> (B, C, H, W)."""
+        B, C, H, W = x.shape
+        qkv = self.to_qkv(self.norm(x))  # (B, C, H, W) -> (B, 3C, H, W)
+        q, k, v = qkv.flatten(2).transpose(1, 2).chunk(3, dim=2)  # (B, 3C, H, W) -> 3 x (B, H*W, C)
+        q, k, v = (split_heads(part, self.heads) for part in (q, k, v))  # 3 x (B, heads, H*W, C/heads)
+        # $\text{Attention}(Q, K, V) = \text{softmax}(Q K^\top / \sqrt{d})\, V$  (Vaswani et al. 2017, eq. 1)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, H*W, C/heads)
+        out = merge_heads(out).transpose(1, 2).reshape(B, C, H, W)  # (B, heads, H*W, C/heads) -> (B, C, H, W)
+        return x + self.to_out(out)
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from image positions (queries) to a context sequence (keys, values), e.g. text tokens.
+
+    `context` is (B, L, context_dim); `context_mask` (B, L) is True for real tokens and False for padding,
+    which no position may attend to (Rombach et al. 2022, sec. 3.3).
+    """
+
+    def __init__(self, channels: int, context_dim: int, heads: int, groups: int):
+        super().__init__()
+        if channels % heads != 0:
+            raise ValueError(f"{channels} channels cannot be split into {heads} attention heads; "
+                             "choose heads that divide every attended level's channels")
+        self.heads = heads
+        self.norm = nn.GroupNorm(groups, channels)
+        self.to_q = nn.Conv2d(channels, channels, kernel_size=1)  # 1x1: the same map at every position
+        self.to_kv = nn.Linear(context_dim, 2 * channels)  # keys and values in one matrix product
+        self.to_out = nn.Conv2d(channels, channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, H, W), context (B, L, context_dim), context_mask (B, L) bool or None -> (B, C, H, W)."""
+        B, C, H, W = x.shape
+        q = self.to_q(self.norm(x)).flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, H*W, C)
+        q = split_heads(q, self.heads)  # (B, H*W, C) -> (B, heads, H*W, C/heads)
+        k, v = self.to_kv(context).chunk(2, dim=2)  # (B, L, context_dim) -> 2 x (B, L, C)
+        k, v = split_heads(k, self.heads), split_heads(v, self.heads)  # (B, L, C) -> (B, heads, L, C/heads)
+        attend = None if context_mask is None else context_mask[:, None, None, :]  # (B, L) -> (B, 1, 1, L)
+        # $\text{softmax}(Q K^\top / \sqrt{d} + M)\, V$ with $M = -\infty$ at padding tokens
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)  # (B, heads, H*W, C/heads)
+        out = merge_heads(out).transpose(1, 2).reshape(B, C, H, W)  # (B, heads, H*W, C/heads) -> (B, C, H, W)
+        return x + self.to_out(out)
+
+
+class Downsample(nn.Module):
+    """Halve height and width with a stride-2 3x3 conv (Ho et al. 2020): (B, C, H, W) -> (B, C, H/2, W/2)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)  # (B, C, H, W) -> (B, C, H/2, W/2)
+
+
+class Upsample(nn.Module):
+    """Double height and width: nearest-neighbour copy, then a 3x3 conv to smooth it (Ho et al. 2020)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")  # (B, C, H, W) -> (B, C, 2H, 2W)
+        return self.conv(x)

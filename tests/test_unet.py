@@ -1,0 +1,354 @@
+"""The U-Net and its layers, checked against direct formulas, torch's own attention and diffusers' UNet2DModel."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minidiff.data import mnist5k, to_model
+from minidiff.forward import q_sample
+from minidiff.layers import CrossAttention, Downsample, ResBlock, SelfAttention, Upsample, timestep_embedding
+from minidiff.schedule import make_schedule
+from minidiff.unet import UNet, UNetConfig, count_parameters, shapes_per_level
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: a second thread gains nothing, and on a busy machine the two threads wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+SMALL = dict(channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2, groups=4)
+
+
+def small_unet(seed: int = 0, **overrides) -> UNet:
+    torch.manual_seed(seed)
+    return UNet(UNetConfig(**{**SMALL, **overrides})).eval()
+
+
+# --- timestep embedding -------------------------------------------------------------------------------------------
+
+def test_timestep_embedding_matches_the_formula_and_its_properties():
+    t = torch.tensor([0, 1, 2, 10, 500, 999])
+    dim = 32
+    e = timestep_embedding(t, dim)
+    assert e.shape == (6, dim)
+    assert e.abs().max() <= 1.0
+    # written out element by element: dim i < dim/2 is sin(t * 10000^(-i / (dim/2))), dim i + dim/2 the cosine
+    for b, step in enumerate(t.tolist()):
+        for i in range(dim // 2):
+            angle = step * 10000 ** (-i / (dim // 2))
+            assert math.isclose(e[b, i].item(), math.sin(angle), abs_tol=1e-4)
+            assert math.isclose(e[b, i + dim // 2].item(), math.cos(angle), abs_tol=1e-4)
+    # distinct steps get distinct embeddings
+    distances = torch.cdist(e, e) + torch.eye(6) * 10
+    assert distances.min() > 0.1
+    # different dimensions oscillate at different speeds: over steps 1..100, the first sine changes sign often, the last never
+    sweep = timestep_embedding(torch.arange(1, 101), dim)
+    sign_changes = (sweep[1:].sign() != sweep[:-1].sign()).sum(dim=0)
+    assert sign_changes[0] > 20 and sign_changes[dim // 2 - 1] == 0
+
+
+def test_timestep_embedding_matches_diffusers():
+    from diffusers.models.embeddings import get_timestep_embedding
+
+    t = torch.tensor([0.0, 3.5, 42.0, 999.0])  # fractional steps too
+    theirs = get_timestep_embedding(t, 64, flip_sin_to_cos=False, downscale_freq_shift=0)
+    torch.testing.assert_close(timestep_embedding(t, 64), theirs)
+
+
+# --- attention against torch.nn.MultiheadAttention ----------------------------------------------------------------
+
+def test_self_attention_matches_torch_multihead_attention():
+    torch.manual_seed(0)
+    B, C, H, W, heads = 2, 16, 4, 5, 4
+    ours = SelfAttention(C, heads, groups=4)
+    reference = nn.MultiheadAttention(C, heads, batch_first=True)
+    with torch.no_grad():
+        reference.in_proj_weight.copy_(ours.to_qkv.weight[:, :, 0, 0])  # our 1x1 conv (out, in, 1, 1) is a Linear
+        reference.in_proj_bias.copy_(ours.to_qkv.bias)
+        reference.out_proj.weight.copy_(ours.to_out.weight[:, :, 0, 0])
+        reference.out_proj.bias.copy_(ours.to_out.bias)
+    x = torch.randn(B, C, H, W)
+    tokens = ours.norm(x).flatten(2).transpose(1, 2)  # (B, H*W, C)
+    expected = x + reference(tokens, tokens, tokens, need_weights=False)[0].transpose(1, 2).reshape(B, C, H, W)
+    torch.testing.assert_close(ours(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def cross_attention_and_reference(C=16, context_dim=12, heads=4):
+    torch.manual_seed(0)
+    ours = CrossAttention(C, context_dim, heads, groups=4)
+    reference = nn.MultiheadAttention(C, heads, kdim=context_dim, vdim=context_dim, batch_first=True)
+    to_k, to_v = ours.to_kv.weight.chunk(2)
+    with torch.no_grad():
+        reference.q_proj_weight.copy_(ours.to_q.weight[:, :, 0, 0])
+        reference.k_proj_weight.copy_(to_k)
+        reference.v_proj_weight.copy_(to_v)
+        reference.in_proj_bias.copy_(torch.cat([ours.to_q.bias, ours.to_kv.bias]))
+        reference.out_proj.weight.copy_(ours.to_out.weight[:, :, 0, 0])
+        reference.out_proj.bias.copy_(ours.to_out.bias)
+    return ours, reference
+
+
+def test_cross_attention_matches_torch_multihead_attention_with_padding():
+    ours, reference = cross_attention_and_reference()
+    B, C, H, W, L = 2, 16, 3, 3, 5
+    x, context = torch.randn(B, C, H, W), torch.randn(B, L, 12)
+    mask = torch.tensor([[True, True, True, False, False], [True, True, True, True, True]])
+    out = ours(x, context, mask)
+    assert out.shape == (B, C, H, W)
+    tokens = ours.norm(x).flatten(2).transpose(1, 2)  # (B, H*W, C)
+    attended = reference(tokens, context, context, key_padding_mask=~mask, need_weights=False)[0]  # True = ignore there
+    torch.testing.assert_close(out, x + attended.transpose(1, 2).reshape(B, C, H, W), atol=1e-5, rtol=1e-5)
+
+
+def test_cross_attention_ignores_padded_tokens_but_not_real_ones():
+    ours, _ = cross_attention_and_reference()
+    x, context = torch.randn(2, 16, 3, 3), torch.randn(2, 5, 12)
+    mask = torch.tensor([[True, True, False, False, False], [True, True, True, True, False]])
+    changed_padding = torch.where(mask[:, :, None], context, torch.randn_like(context) * 5)
+    changed_real = torch.where(mask[:, :, None], torch.randn_like(context), context)
+    with torch.no_grad():
+        out = ours(x, context, mask)
+        torch.testing.assert_close(ours(x, changed_padding, mask), out, atol=1e-6, rtol=0)
+        assert not torch.allclose(ours(x, changed_real, mask), out, atol=1e-3)
+        assert not torch.allclose(ours(x, context, None), out, atol=1e-3)  # without the mask the padding counts
+
+
+# --- the small layers ---------------------------------------------------------------------------------------------
+
+def test_res_block_down_and_upsample_shapes():
+    torch.manual_seed(0)
+    x, embedding = torch.randn(2, 8, 6, 6), torch.randn(2, 32)
+    block = ResBlock(8, 16, embed_dim=32, groups=4, dropout=0.0)
+    assert isinstance(block.skip, nn.Conv2d) and block.skip.kernel_size == (1, 1)  # channels change: 1x1 skip
+    assert block(x, embedding).shape == (2, 16, 6, 6)
+    assert isinstance(ResBlock(8, 8, 32, 4, 0.0).skip, nn.Identity)
+    assert Downsample(8)(x).shape == (2, 8, 3, 3)
+    assert Upsample(8)(x).shape == (2, 8, 12, 12)
+
+
+def test_res_block_reads_the_embedding_per_sample():
+    torch.manual_seed(0)
+    block = ResBlock(8, 8, embed_dim=32, groups=4, dropout=0.0)
+    x, embedding = torch.randn(1, 8, 5, 5).repeat(2, 1, 1, 1), torch.randn(2, 32)
+    out = block(x, embedding)
+    assert not torch.allclose(out[0], out[1], atol=1e-3)  # same image, different embeddings
+    torch.testing.assert_close(block(x[:1], embedding[:1]), out[:1])  # and no leak between samples
+
+
+# --- the U-Net ----------------------------------------------------------------------------------------------------
+
+CONFIGS = {
+    "mnist, class-conditional": (dict(in_channels=1, num_classes=10), (1, 28, 28)),
+    "latents 4x8x8, cross-attention": (dict(in_channels=4, context_dim=12), (4, 8, 8)),
+    "rgb 32x32, unconditional": (dict(in_channels=3, channels=(8, 16, 16), attention_levels=(False, True, True)), (3, 32, 32)),
+    "x0 prediction": (dict(prediction="x0"), (1, 16, 16)),
+    "v prediction, 2 output channels": (dict(prediction="v", out_channels=2), (1, 16, 16)),
+}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_output_shape_and_not_degenerate_at_init(name):
+    overrides, (C, H, W) = CONFIGS[name]
+    model = small_unet(**overrides)
+    B = 3
+    conditioning = {}
+    if model.config.num_classes is not None:
+        conditioning["class_labels"] = torch.tensor([0, 3, 10])
+    if model.config.context_dim is not None:
+        conditioning["context"] = torch.randn(B, 5, model.config.context_dim)
+        conditioning["context_mask"] = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]).bool()
+    x_t, t = torch.randn(B, C, H, W), torch.tensor([0, 500, 999])
+    with torch.inference_mode():
+        out = model(x_t, t, **conditioning)
+        out_other_t = model(x_t, torch.tensor([1, 200, 3]), **conditioning)
+    assert out.shape == (B, model.config.output_channels, H, W)
+    assert torch.isfinite(out).all()
+    assert out.std() > 0.01 and (out.amax(dim=(2, 3)) - out.amin(dim=(2, 3)) > 0.01).all()  # not constant
+    assert not torch.allclose(out, out_other_t, atol=1e-4)  # t is read
+
+
+def test_missing_class_labels_mean_the_null_class():
+    model = small_unet(num_classes=10)
+    x_t, t = torch.randn(4, 1, 16, 16), torch.tensor([1, 10, 100, 900])
+    with torch.inference_mode():
+        implicit = model(x_t, t)
+        explicit = model(x_t, t, class_labels=torch.full((4,), 10))
+        digit = model(x_t, t, class_labels=torch.full((4,), 3))
+    torch.testing.assert_close(implicit, explicit)
+    assert not torch.allclose(implicit, digit, atol=1e-4)
+
+
+def test_padded_context_tokens_change_nothing_in_the_unet():
+    model = small_unet(in_channels=4, context_dim=12)
+    x_t, t = torch.randn(2, 4, 8, 8), torch.tensor([5, 50])
+    context = torch.randn(2, 6, 12)
+    mask = torch.tensor([[True, True, True, False, False, False], [True] * 5 + [False]])
+    changed_padding = torch.where(mask[:, :, None], context, torch.randn_like(context) * 3)
+    changed_real = torch.where(mask[:, :, None], torch.randn_like(context), context)
+    with torch.inference_mode():
+        out = model(x_t, t, context=context, context_mask=mask)
+        torch.testing.assert_close(model(x_t, t, context=changed_padding, context_mask=mask), out, atol=1e-5, rtol=0)
+        assert not torch.allclose(model(x_t, t, context=changed_real, context_mask=mask), out, atol=1e-4)
+
+
+def diffusers_twin(config: UNetConfig):
+    """diffusers' UNet2DModel with our layout: AdaGN ("scale_shift"), [sin, cos] embedding, norm before every attention."""
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(
+        in_channels=config.in_channels, out_channels=config.output_channels, block_out_channels=config.channels,
+        layers_per_block=config.blocks_per_level,
+        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in config.attention_levels),
+        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(config.attention_levels)),
+        attention_head_dim=config.channels[-1] // config.heads, norm_num_groups=config.groups,
+        attn_norm_num_groups=config.groups, resnet_time_scale_shift="scale_shift", time_embedding_dim=config.embed_dim,
+        flip_sin_to_cos=False, freq_shift=0, num_class_embeds=config.num_classes + 1, dropout=config.dropout)
+
+
+def our_weights_under_diffusers_names(model: UNet) -> dict:
+    """Our state, renamed to diffusers' UNet2DModel keys: q, k, v split out of our fused to_qkv, and our 1x1-conv
+    projections (out, in, 1, 1) as diffusers' Linear weights (out, in)."""
+    weights = {}
+
+    def put(name, module):
+        weights[f"{name}.weight"], weights[f"{name}.bias"] = module.weight, module.bias
+
+    def put_res(name, block):
+        for ours, theirs in [("norm1", "norm1"), ("conv1", "conv1"), ("embed_to_scale_shift", "time_emb_proj"),
+                             ("norm2", "norm2"), ("conv2", "conv2"), ("skip", "conv_shortcut")]:
+            if not isinstance(getattr(block, ours), nn.Identity):
+                put(f"{name}.{theirs}", getattr(block, ours))
+
+    def put_attention(name, attention):
+        put(f"{name}.group_norm", attention.norm)
+        for part, w, b in zip("qkv", attention.to_qkv.weight[:, :, 0, 0].chunk(3), attention.to_qkv.bias.chunk(3)):
+            weights[f"{name}.to_{part}.weight"], weights[f"{name}.to_{part}.bias"] = w, b
+        weights[f"{name}.to_out.0.weight"] = attention.to_out.weight[:, :, 0, 0]
+        weights[f"{name}.to_out.0.bias"] = attention.to_out.bias
+
+    put("conv_in", model.conv_in)
+    put("time_embedding.linear_1", model.time_mlp[0])
+    put("time_embedding.linear_2", model.time_mlp[2])
+    weights["class_embedding.weight"] = model.class_embedding.weight
+    levels = model.config.levels
+    for level in range(levels):
+        for i, block in enumerate(model.down[level]):
+            put_res(f"down_blocks.{level}.resnets.{i}", block.res)
+            if block.attention is not None:
+                put_attention(f"down_blocks.{level}.attentions.{i}", block.attention)
+        if level < levels - 1:
+            put(f"down_blocks.{level}.downsamplers.0.conv", model.downsample[level].conv)
+        k = levels - 1 - level  # diffusers numbers the way up from the bottom
+        for i, block in enumerate(model.up[level]):
+            put_res(f"up_blocks.{k}.resnets.{i}", block.res)
+            if block.attention is not None:
+                put_attention(f"up_blocks.{k}.attentions.{i}", block.attention)
+        if level > 0:
+            put(f"up_blocks.{k}.upsamplers.0.conv", model.upsample[level - 1].conv)
+    put_res("mid_block.resnets.0", model.middle_attention_block.res)
+    put_attention("mid_block.attentions.0", model.middle_attention_block.attention)
+    put_res("mid_block.resnets.1", model.middle_res_block)
+    put("conv_norm_out", model.norm_out)
+    put("conv_out", model.conv_out)
+    return weights
+
+
+def test_same_network_as_diffusers_unet2d_with_the_same_weights():
+    model = small_unet(channels=(8, 16, 16), blocks_per_level=2, attention_levels=(False, True, True), num_classes=10)
+    theirs = diffusers_twin(model.config).eval()
+    assert count_parameters(theirs) == count_parameters(model)
+    theirs.load_state_dict(our_weights_under_diffusers_names(model), strict=True)
+    x_t, t, labels = torch.randn(3, 1, 28, 28), torch.tensor([0, 250, 999]), torch.tensor([1, 7, 10])
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x_t, t, labels), theirs(x_t, t, labels).sample, atol=1e-4, rtol=1e-4)
+
+
+def test_shapes_per_level_walk_down_and_up():
+    model = small_unet(channels=(8, 16, 32), attention_levels=(False, False, True))
+    rows = shapes_per_level(model, torch.randn(2, 1, 28, 28), torch.tensor([3, 4]))
+    names = [name for name, _, _ in rows]
+    assert names[0] == "conv_in" and names[-1] == "conv_out"
+    assert ("downsample.0", (2, 8, 28, 28), (2, 8, 14, 14)) in rows
+    assert ("middle_res_block", (2, 32, 7, 7), (2, 32, 7, 7)) in rows
+    assert ("upsample.0", (2, 16, 14, 14), (2, 16, 28, 28)) in rows
+    sizes = [out[-1] for _, _, out in rows]
+    assert sizes.index(7) < len(sizes) - sizes[::-1].index(14)  # down to 7, back up through 14
+    assert len([n for n in names if n.startswith("up.")]) == 3 * (1 + 1)  # one extra block per level on the way up
+
+
+def test_overfits_one_batch():
+    """Eight digits, fixed t and noise: the eps loss must fall at least 10x in 40 Adam steps."""
+    images, labels = mnist5k()
+    x0, class_labels = to_model(images[:8]), torch.from_numpy(labels[:8])
+    generator = torch.Generator().manual_seed(0)
+    eps = torch.randn(x0.shape, generator=generator)
+    t = torch.linspace(50, 950, 8).long()
+    x_t = q_sample(make_schedule("linear", 1000), x0, t, eps).float()
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(**{**SMALL, "groups": 8}, num_classes=10, dropout=0.0))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = F.mse_loss(model(x_t, t, class_labels), eps)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10, f"loss went {losses[0]:.3f} -> {losses[-1]:.3f}"
+
+
+# --- config and errors --------------------------------------------------------------------------------------------
+
+def test_config_json_round_trip_keeps_tuples():
+    config = UNetConfig(in_channels=4, channels=(16, 32), attention_levels=(True, True), heads=2, num_classes=5,
+                        context_dim=24, prediction="v", time_embed_dim=48)
+    back = UNetConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert back == config
+    assert isinstance(back.channels, tuple) and isinstance(back.attention_levels, tuple)
+    with pytest.raises(ValueError, match="unknown UNetConfig fields"):
+        UNetConfig.from_dict({**config.to_dict(), "chanels": (1, 2)})
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(prediction="noise"), "prediction must be one of"),
+    (dict(attention_levels=(False, True)), "one True/False per level"),
+    (dict(channels=(32, 60, 128)), "GroupNorm groups"),
+    (dict(heads=3), "attention heads"),
+    (dict(blocks_per_level=0), "blocks_per_level"),
+    (dict(dropout=1.0), "dropout is a probability"),
+    (dict(channels=(9, 18), attention_levels=(False, True), groups=3, heads=3), "must be even"),
+])
+def test_bad_config_raises_a_clear_error(bad, message):
+    with pytest.raises(ValueError, match=message):
+        UNetConfig(**bad)
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = small_unet(num_classes=10)
+    x_t, t = torch.randn(2, 1, 16, 16), torch.tensor([1, 2])
+    with pytest.raises(ValueError, match="divisible by 2"):
+        model(torch.randn(2, 1, 15, 16), t)
+    with pytest.raises(ValueError, match=r"x_t must be \(B, 1, H, W\)"):
+        model(torch.randn(2, 3, 16, 16), t)
+    with pytest.raises(ValueError, match="t must be a tensor of shape"):
+        model(x_t, torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="class labels must lie in 0 ... 10"):
+        model(x_t, t, class_labels=torch.tensor([3, 11]))
+    with pytest.raises(ValueError, match="class_labels must be integers"):
+        model(x_t, t, class_labels=torch.tensor([3.0, 1.0]))
+    with pytest.raises(ValueError, match="no class embedding"):
+        small_unet()(x_t, t, class_labels=torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="no cross-attention"):
+        model(x_t, t, context=torch.randn(2, 3, 8))
+    with_context = small_unet(context_dim=8)
+    with pytest.raises(ValueError, match="context must be"):
+        with_context(x_t, t)
+    with pytest.raises(ValueError, match="at least one real token"):
+        with_context(x_t, t, context=torch.randn(2, 3, 8), context_mask=torch.tensor([[1, 0, 0], [0, 0, 0]]).bool())
