@@ -14,15 +14,6 @@ from minidiff.layers import CrossAttention, Downsample, ResBlock, SelfAttention,
 from minidiff.schedule import make_schedule
 from minidiff.unet import UNet, UNetConfig, count_parameters, shapes_per_level
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: a second thread gains nothing, and on a busy machine the two threads wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SMALL = dict(channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2, groups=4)
 
 
