@@ -90,13 +90,14 @@ class TrainConfig:
 
 
 def mnist_config() -> TrainConfig:
-    """The shipped model: class-conditional MNIST-5k with the default U-Net (32-64-128 channels, attention at 7x7).
+    """The shipped model: class-conditional MNIST-5k, a 32-64-64 U-Net (1.74M parameters, 7 MB) with attention at 7x7.
 
-    5,000 steps of 128 images are 640k images, 128 epochs: about 3 hours on a 2-core CPU (~55 images/s).
+    The (1, 2, 2) channel pattern is DDPM's CIFAR-10 one, scaled down to fit the 10 MB budget for shipped weights.
+    3,000 steps of 128 images are 384k images, 77 epochs: about an hour on a 2-core CPU (~110 images/s).
     """
-    unet = UNetConfig(in_channels=1, channels=(32, 64, 128), attention_levels=(False, False, True), num_classes=10,
+    unet = UNetConfig(in_channels=1, channels=(32, 64, 64), attention_levels=(False, False, True), num_classes=10,
                       prediction="eps")
-    return TrainConfig(unet=unet)
+    return TrainConfig(unet=unet, steps=3000, checkpoint_every_minutes=5.0)
 
 
 def tiny_config() -> TrainConfig:
