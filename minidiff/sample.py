@@ -1,10 +1,12 @@
 """`python -m minidiff sample`: draw images from a trained model and write them to a folder.
 
     python -m minidiff sample --model mnist --label 7 --n 16 --seed 0 --sampler ddpm --steps 1000 --out DIR
+    python -m minidiff sample --model mnist --label 7 --sampler dpm++ --steps 20 --guidance 3 --out DIR
 
 writes DIR/000.png, DIR/001.png, ... (each image at its native resolution), DIR/grid.png (all of them),
-DIR/denoise.gif (the first few images on their way from noise to picture) and DIR/meta.json (every setting,
-the number of network evaluations and the time taken). The image helpers here also draw training's sample grids.
+DIR/denoise.gif (the first few images on their way from noise to picture) and DIR/meta.json (every setting:
+sampler, steps, spacing, eta, guidance, the number of network evaluations and the time taken).
+The image helpers here also draw training's sample grids.
 """
 
 import argparse
@@ -19,7 +21,8 @@ from PIL import Image
 
 from minidiff.checkpoint import CheckpointError, atomic_write_bytes, checkpoint_stem, load_model, resolve_device
 from minidiff.data import from_model
-from minidiff.samplers import SAMPLERS, VARIANCES, DenoisingStep, model_denoiser
+from minidiff.guidance import guided_denoiser
+from minidiff.samplers import SAMPLERS, SPACINGS, VARIANCES, Denoiser, DenoisingStep, model_denoiser
 
 GIF_IMAGES = 4  # how many of the images the GIF follows
 GIF_FRAMES = 40  # frames of the GIF at most, evenly spread over the steps
@@ -99,6 +102,29 @@ class GifRecorder:
         return image_grid(images, columns=len(images))
 
 
+def sampler_options(args: argparse.Namespace) -> dict:
+    """The options that only one sampler takes: DDPM's variance, DDIM's eta."""
+    if args.eta is not None and args.sampler != "ddim":
+        raise ValueError(f"--eta is DDIM's; leave it out for --sampler {args.sampler}")
+    if args.sampler == "ddpm":
+        return {"variance": args.variance}
+    if args.sampler == "ddim":
+        return {"eta": 0.0 if args.eta is None else args.eta}
+    return {}
+
+
+def make_denoiser(model: torch.nn.Module, labels: torch.Tensor | None, guidance: float | None,
+                  rescale: float) -> Denoiser:
+    """The plain conditional denoiser, or the classifier-free guided one when --guidance is given."""
+    if guidance is None:
+        if rescale != 0.0:
+            raise ValueError("--guidance-rescale needs --guidance")
+        return model_denoiser(model, class_labels=labels)
+    if labels is None:
+        raise ValueError("--guidance needs a class-conditional model (this one has no classes); leave it out")
+    return guided_denoiser(model, guidance, class_labels=labels, rescale=rescale)
+
+
 def run(args: argparse.Namespace) -> Path:
     """Load the model, sample, write the images, the grid, the GIF and meta.json; return the folder."""
     try:
@@ -116,19 +142,23 @@ def sample_to_folder(args: argparse.Namespace) -> Path:
     labels = class_labels(args.n, args.label, info.unet_config().num_classes)
     schedule = info.noise_schedule()
     steps = schedule.T if args.steps is None else args.steps
+    options = sampler_options(args)
+    denoiser = make_denoiser(model, None if labels is None else labels.to(device), args.guidance, args.guidance_rescale)
     recorder = GifRecorder(total_steps=steps)
 
     start = time.perf_counter()
-    denoiser = model_denoiser(model, class_labels=None if labels is None else labels.to(device))
     x0 = SAMPLERS[args.sampler](denoiser, (args.n, *info.data["image_shape"]), schedule, info.diffusion["prediction"],
-                                steps=steps, variance=args.variance, clip_x0=args.clip_x0,
-                                generator=torch.Generator().manual_seed(args.seed), device=device, callback=recorder)
+                                steps=steps, spacing=args.spacing, clip_x0=args.clip_x0,
+                                generator=torch.Generator().manual_seed(args.seed), device=device, callback=recorder,
+                                **options)
     seconds = time.perf_counter() - start
 
     settings = {"model": str(checkpoint_stem(args.model)), "model_step": info.step,
                 "labels": None if labels is None else labels.tolist(), "n": args.n, "seed": args.seed,
-                "sampler": args.sampler, "steps": steps, "variance": args.variance, "clip_x0": args.clip_x0,
-                "device": str(device), "nfe": recorder.nfe, "seconds": round(seconds, 3),
+                "sampler": args.sampler, "steps": steps, "spacing": args.spacing, "eta": options.get("eta"),
+                "variance": options.get("variance"), "guidance": args.guidance,
+                "guidance_rescale": args.guidance_rescale if args.guidance is not None else None,
+                "clip_x0": args.clip_x0, "device": str(device), "nfe": recorder.nfe, "seconds": round(seconds, 3),
                 "image_shape": info.data["image_shape"]}
     write_folder(Path(args.out), from_model(x0), recorder.frames, settings)
     print(f"wrote {args.n} images, grid.png, denoise.gif and meta.json to {args.out} "
@@ -163,9 +193,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", choices=sorted(SAMPLERS), default="ddpm",
                         help="sampling algorithm (default: ddpm)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="sampling steps, evenly spaced over the T training steps (default: T)")
+                        help="sampling steps out of the T training steps (default: T); heun spends 2 NFE per step")
+    parser.add_argument("--spacing", choices=SPACINGS, default="linspace",
+                        help="where the steps fall among the T (Lin et al. 2023, Table 2; default: linspace)")
     parser.add_argument("--variance", choices=VARIANCES, default="beta_tilde",
                         help="DDPM's step variance (default: beta_tilde)")
+    parser.add_argument("--eta", type=float, default=None,
+                        help="DDIM's fresh noise per step, 0 (deterministic) ... 1 (like DDPM) (default: 0)")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="classifier-free guidance scale w: 1 = conditional, 0 = unconditional, >1 stronger "
+                             "(default: off, plain conditional sampling at half the cost)")
+    parser.add_argument("--guidance-rescale", type=float, default=0.0,
+                        help="guidance rescale phi in 0 ... 1 (Lin et al. 2023; default: 0, off)")
     parser.add_argument("--clip-x0", action=argparse.BooleanOptionalAction, default=True,
                         help="clip the predicted x0 to [-1, 1] (default: on)")
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")

@@ -1,4 +1,7 @@
-"""DDPM sampling: the step against the posterior and against diffusers, the loop against exact denoisers, the CLI."""
+"""Samplers: each step against its paper's identities and against diffusers' schedulers, the loop against exact
+denoisers, timestep spacings, network evaluations, the CLI."""
+
+import math
 
 import json
 
@@ -8,11 +11,13 @@ import torch
 from PIL import Image
 
 from minidiff.__main__ import main
-from minidiff.forward import q_posterior, q_sample, x0_and_eps_from_output
-from minidiff.samplers import (DenoisingStep, ddpm_step, model_denoiser, predict_x0_and_eps, sample_ddpm,
-                               sampling_timesteps)
+from minidiff.forward import PREDICTIONS, eps_from_x0, q_posterior, q_sample, x0_and_eps_from_output
+from minidiff.samplers import (SAMPLERS, SPACINGS, DenoisingStep, ddim_step, ddpm_step, model_denoiser,
+                               predict_x0_and_eps, sample_ddim, sample_ddpm, sample_dpm_solver, sampling_timesteps)
+from minidiff.samplers_ode import (alpha_bar_at, dpm_solver_2m_step, euler_step, karras_sigmas, karras_timesteps,
+                                   sigma_from_alpha_bar, timestep_from_sigma)
 from minidiff.sample import GIF_SCALE
-from minidiff.schedule import make_schedule
+from minidiff.schedule import NoiseSchedule, make_schedule
 from minidiff.unet import UNet, UNetConfig
 
 
@@ -26,9 +31,13 @@ def one_thread():
 
 
 def one_point_denoiser(schedule, x_star):
-    """The exact eps-denoiser when the data is one image x*: eps = (x_t - sqrt(alpha_bar) x*) / sqrt(1 - alpha_bar)."""
+    """The exact eps-denoiser when the data is one image x*: eps = (x_t - sqrt(alpha_bar) x*) / sqrt(1 - alpha_bar).
+
+    t may be fractional (Karras sigmas): alpha_bar is then read between the table's entries, as the samplers do.
+    """
     def denoiser(x_t, t):
-        alpha_bar = schedule.alpha_bar[t].to(x_t.dtype).reshape(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
+        alpha_bar = torch.tensor([alpha_bar_at(schedule, step) for step in t.tolist()], dtype=x_t.dtype)
+        alpha_bar = alpha_bar.reshape(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
         return (x_t - alpha_bar.sqrt() * x_star) / (1 - alpha_bar).sqrt()
     return denoiser
 
@@ -73,6 +82,44 @@ def test_unknown_variance_is_refused():
         ddpm_step(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), 0.5, 0.6, torch.zeros(1, 1, 2, 2), variance="large")
 
 
+def consistent_pair(alpha_bar, seed=0):
+    """A random x_t, x0 and the eps that makes them consistent: x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps."""
+    generator = torch.Generator().manual_seed(seed)
+    x_t, x0, noise = (torch.randn((2, 1, 3, 3), generator=generator, dtype=torch.float64) for _ in range(3))
+    return x_t, x0, eps_from_x0(x_t, x0, alpha_bar), noise
+
+
+@pytest.mark.parametrize("t, t_prev", [(999, 949), (500, 100), (10, 0), (0, -1)])
+def test_ddim_with_eta_1_is_the_ddpm_step_with_beta_tilde(t, t_prev):
+    """Song et al. 2021, eq. 16: eta = 1 makes DDIM's step DDPM's, in mean and in variance."""
+    schedule = make_schedule("linear", 1000)
+    alpha_bar, alpha_bar_prev = float(schedule.alpha_bar[t]), float(schedule.alpha_bar[t_prev]) if t_prev >= 0 else 1.0
+    x_t, x0, eps, noise = consistent_pair(alpha_bar)
+    ddim = ddim_step(x0, eps, alpha_bar, alpha_bar_prev, eta=1.0, noise=noise)
+    ddpm = ddpm_step(x_t, x0, alpha_bar, alpha_bar_prev, noise=noise, variance="beta_tilde")
+    torch.testing.assert_close(ddim, ddpm, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("t, t_prev", [(999, 949), (500, 100), (10, 0), (0, -1)])
+def test_deterministic_ddim_euler_in_sigma_and_first_order_dpm_solver_are_one_step(t, t_prev):
+    """Song et al. 2021, sec. 4.3, and Lu et al. 2022b: DDIM (eta = 0) is Euler's method in sigma, and
+    DPM-Solver++ of first order is DDIM."""
+    schedule = make_schedule("cosine", 1000)
+    alpha_bar, alpha_bar_prev = float(schedule.alpha_bar[t]), float(schedule.alpha_bar[t_prev]) if t_prev >= 0 else 1.0
+    x_t, x0, eps, _ = consistent_pair(alpha_bar)
+    ddim = ddim_step(x0, eps, alpha_bar, alpha_bar_prev)
+    euler = euler_step(x_t, eps, sigma_from_alpha_bar(alpha_bar), sigma_from_alpha_bar(alpha_bar_prev))
+    torch.testing.assert_close(euler, ddim, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(dpm_solver_2m_step(x_t, x0, alpha_bar, alpha_bar_prev), ddim, rtol=1e-9, atol=1e-9)
+
+
+def test_ddim_refuses_eta_outside_0_to_1():
+    schedule = make_schedule("linear", 50)
+    for eta in [-0.1, 1.5]:
+        with pytest.raises(ValueError, match="eta must lie in 0 ... 1"):
+            sample_ddim(lambda x, t: x, (1, 1, 2, 2), schedule, eta=eta, generator=torch.Generator().manual_seed(0))
+
+
 # ------------------------------------------------------------------ timesteps
 
 
@@ -89,6 +136,59 @@ def test_sampling_timesteps_are_evenly_spaced_and_run_from_T_minus_1_to_0():
         with pytest.raises(ValueError, match="steps must lie in 1"):
             sampling_timesteps(1000, bad)
 
+
+
+def test_spacings_match_diffusers_ddim_scheduler():
+    """Lin et al. 2023, Table 2, as diffusers' DDIMScheduler lays them out.
+
+    trailing is compared where steps divides T: diffusers builds it with np.arange and a fractional stride, which
+    for other step counts can round a timestep the other way or even return one timestep too many (T = 50 and
+    29 steps gives 30); ours computes each timestep directly. linspace with one step is ours alone: T-1 (pure
+    noise), where diffusers would give 0.
+    """
+    from diffusers import DDIMScheduler
+
+    for T in [50, 1000]:
+        scheduler = DDIMScheduler(num_train_timesteps=T, beta_schedule="linear")
+        for steps in range(2, T + 1):
+            for spacing in SPACINGS:
+                if spacing == "trailing" and T % steps != 0:
+                    continue
+                scheduler.register_to_config(timestep_spacing=spacing)
+                scheduler.set_timesteps(steps)
+                assert sampling_timesteps(T, steps, spacing) == scheduler.timesteps.tolist(), (T, steps, spacing)
+
+
+@pytest.mark.parametrize("T", [50, 1000])
+def test_spacings_fall_evenly_and_have_their_ends(T):
+    for steps in range(1, T + 1):
+        linspace, leading, trailing = (sampling_timesteps(T, steps, spacing) for spacing in SPACINGS)
+        for timesteps in [linspace, leading, trailing]:
+            gaps = np.diff(timesteps)
+            assert len(timesteps) == steps and (gaps < 0).all() and (steps == 1 or gaps.max() - gaps.min() <= 1)
+        assert linspace[0] == T - 1 and linspace[-1] == (0 if steps > 1 else T - 1)
+        assert leading[-1] == 0 and leading[0] == (steps - 1) * (T // steps)  # starts below T-1 unless steps = 1 or T
+        assert trailing[0] == T - 1 and trailing[-1] == round(T / steps) - 1  # starts at pure noise
+    with pytest.raises(ValueError, match="unknown spacing 'even'"):
+        sampling_timesteps(T, 10, "even")
+
+
+def test_karras_sigmas_are_even_in_sigma_to_the_one_over_rho_and_fractional_timesteps_invert():
+    sigmas = karras_sigmas(80.0, 0.002, 12, rho=7.0)  # EDM's own range
+    assert sigmas[0] == pytest.approx(80.0) and sigmas[-1] == pytest.approx(0.002)
+    roots = np.array(sigmas) ** (1 / 7)
+    np.testing.assert_allclose(np.diff(roots), np.diff(roots)[0], rtol=1e-9)  # eq. 5: a straight line in sigma^(1/rho)
+    schedule = make_schedule("linear", 1000)
+    for t in [0, 1, 17, 500, 998, 999]:  # integer timesteps: the table's own sigma
+        assert timestep_from_sigma(schedule, sigma_from_alpha_bar(float(schedule.alpha_bar[t]))) == pytest.approx(t)
+    for t in [0.25, 17.5, 800.9, 998.01]:  # in between: alpha_bar_at and timestep_from_sigma undo each other
+        assert timestep_from_sigma(schedule, sigma_from_alpha_bar(alpha_bar_at(schedule, t))) == pytest.approx(t)
+        below, above = float(schedule.alpha_bar[math.ceil(t)]), float(schedule.alpha_bar[math.floor(t)])
+        assert below < alpha_bar_at(schedule, t) < above
+    timesteps = karras_timesteps(schedule, sampling_timesteps(1000, 10, "trailing"))
+    assert timesteps[0] == pytest.approx(999) and timesteps[-1] == pytest.approx(99)  # the spacing's range
+    with pytest.raises(ValueError, match="zero terminal SNR"):
+        karras_timesteps(make_schedule("linear", 100, zero_terminal_snr=True), sampling_timesteps(100, 5))
 
 # ------------------------------------------------------------------ against diffusers
 
@@ -119,6 +219,136 @@ def test_sampling_matches_diffusers_ddpm_scheduler(prediction, diffusers_predict
         x = scheduler.step(output, t, x, generator=generator).prev_sample
     torch.testing.assert_close(ours, x, rtol=1e-4, atol=1e-4)
 
+
+
+DIFFUSERS_PREDICTION = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
+SHAPE = (2, 1, 4, 4)
+
+
+def diffusers_schedule(name, T=1000):
+    """Betas as diffusers holds them (float32), and our schedule of the alpha_bar it computes from them.
+
+    diffusers multiplies alpha_bar out in float32; building ours from its table makes both sides read the same
+    numbers, so that the samplers are what is compared (from our own float64 table the Karras timesteps would move
+    by up to 0.006). "linear" is DDPM's (sigma up to 157), "scaled_linear" Stable Diffusion's (sigma up to 14.6).
+    """
+    if name == "linear":
+        betas = torch.linspace(1e-4, 0.02, T)
+    else:
+        betas = torch.linspace(0.00085**0.5, 0.012**0.5, T) ** 2
+    alpha_bar = torch.cumprod(1 - betas, dim=0).double()
+    alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+    return betas.numpy(), NoiseSchedule.from_betas(1 - alpha_bar / alpha_bar_prev)
+
+
+def fake_model(x_t, t):
+    """A fixed, smooth, deterministic stand-in for a network: any function of (x_t, t) will do, since both sides
+    read the same outputs."""
+    t = t.double().reshape(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
+    return (0.9 * torch.tanh(2 * x_t) * torch.cos(t / 1000) + 0.5 * torch.sin(t / 100 + x_t)).to(x_t.dtype)
+
+
+def our_trajectory(sample, schedule, prediction, **options):
+    """Every step our sampler reports, from x_T = randn(SHAPE) of seed 3.
+
+    Compared to 1e-5 (absolute, and relative: with the eps stand-in, states grow to about 30 on the linear
+    schedule): float32 rounding apart, the same numbers.
+    """
+    steps = []
+    sample(fake_model, SHAPE, schedule, prediction, generator=torch.Generator().manual_seed(3), callback=steps.append,
+           **options)
+    return steps
+
+
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+@pytest.mark.parametrize("spacing", ["leading", "trailing"])
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("schedule_name", ["linear", "scaled_linear"])
+def test_ddim_trajectory_matches_diffusers(prediction, spacing, eta, schedule_name):
+    """diffusers' DDIMScheduler with clipping, fed the same outputs and the same noise stream.
+
+    use_clipped_model_output=True: like ours, it then recomputes eps from the clipped x0 (its default keeps the
+    unclipped eps). linspace is not compared: DDIMScheduler.step takes the next timestep as t - T // steps, which
+    for linspace is not the next one in its own list (999 -> 899 instead of 888 at 10 steps); the linspace
+    timesteps themselves are checked above, and the step is the same one.
+    """
+    from diffusers import DDIMScheduler
+
+    betas, schedule = diffusers_schedule(schedule_name)
+    scheduler = DDIMScheduler(num_train_timesteps=1000, trained_betas=betas, clip_sample=True,
+                              prediction_type=DIFFUSERS_PREDICTION[prediction], timestep_spacing=spacing)
+    scheduler.set_timesteps(10)
+    ours = our_trajectory(sample_ddim, schedule, prediction, steps=10, spacing=spacing, eta=eta, clip_x0=True)
+    generator = torch.Generator().manual_seed(3)
+    x, theirs = torch.randn(SHAPE, generator=generator), []
+    for t in scheduler.timesteps:
+        output = fake_model(x, torch.full((SHAPE[0],), int(t)))
+        x = scheduler.step(output, t, x, eta=eta, use_clipped_model_output=True, generator=generator).prev_sample
+        theirs.append(x)
+    assert [step.t for step in ours] == scheduler.timesteps.tolist()
+    assert any((step.x0.abs() == 1).any() for step in ours)  # the clipping was exercised
+    torch.testing.assert_close(torch.stack([step.x_prev for step in ours]), torch.stack(theirs), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # numpy 2 vs diffusers, harmless
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("steps", [6, 20])
+@pytest.mark.parametrize("schedule_name", ["linear", "scaled_linear"])
+def test_dpm_solver_trajectory_matches_diffusers(prediction, spacing, steps, schedule_name):
+    """DPMSolverMultistepScheduler as DPM-Solver++(2M), given our timesteps (its own spacings differ: its linspace
+    and leading leave out t = 0). With final sigma 0 its last step is first order at any number of steps, as ours;
+    lower_order_final adds nothing for a second-order solver."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    betas, schedule = diffusers_schedule(schedule_name)
+    scheduler = DPMSolverMultistepScheduler(num_train_timesteps=1000, trained_betas=betas, algorithm_type="dpmsolver++",
+                                            solver_order=2, prediction_type=DIFFUSERS_PREDICTION[prediction],
+                                            lower_order_final=True, final_sigmas_type="zero")
+    scheduler.set_timesteps(timesteps=sampling_timesteps(1000, steps, spacing))
+    ours = our_trajectory(sample_dpm_solver, schedule, prediction, steps=steps, spacing=spacing, clip_x0=False)
+    x, theirs = torch.randn(SHAPE, generator=torch.Generator().manual_seed(3)), []
+    for t in scheduler.timesteps:
+        x = scheduler.step(fake_model(x, torch.full((SHAPE[0],), int(t))), t, x).prev_sample
+        theirs.append(x)
+    assert [step.t for step in ours] == scheduler.timesteps.tolist()
+    torch.testing.assert_close(torch.stack([step.x_prev for step in ours]), torch.stack(theirs), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # numpy 2 vs diffusers, harmless
+@pytest.mark.parametrize("name, scheduler_name",
+                         [("euler", "EulerDiscreteScheduler"), ("heun", "HeunDiscreteScheduler")])
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("schedule_name", ["linear", "scaled_linear"])
+def test_karras_euler_and_heun_trajectories_match_diffusers(name, scheduler_name, prediction, spacing, schedule_name):
+    """diffusers' Euler and Heun schedulers with use_karras_sigmas=True: the same noise levels, the same fractional
+    timesteps given to the model (log sigma interpolated between integer steps), the same states.
+
+    diffusers keeps EDM's x = x_t / sqrt(alpha_bar) = x_t sqrt(1 + sigma^2); we keep the network's x_t and compare
+    after converting. Both start from the same x_T: diffusers' own init_noise_sigma would draw x = sigma_max z for
+    linspace and trailing, that is an x_T of variance 1 - alpha_bar instead of 1. Heun's scheduler takes its
+    predictor and corrector as two calls of step() (timesteps doubled); we compare after each corrector.
+    """
+    import diffusers
+
+    betas, schedule = diffusers_schedule(schedule_name)
+    scheduler = getattr(diffusers, scheduler_name)(num_train_timesteps=1000, trained_betas=betas,
+                                                   use_karras_sigmas=True, timestep_spacing=spacing,
+                                                   prediction_type=DIFFUSERS_PREDICTION[prediction])
+    scheduler.set_timesteps(10)
+    ours = our_trajectory(SAMPLERS[name], schedule, prediction, steps=10, spacing=spacing, clip_x0=False)
+    x_T = torch.randn(SHAPE, generator=torch.Generator().manual_seed(3))
+    x, theirs = x_T * (1 + scheduler.sigmas[0] ** 2).sqrt(), []
+    for t in scheduler.timesteps:
+        output = fake_model(scheduler.scale_model_input(x, t), torch.full((SHAPE[0],), float(t)))
+        x = scheduler.step(output, t, x).prev_sample
+        theirs.append(x / (1 + scheduler.sigmas[scheduler.step_index] ** 2).sqrt())  # back to x_t
+    if name == "heun":
+        theirs = theirs[1::2] + theirs[-1:]  # after each corrector, and the last step (an Euler step into sigma 0)
+    theirs_t = scheduler.timesteps.tolist()[::2 if name == "heun" else 1]
+    np.testing.assert_allclose([step.t for step in ours], theirs_t, atol=1e-3)
+    torch.testing.assert_close(torch.stack([step.x_prev for step in ours]), torch.stack(theirs), atol=1e-5, rtol=1e-5)
 
 # ------------------------------------------------------------------ the loop
 
@@ -201,6 +431,85 @@ def test_x0_and_eps_agree_with_forward_conversions():
         torch.testing.assert_close((x0, eps), expected)
 
 
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+@pytest.mark.parametrize("spacing", SPACINGS)
+def test_every_sampler_with_the_exact_denoiser_of_one_image_lands_on_it(name, spacing):
+    """Data = one image x*. The exact denoiser predicts x0 = x* everywhere, so every sampler ends on x*.
+
+    The deterministic ones do more: the probability-flow ODE's solution from x_T is then
+    x_t = sqrt(alpha_bar) x* + sqrt(1 - alpha_bar) eps_T with eps_T the noise in x_T (the predicted eps never changes
+    along it), and a straight line in sigma, which DDIM, DPM-Solver++, Euler and Heun all follow exactly."""
+    schedule = make_schedule("linear", 100)
+    x_star = torch.tensor([[[[0.9, -0.5], [0.2, -1.0]]]])  # (1, 1, 2, 2)
+    steps = []
+    x = SAMPLERS[name](one_point_denoiser(schedule, x_star), (4, 1, 2, 2), schedule, "eps", steps=7, spacing=spacing,
+                       clip_x0=False, generator=torch.Generator().manual_seed(0), callback=steps.append)
+    torch.testing.assert_close(x, x_star.expand(4, -1, -1, -1), atol=1e-5, rtol=0)
+    if name == "ddpm":
+        return
+    x_T, alpha_bar_T = steps[0].x_t, alpha_bar_at(schedule, steps[0].t)
+    eps_T = (x_T - alpha_bar_T**0.5 * x_star) / (1 - alpha_bar_T) ** 0.5
+    for step in steps:
+        alpha_bar_prev = alpha_bar_at(schedule, step.t_prev) if step.t_prev >= 0 else 1.0
+        on_the_path = alpha_bar_prev**0.5 * x_star + (1 - alpha_bar_prev) ** 0.5 * eps_T
+        torch.testing.assert_close(step.x_prev, on_the_path, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name, nfe", [("ddpm", 7), ("ddim", 7), ("dpm++", 7), ("euler", 7), ("heun", 2 * 7 - 1)])
+def test_each_sampler_reports_every_step_and_counts_its_network_evaluations(name, nfe):
+    """One network evaluation per step; Heun two, except into sigma = 0 (Karras et al. 2022, Algorithm 1)."""
+    schedule = make_schedule("cosine", 100)
+    calls = []
+
+    def denoiser(x_t, t):
+        calls.append(t)
+        return fake_model(x_t, t)
+
+    steps = []
+    SAMPLERS[name](denoiser, (2, 1, 4, 4), schedule, "eps", steps=7, generator=torch.Generator().manual_seed(0),
+                   callback=steps.append)
+    assert [step.index for step in steps] == list(range(7)) and steps[-1].t_prev == -1
+    assert steps[-1].nfe == len(calls) == nfe
+    assert all(before.t > after.t for before, after in zip(steps, steps[1:]))
+    for before, after in zip(steps, steps[1:]):
+        assert before.t_prev == after.t and torch.equal(before.x_prev, after.x_t)
+
+
+def test_deterministic_ddim_draws_nothing_after_x_T():
+    """eta = 0: the generator is used for x_T alone, so the same x_T always gives the same images."""
+    schedule = make_schedule("linear", 100)
+    shape = (3, 1, 4, 4)
+
+    def draw(seed, eta):
+        generator = torch.Generator().manual_seed(seed)
+        x = sample_ddim(fake_model, shape, schedule, "eps", steps=10, eta=eta, generator=generator)
+        return x, torch.randn(1, generator=generator)  # what the generator gives next
+
+    reference = torch.Generator().manual_seed(0)
+    torch.randn(shape, generator=reference)  # x_T only
+    x, after = draw(0, eta=0.0)
+    assert torch.equal(after, torch.randn(1, generator=reference))
+    assert torch.equal(draw(0, eta=0.0)[0], x)
+    assert not torch.allclose(draw(1, eta=0.0)[0], x, atol=1e-3)
+    x_noisy, after_noisy = draw(0, eta=0.5)  # fresh noise on each step: other images from the same x_T
+    assert not torch.equal(after_noisy, after) and not torch.allclose(x_noisy, x, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["ddim", "dpm++"])
+def test_zero_terminal_snr_samplers_start_from_pure_noise(name):
+    """At alpha_bar = 0 an x0- (or v-) model still predicts x0; DDIM and DPM-Solver++ take that first step (lambda
+    = -inf there). Euler and Heun need a finite sigma_max and say so."""
+    schedule = make_schedule("linear", 50, zero_terminal_snr=True)
+    x_star = torch.full((1, 1, 2, 2), 0.5)
+    for spacing in ["linspace", "trailing"]:  # both start at t = T-1, the zero-SNR step
+        x = SAMPLERS[name](lambda x_t, t: x_star.expand_as(x_t), (3, 1, 2, 2), schedule, "x0", steps=5,
+                           spacing=spacing, generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(x, x_star.expand(3, -1, -1, -1))
+    for karras in ["euler", "heun"]:
+        with pytest.raises(ValueError, match="zero terminal SNR"):
+            SAMPLERS[karras](lambda x_t, t: x_t, (1, 1, 2, 2), schedule, "x0", generator=torch.Generator())
+
 # ------------------------------------------------------------------ the sample command
 
 
@@ -249,3 +558,36 @@ def test_sample_command_errors_say_what_is_wrong(tiny_run, tmp_path, arguments, 
         argv = ["sample", "--out", str(tmp_path), "--device", "cpu", *arguments]
     with pytest.raises(SystemExit, match=message):
         main(argv)
+
+
+@pytest.mark.parametrize("sampler, options, nfe", [
+    ("ddim", ["--eta", "0.5", "--spacing", "trailing"], 4),
+    ("dpm++", ["--guidance", "3"], 4),
+    ("euler", ["--spacing", "leading"], 4),
+    ("heun", ["--guidance", "2", "--guidance-rescale", "0.7"], 2 * 4 - 1),
+])
+def test_sample_command_runs_every_sampler_and_records_its_settings(tiny_run, tmp_path, sampler, options, nfe):
+    out = tmp_path / sampler
+    main(["sample", "--model", str(tiny_run), "--n", "3", "--steps", "4", "--sampler", sampler, *options,
+          "--out", str(out), "--device", "cpu"])
+    meta = json.loads((out / "meta.json").read_text())
+    given = dict(zip(options[::2], options[1::2]))
+    assert meta["sampler"] == sampler and meta["steps"] == 4 and meta["nfe"] == nfe
+    assert meta["spacing"] == given.get("--spacing", "linspace")
+    assert meta["eta"] == (float(given.get("--eta", 0.0)) if sampler == "ddim" else None)
+    assert meta["guidance"] == (float(given["--guidance"]) if "--guidance" in given else None)
+    with Image.open(out / "denoise.gif") as gif:
+        assert gif.n_frames == 1 + 4  # one frame per step, whatever a step costs
+    assert sorted(meta["files"]) == sorted(p.name for p in out.iterdir() if p.name != "meta.json")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--sampler", "dpm++", "--eta", "0.5"], "--eta is DDIM's"),
+    (["--sampler", "ddim", "--eta", "2"], "eta must lie in 0 ... 1"),
+    (["--guidance-rescale", "0.7"], "--guidance-rescale needs --guidance"),
+    (["--guidance", "3", "--guidance-rescale", "1.5"], "rescale is a mixing weight"),
+])
+def test_sample_command_option_errors_say_what_to_do(tiny_run, tmp_path, arguments, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["sample", "--model", str(tiny_run), "--n", "1", "--steps", "2", "--out", str(tmp_path),
+              "--device", "cpu", *arguments])
