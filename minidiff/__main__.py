@@ -2,7 +2,7 @@
 
 import argparse
 
-from minidiff import demo, sample, train
+from minidiff import demo, evaluate, sample, train
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -11,6 +11,7 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_arguments(commands.add_parser("demo", help="run the main demo on the shipped data and checkpoints"))
     train.add_arguments(commands.add_parser("train", help="train a diffusion model (a preset) into a run folder"))
     sample.add_arguments(commands.add_parser("sample", help="draw images from a trained model into a folder"))
+    evaluate.add_arguments(commands.add_parser("evaluate", help="measure a digit model: class accuracy, Fréchet distance"))
     args = parser.parse_args(argv)
     args.run(args)
 
