@@ -1,0 +1,124 @@
+"""The reverse-process views: recorded sampler steps scrub in a widget, variances agree with the sampler's step."""
+
+import ipywidgets
+import numpy as np
+import pytest
+import torch
+from IPython.display import HTML
+
+from minidiff import denoise_view, widgets
+from minidiff.samplers import ddpm_step, model_denoiser, sample_ddpm, sampling_timesteps
+from minidiff.schedule import make_schedule
+from minidiff.unet import UNet, UNetConfig
+from test_widgets import decode, embedded_frames, find
+
+
+@pytest.fixture
+def live(monkeypatch):
+    monkeypatch.delenv(widgets.BOOK_ENV, raising=False)
+
+
+@pytest.fixture
+def book(monkeypatch):
+    monkeypatch.setenv(widgets.BOOK_ENV, "1")
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    """The DenoisingSteps of a real (untrained, tiny) DDPM run: 6 steps of a T = 30 schedule, 3 images."""
+    torch.manual_seed(0)
+    config = UNetConfig(channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2, groups=4,
+                        num_classes=10)
+    model = UNet(config).eval()
+    schedule = make_schedule("cosine", 30)
+    steps = []
+    sample_ddpm(model_denoiser(model, class_labels=torch.tensor([0, 1, 2])), (3, 1, 28, 28), schedule, steps=6,
+                generator=torch.Generator().manual_seed(0), callback=steps.append)
+    return schedule, steps
+
+
+def test_running_mean_matches_a_loop_over_windows():
+    values = np.random.default_rng(0).normal(size=37)
+    for window in (1, 5, 50):
+        expected = [values[max(0, i + 1 - window):i + 1].mean() for i in range(len(values))]
+        np.testing.assert_allclose(denoise_view.running_mean(values, window), expected)
+
+
+def test_step_variances_of_all_steps_are_the_schedules_own():
+    schedule = make_schedule("linear", 100)
+    beta, beta_tilde = denoise_view.step_variances(schedule, sampling_timesteps(100))
+    np.testing.assert_allclose(beta, schedule.betas.flip(0).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(beta_tilde, schedule.posterior_variance.flip(0).numpy(), rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
+def test_step_variances_are_the_noise_the_sampler_adds_on_skipped_steps(variance):
+    schedule = make_schedule("cosine", 1000)
+    timesteps = sampling_timesteps(1000, 7)
+    beta, beta_tilde = denoise_view.step_variances(schedule, timesteps)
+    shown = beta if variance == "beta" else beta_tilde
+    zeros, ones = torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    for i, t in enumerate(timesteps[:-1]):  # the last step adds no noise
+        alpha_bar, alpha_bar_prev = schedule.alpha_bar[t].item(), schedule.alpha_bar[timesteps[i + 1]].item()
+        # with x_t = x0 = 0 the step returns exactly sigma * noise
+        sigma = ddpm_step(zeros, zeros, alpha_bar, alpha_bar_prev, noise=ones, variance=variance).item()
+        assert shown[i] == pytest.approx(sigma**2, rel=1e-9)
+    assert beta_tilde[-1] == 0.0 and 0 < beta[-1] < 1e-3  # into the clean image: nothing left to be unsure about
+
+
+def test_denoising_widget_scrubs_every_recorded_step(live, recorded):
+    schedule, steps = recorded
+    view = denoise_view.denoising_widget(steps, schedule, labels=["a", "b", "c"])
+    assert "minidiff-main" in view._dom_classes  # the chapter's main widget, for the browser test
+    (slider,) = find(view, ipywidgets.IntSlider)
+    find(view, ipywidgets.Play)
+    (image,) = find(view, ipywidgets.Image)
+    (label,) = find(view, ipywidgets.Label)
+    assert (slider.min, slider.max) == (0, len(steps) - 1)
+    first = image.value
+    slider.value = len(steps) - 1
+    assert image.value != first
+    assert label.value == f"t = {steps[-1].t}"
+
+
+def test_denoising_widget_is_a_static_player_in_book_mode(book, recorded):
+    schedule, steps = recorded
+    view = denoise_view.denoising_widget(steps, schedule)
+    assert isinstance(view, HTML)
+    frames = embedded_frames(view.data)
+    assert len(frames) == len(steps)  # fewer steps than BOOK_FRAMES: each one is a frame
+    assert not np.array_equal(decode(frames[0]), decode(frames[-1]))
+
+
+def test_denoising_widget_needs_steps():
+    with pytest.raises(ValueError, match="no steps"):
+        denoise_view.denoising_widget([], make_schedule("cosine", 30))
+
+
+def test_denoising_frame_shows_three_rows_and_a_timeline(recorded):
+    schedule, steps = recorded
+    fig = denoise_view.denoising_frame(steps[2], schedule, [step.t for step in steps])
+    assert len(fig.axes) == 4
+    timeline = fig.axes[3]
+    assert timeline.get_xlim() == (schedule.T - 1, 0)  # sampling runs left to right
+    assert f"t = {steps[2].t}" in fig._suptitle.get_text()
+
+
+def test_training_frame_keeps_its_axes_fixed_as_the_curve_grows():
+    losses = list(np.linspace(1.0, 0.1, 40))
+    samples = torch.zeros(10, 1, 28, 28)
+    early = denoise_view.training_frame(losses, 5, samples, total_steps=40)
+    late = denoise_view.training_frame(losses, 40, samples, total_steps=40)
+    assert early.axes[0].get_xlim() == late.axes[0].get_xlim() == (0, 40)
+    assert early.axes[0].get_ylim() == late.axes[0].get_ylim()
+    low, high = early.axes[0].get_ylim()
+    assert low < 0.1 and high > 1.0  # the whole run fits
+    assert len(early.axes[0].lines[0].get_xdata()) == 5
+
+
+def test_loss_figures_draw_one_curve_per_model():
+    fig = denoise_view.loss_figure({"a": [1.0, 0.5, 0.2], "b": [0.9, 0.8]})
+    assert len(fig.axes) == 2
+    fig = denoise_view.loss_per_t_figure({"a": torch.tensor([0.5, 0.1]), "b": torch.tensor([0.4, 0.05])}, T=1000)
+    assert len(fig.axes[0].lines) == 2
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_xdata(), [250, 750])  # band centres
