@@ -1,0 +1,96 @@
+"""The sampler race: DDPM, DDIM, DPM-Solver++, Euler and Heun on the shipped MNIST model, same seeds, many step counts.
+
+For every (sampler, steps) cell: sample --n digits (labels cycling 0 ... 9, the same seeds and so the same starting
+noise for every sampler), then measure class accuracy and the Fréchet distance with the digit classifier, and the
+cost: NFE, wall-clock seconds, seconds per image and CPU seconds. Writes --out (JSON, every cell) and the PNG beside
+it (quality against NFE and against seconds), both atomically after each cell, and prints a Markdown table with the
+real-vs-real baseline at that n. The full race takes hours on a CPU: it is resumable, and cells already in --out
+are skipped, so run it again after an interruption (or with more --steps) and it carries on.
+
+    .venv/bin/python benchmarks/sampler_race.py                       # the full race, n = 1000 (hours)
+    .venv/bin/python benchmarks/sampler_race.py --n 40 --steps 5 10 --samplers ddim dpm++ --out /tmp/race.json
+
+Wall-clock times depend on what else the machine runs; --threads 1 (the default) keeps them comparable between
+cells, and the CPU seconds column counts only this process's work.
+"""
+
+import argparse
+import io
+from pathlib import Path
+
+import torch
+
+from minidiff import race
+from minidiff.checkpoint import atomic_write_bytes, load_model, resolve_device
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="mnist", help="shipped checkpoint name or path (default: mnist)")
+    parser.add_argument("--n", type=int, default=1000, help="digits per cell, labels cycling 0..9 (default: 1000)")
+    parser.add_argument("--samplers", nargs="+", default=list(race.RACE_SAMPLERS), choices=race.RACE_SAMPLERS)
+    parser.add_argument("--steps", nargs="+", type=int, default=list(race.RACE_STEPS), help="step counts to race")
+    parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance w (default: off)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=250, help="digits sampled at once (default: 250)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default: 1)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=race.SHIPPED_RESULTS,
+                        help="results JSON; the PNG is written beside it (default: benchmarks/results/sampler_race.json)")
+    return parser.parse_args()
+
+
+def save(results: dict, out: Path) -> None:
+    """The JSON and its figure, each written atomically."""
+    race.save_results(out, results)
+    buffer = io.BytesIO()
+    race.race_figure(results).savefig(buffer, format="png", dpi=120)
+    atomic_write_bytes(out.with_suffix(".png"), buffer.getvalue())
+
+
+def print_cell(cell: dict) -> None:
+    print(f"{cell['sampler']:>6} {cell['steps']:>5} steps: NFE {cell['nfe']:>5}, {cell['seconds']:8.1f} s, "
+          f"accuracy {cell['class_accuracy']:.3f}, Fréchet {cell['frechet_distance']:.2f}", flush=True)
+
+
+def main() -> None:
+    args = parse_arguments()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    model, info = load_model(args.model, device)
+    T = info.diffusion["T"]
+    too_many = [steps for steps in args.steps if not 1 <= steps <= T]
+    if too_many:
+        raise SystemExit(f"--steps must lie in 1 ... T = {T}; got {too_many}")
+    settings = {"model": str(args.model), "model_sha256": race.model_sha256(args.model), "model_step": info.step,
+                "n": args.n, "seed": args.seed, "guidance": args.guidance, "batch_size": args.batch_size,
+                "threads": args.threads, "device": str(device), "torch": torch.__version__}
+    results = race.load_results(args.out)
+    if results is None:
+        results = race.new_results(settings)
+    else:
+        try:
+            race.check_resumable(results, settings)
+        except ValueError as error:
+            raise SystemExit(f"cannot resume {args.out}: {error}") from None
+        print(f"resuming {args.out}: {len(results['cells'])} cells already measured, skipped")
+
+    def on_cell(results: dict, cell: dict) -> None:
+        print_cell(cell)
+        save(results, args.out)
+
+    race.run_race(model, info, results, args.samplers, args.steps, device, on_cell=on_cell)
+    save(results, args.out)
+    print()
+    print(race.results_table(results))
+    print(f"\nreal-vs-real Fréchet distance at n = {args.n}: {results['real_vs_real_frechet_distance']:.2f}")
+    check = race.target_check(results)
+    if check is not None:
+        print(f"target (DPM-Solver++ 20 steps vs DDPM 1000 steps): Fréchet ratio {check['frechet_ratio']:.3f} "
+              f"(<= 1.1 wanted), wall-time speed-up {check['speedup']:.1f}x (>= 40 wanted): "
+              f"{'met' if check['met'] else 'not met'}")
+    print(f"\nwrote {args.out} and {args.out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

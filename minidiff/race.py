@@ -1,0 +1,245 @@
+r"""The sampler race: one model, one set of seeds, five samplers at many step counts; quality against cost.
+
+Each cell of the race samples the same n digits (labels cycling 0 ... 9, batches seeded seed, seed + 1, ...,
+so every sampler starts from the same x_T) with one sampler at one number of steps, and records
+- the cost: NFE (network evaluations per image), wall-clock seconds and the CPU seconds of this process;
+- the quality (`minidiff.evaluate.digit_quality`): the digit classifier's class accuracy and the Fréchet distance
+  in its features, beside the real-vs-real baseline at the same n (what a perfect sampler would score).
+
+Results are a plain dict, {"settings", "real_vs_real_frechet_distance", "cells"}, saved as JSON, so a race that
+takes hours can stop and resume: `run_race` skips every cell already measured. benchmarks/sampler_race.py is its
+command line; chapter 06 draws `race_figure`, and shows `paths_frame`: the same digits drawn by every sampler
+from the same seed, step by step.
+
+Papers followed: the samplers' own (see `minidiff.samplers`); Karras et al. 2022, sec. 3, for NFE as the honest
+measure of a sampler's cost; Heusel et al. 2017, eq. 6, for the Fréchet distance.
+"""
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
+
+from minidiff import plots
+from minidiff.checkpoint import atomic_write_bytes, checkpoint_stem
+from minidiff.evaluate import balanced_labels, digit_quality, generate_digits
+from minidiff.metrics import real_vs_real_baseline
+from minidiff.samplers import SAMPLERS, DenoisingStep, model_denoiser
+
+RACE_SAMPLERS = ("ddpm", "ddim", "dpm++", "euler", "heun")  # the order of every table and legend
+RACE_STEPS = (5, 10, 20, 50, 100, 1000)
+SHIPPED_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "sampler_race.json"
+# settings that change the samples or their measurement: a file measured with others cannot be resumed
+COMPARABLE = ("model_sha256", "n", "seed", "guidance", "batch_size")
+
+
+# ------------------------------------------------------------------ running the race
+
+
+def model_sha256(model_name: str) -> str:
+    """The sha256 of a checkpoint's weights, as its JSON records it: which model a race measured."""
+    return json.loads(Path(f"{checkpoint_stem(model_name)}.json").read_text())["tensors_sha256"]
+
+
+def new_results(settings: dict) -> dict:
+    """An empty race for these settings (at least n and seed), with the real-vs-real baseline at that n."""
+    return {"settings": settings,
+            "real_vs_real_frechet_distance": real_vs_real_baseline(settings["n"], seed=settings["seed"]),
+            "cells": []}
+
+
+def check_resumable(results: dict, settings: dict) -> None:
+    """Raise ValueError if `results` were measured with settings that would change the samples or the metrics."""
+    for key in COMPARABLE:
+        if results["settings"].get(key) != settings.get(key):
+            raise ValueError(f"the results were measured with {key} = {results['settings'].get(key)!r}, not "
+                             f"{settings.get(key)!r}; give another output file, or the same settings, to resume")
+
+
+def find_cell(results: dict, sampler: str, steps: int) -> dict | None:
+    """The measured cell for this sampler and step count, or None if it has not run yet."""
+    return next((cell for cell in results["cells"] if (cell["sampler"], cell["steps"]) == (sampler, steps)), None)
+
+
+def race_cell(model, info, sampler: str, steps: int, labels: torch.Tensor, seed: int = 0,
+              guidance: float | None = None, batch_size: int = 250, device: torch.device | str = "cpu") -> dict:
+    """Sample one digit per label with `sampler` at `steps` steps, and measure what it cost and how good it is."""
+    cpu_start = time.process_time()
+    images, cost = generate_digits(model, info, labels, sampler, steps, guidance, seed, batch_size, device)
+    cpu_seconds = time.process_time() - cpu_start
+    return {"sampler": sampler, "steps": steps, "nfe": cost["nfe"], "seconds": cost["seconds"],
+            "seconds_per_image": cost["seconds"] / len(labels), "cpu_seconds": cpu_seconds,
+            **digit_quality(images, labels, seed)}
+
+
+def run_race(model, info, results: dict, samplers: Sequence[str] = RACE_SAMPLERS,
+             step_counts: Sequence[int] = RACE_STEPS, device: torch.device | str = "cpu",
+             on_cell: Callable[[dict, dict], None] | None = None) -> dict:
+    """Measure every (sampler, steps) cell not yet in `results`, cheapest step counts first; returns `results`.
+
+    Cells are added to results["cells"] as they finish, and on_cell(results, cell) is called after each one
+    (to save and print), so an interrupted race loses at most the cell it was running.
+    """
+    unknown = [name for name in samplers if name not in SAMPLERS]
+    if unknown:
+        raise ValueError(f"unknown samplers {unknown}; choose from {sorted(SAMPLERS)}")
+    settings = results["settings"]
+    labels = balanced_labels(settings["n"])
+    for steps in sorted(step_counts):
+        for sampler in samplers:
+            if find_cell(results, sampler, steps) is not None:
+                continue
+            cell = race_cell(model, info, sampler, steps, labels, settings["seed"], settings.get("guidance"),
+                             settings.get("batch_size", 250), device)
+            results["cells"].append(cell)
+            if on_cell is not None:
+                on_cell(results, cell)
+    return results
+
+
+# ------------------------------------------------------------------ reading the results
+
+
+def load_results(path: Path | str) -> dict | None:
+    """A race saved by `save_results`, or None if there is no file at path."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def save_results(path: Path | str, results: dict) -> None:
+    """Write the race as JSON, atomically: a reader sees the previous file or this one, never half of one."""
+    atomic_write_bytes(path, (json.dumps(results, indent=1) + "\n").encode())
+
+
+def ordered_cells(results: dict) -> list[dict]:
+    """The cells sorted by sampler (in RACE_SAMPLERS order, others after) and then by steps."""
+    rank = {name: index for index, name in enumerate(RACE_SAMPLERS)}
+    return sorted(results["cells"], key=lambda cell: (rank.get(cell["sampler"], len(rank)), cell["sampler"],
+                                                      cell["steps"]))
+
+
+def results_table(results: dict) -> str:
+    """The race as a Markdown table, one row per cell, with the real-vs-real baseline at the race's n."""
+    baseline = results["real_vs_real_frechet_distance"]
+    rows = ["| sampler | steps | NFE | seconds | seconds / image | CPU seconds | accuracy | Fréchet | real vs real |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for cell in ordered_cells(results):
+        rows.append(f"| {cell['sampler']} | {cell['steps']} | {cell['nfe']} | {cell['seconds']:.1f} | "
+                    f"{cell['seconds_per_image']:.4f} | {cell['cpu_seconds']:.1f} | {cell['class_accuracy']:.3f} | "
+                    f"{cell['frechet_distance']:.2f} | {baseline:.2f} |")
+    return "\n".join(rows)
+
+
+def target_check(results: dict, fast: tuple[str, int] = ("dpm++", 20),
+                 reference: tuple[str, int] = ("ddpm", 1000)) -> dict | None:
+    """How the fast cell compares with the reference: Fréchet ratio (fast / reference) and wall-time speed-up.
+
+    The issue's target: DPM-Solver++ at 20 steps within 10% of DDPM at 1000 steps on the Fréchet distance
+    (ratio <= 1.1), and at least 40 times faster. None until both cells have run.
+    """
+    fast_cell, reference_cell = find_cell(results, *fast), find_cell(results, *reference)
+    if fast_cell is None or reference_cell is None:
+        return None
+    frechet_ratio = fast_cell["frechet_distance"] / reference_cell["frechet_distance"]
+    speedup = reference_cell["seconds"] / fast_cell["seconds"]
+    return {"fast": fast, "reference": reference, "frechet_ratio": frechet_ratio, "speedup": speedup,
+            "met": frechet_ratio <= 1.1 and speedup >= 40}
+
+
+def race_figure(results: dict, title: str | None = None, size: float = 3.6) -> Figure:
+    """Quality against cost: Fréchet distance (top) and class accuracy (bottom), against NFE (left) and against
+    wall-clock seconds per image (right), one line per sampler through its step counts; log-scaled x-axes."""
+    fig = Figure(figsize=(2 * size * 1.25, 2 * size * 0.85), layout="constrained")
+    axes = fig.subplots(2, 2, sharex="col", sharey="row")
+    cells = ordered_cells(results)
+    for sampler in dict.fromkeys(cell["sampler"] for cell in cells):
+        mine = [cell for cell in cells if cell["sampler"] == sampler]
+        for column, cost in enumerate(("nfe", "seconds_per_image")):
+            for row, quality in enumerate(("frechet_distance", "class_accuracy")):
+                axes[row, column].plot([c[cost] for c in mine], [c[quality] for c in mine], "o-", markersize=4,
+                                       label=sampler)
+            for cell in mine:  # the step count beside each point of the top row
+                axes[0, column].annotate(str(cell["steps"]), (cell[cost], cell["frechet_distance"]), fontsize=6,
+                                         xytext=(3, 3), textcoords="offset points")
+    for ax in axes[0]:
+        ax.axhline(results["real_vs_real_frechet_distance"], color="grey", linestyle="--", linewidth=1,
+                   label="real vs real")
+        ax.set_yscale("log")
+    axes[0, 0].set_ylabel("Fréchet distance (lower is better)", fontsize=8)
+    axes[1, 0].set_ylabel("class accuracy", fontsize=8)
+    axes[1, 0].set_xlabel("NFE (network evaluations per image)", fontsize=8)
+    axes[1, 1].set_xlabel("wall-clock seconds per image", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xscale("log")
+        for axis in (ax.xaxis, ax.yaxis) if ax in axes[0] else (ax.xaxis,):
+            axis.set_major_formatter(LogFormatter())  # plain numbers (20, 0.05), not 2 x 10^1
+            axis.set_minor_formatter(LogFormatter())  # labels some minor ticks when the range is short
+        ax.grid(alpha=0.3, which="both")
+        ax.tick_params(labelsize=7, which="both")
+    axes[0, 1].legend(fontsize=7)
+    settings = results["settings"]
+    fig.suptitle(title or f"sampler race: n = {settings['n']} digits per cell, seed {settings['seed']}", fontsize=10)
+    return fig
+
+
+# ------------------------------------------------------------------ the same digits, step by step
+
+
+def sampler_paths(model, info, labels: torch.Tensor, steps: int, seed: int = 0,
+                  samplers: Sequence[str] = RACE_SAMPLERS,
+                  device: torch.device | str = "cpu") -> dict[str, list[DenoisingStep]]:
+    """Every sampler's recorded steps for the same digits (labels (B,)) from the same seed, so the same x_T."""
+    schedule, prediction = info.noise_schedule(), info.diffusion["prediction"]
+    shape = (len(labels), *info.data["image_shape"])
+    denoiser = model_denoiser(model, class_labels=labels.to(device))
+    paths = {}
+    for sampler in samplers:
+        recorded: list[DenoisingStep] = []
+        generator = torch.Generator(device).manual_seed(seed)
+        SAMPLERS[sampler](denoiser, shape, schedule, prediction, steps=steps, generator=generator, device=device,
+                          callback=recorded.append)
+        paths[sampler] = recorded
+    return paths
+
+
+def snapshot_grid(path: list[DenoisingStep], field: str, picked: list[int]) -> torch.Tensor:
+    """One image of a batch's `field` ("x_t" or "x0") at the picked steps: a row per digit, a column per step."""
+    snapshots = torch.stack([getattr(path[i], field) for i in picked], dim=1)  # S x (B, C, H, W) -> (B, S, C, H, W)
+    images = snapshots.flatten(0, 1).float().cpu().clamp(-1, 1)  # (B, S, C, H, W) -> (B * S, C, H, W)
+    return plots.tile(images, ncols=len(picked))
+
+
+def label_columns(ax, labels: list[str], width: int = 28, pad: int = 2) -> None:
+    """Name the columns of a tiled image (columns `width` pixels wide, `pad` apart) below it."""
+    ax.set_xticks([index * (width + pad) + (width - 1) / 2 for index in range(len(labels))], labels, fontsize=7)
+    ax.tick_params(length=0)
+
+
+def paths_frame(paths: dict[str, list[DenoisingStep]], chosen: str, n_columns: int = 7) -> Figure:
+    """Chapter 06's frame. Left: the chosen sampler's x_t and predicted x0 at n_columns points of its path, a row
+    per digit. Right: every sampler's final digits from the same seed, a column per sampler, with its NFE."""
+    path = paths[chosen]
+    picked = plots.evenly_spaced_steps(len(path), n_columns)
+    fig = Figure(figsize=(9.0, 5.6))
+    grid = fig.add_gridspec(2, 2, width_ratios=(n_columns, len(paths) + 1), left=0.03, right=0.99, bottom=0.06,
+                            top=0.88, wspace=0.08, hspace=0.28)
+    for row, (field, title) in enumerate((("x_t", "$x_t$"), ("x0", r"predicted $\hat x_0$"))):
+        ax = fig.add_subplot(grid[row, 0])
+        plots.show_image(ax, snapshot_grid(path, field, picked))
+        label_columns(ax, [f"t={path[i].t:.0f}" for i in picked])
+        ax.set_title(f"{chosen}: {title} along the way", fontsize=9)
+    ax = fig.add_subplot(grid[:, 1])
+    finals = torch.stack([steps[-1].x_prev for steps in paths.values()], dim=1)  # (B, samplers, C, H, W)
+    plots.show_image(ax, plots.tile(finals.flatten(0, 1).float().cpu().clamp(-1, 1), ncols=len(paths)))
+    label_columns(ax, [f"{name}\n{steps[-1].nfe} NFE" for name, steps in paths.items()])
+    for label, name in zip(ax.get_xticklabels(), paths):
+        if name == chosen:
+            label.set_fontweight("bold")
+            label.set_color("tab:red")
+    ax.set_title("final digits, same seed", fontsize=9)
+    fig.suptitle(f"{chosen}, {len(path)} steps: {path[-1].nfe} network evaluations per image", fontsize=11)
+    return fig

@@ -1,0 +1,127 @@
+"""The sampler race: cells measured once and resumed, the same starting noise for every sampler, honest tables.
+
+A small untrained U-Net stands in for the shipped model: the race's bookkeeping does not depend on sample quality.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from minidiff import race
+from minidiff.checkpoint import CheckpointInfo, load_model, save_checkpoint
+from minidiff.evaluate import balanced_labels
+from minidiff.unet import UNet, UNetConfig
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    config = UNetConfig(in_channels=1, channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2,
+                        groups=4, num_classes=10)
+    info = CheckpointInfo(model=config.to_dict(), diffusion={"schedule": "cosine", "T": 100,
+                                                             "zero_terminal_snr": False, "prediction": "eps"},
+                          data={"name": "mnist5k", "image_shape": [1, 28, 28]}, command="untrained, for tests",
+                          seed=0, device="cpu", training_minutes=0.0, step=0)
+    stem = tmp_path_factory.mktemp("model") / "model"
+    save_checkpoint(stem, UNet(config).state_dict(), info)
+    return stem
+
+
+def settings_for(model_path: Path, n: int = 10, **changes) -> dict:
+    settings = {"model": str(model_path), "model_sha256": race.model_sha256(model_path), "n": n, "seed": 0,
+                "guidance": None, "batch_size": 250, "threads": 1}
+    return {**settings, **changes}
+
+
+def synthetic_cell(sampler: str, steps: int, nfe: int, seconds: float, frechet: float) -> dict:
+    return {"sampler": sampler, "steps": steps, "nfe": nfe, "seconds": seconds, "seconds_per_image": seconds / 10,
+            "cpu_seconds": seconds, "class_accuracy": 0.5, "frechet_distance": frechet}
+
+
+def test_a_race_measures_each_cell_once_and_resumes(tiny_model_path):
+    model, info = load_model(tiny_model_path)
+    results = race.new_results(settings_for(tiny_model_path))
+    finished = []
+    race.run_race(model, info, results, ["ddim"], [2], on_cell=lambda results, cell: finished.append(cell))
+    first = results["cells"][0]
+    assert (first["sampler"], first["steps"], first["nfe"]) == ("ddim", 2, 2)
+    assert 0 <= first["class_accuracy"] <= 1 and first["frechet_distance"] > 0 and first["seconds"] > 0
+
+    race.run_race(model, info, results, ["ddim", "heun"], [2, 3], on_cell=lambda results, cell: finished.append(cell))
+    assert [(c["sampler"], c["steps"]) for c in finished] == [("ddim", 2), ("heun", 2), ("ddim", 3), ("heun", 3)]
+    assert results["cells"][0] is first  # measured once, kept as it was
+    assert race.find_cell(results, "heun", 3)["nfe"] == 2 * 3 - 1  # Heun: two evaluations per step but the last
+
+
+def test_resuming_refuses_settings_that_change_the_samples(tiny_model_path):
+    results = race.new_results(settings_for(tiny_model_path))
+    race.check_resumable(results, settings_for(tiny_model_path, threads=2))  # timing only: allowed
+    for change in ({"n": 20}, {"seed": 1}, {"guidance": 3.0}, {"model_sha256": "0" * 64}):
+        with pytest.raises(ValueError, match=next(iter(change))):
+            race.check_resumable(results, settings_for(tiny_model_path, **change))
+
+
+def test_every_sampler_starts_from_the_same_noise(tiny_model_path):
+    model, info = load_model(tiny_model_path)
+    paths = race.sampler_paths(model, info, balanced_labels(3), steps=4, seed=5)
+    assert list(paths) == list(race.RACE_SAMPLERS)
+    x_T = paths["ddpm"][0].x_t
+    expected = torch.randn(x_T.shape, generator=torch.Generator().manual_seed(5))  # what seed 5 draws first
+    for name, steps in paths.items():
+        assert torch.equal(steps[0].x_t, expected), f"{name} did not start from the seed's noise"
+        assert len(steps) == 4 and steps[-1].nfe == (7 if name == "heun" else 4)
+    figure = race.paths_frame(paths, "dpm++")
+    assert "dpm++, 4 steps: 4 network evaluations" in figure._suptitle.get_text()
+
+
+def test_results_survive_a_round_trip_and_a_missing_file_is_none(tmp_path):
+    results = {"settings": {"n": 10, "seed": 0}, "real_vs_real_frechet_distance": 3.5,
+               "cells": [synthetic_cell("ddim", 5, 5, 1.0, 40.0)]}
+    path = tmp_path / "results" / "race.json"
+    assert race.load_results(path) is None
+    race.save_results(path, results)
+    assert race.load_results(path) == results
+    assert [p.name for p in path.parent.iterdir()] == ["race.json"]  # no temporary file left behind
+
+
+def test_table_rows_follow_the_sampler_order_then_the_steps():
+    cells = [synthetic_cell("heun", 5, 9, 2.0, 30.0), synthetic_cell("ddpm", 10, 10, 2.0, 50.0),
+             synthetic_cell("ddpm", 5, 5, 1.0, 80.0), synthetic_cell("dpm++", 5, 5, 1.0, 35.25)]
+    table = race.results_table({"settings": {}, "real_vs_real_frechet_distance": 3.5, "cells": cells})
+    rows = [line.split("|")[1:-1] for line in table.splitlines()[2:]]
+    assert [(r[0].strip(), int(r[1])) for r in rows] == [("ddpm", 5), ("ddpm", 10), ("dpm++", 5), ("heun", 5)]
+    assert rows[2][7].strip() == "35.25" and all(r[8].strip() == "3.50" for r in rows)
+
+
+def test_target_check_compares_frechet_and_wall_time():
+    results = {"cells": [synthetic_cell("ddpm", 1000, 1000, 400.0, 10.0), synthetic_cell("dpm++", 20, 20, 8.0, 10.5)]}
+    check = race.target_check(results)
+    assert check["frechet_ratio"] == pytest.approx(1.05) and check["speedup"] == pytest.approx(50.0) and check["met"]
+    results["cells"][1]["frechet_distance"] = 11.5  # 15% worse
+    assert not race.target_check(results)["met"]
+    assert race.target_check({"cells": results["cells"][:1]}) is None
+
+
+def test_command_line_writes_json_and_png_and_skips_measured_cells(tiny_model_path, tmp_path):
+    out = tmp_path / "race.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "sampler_race.py"), "--model", str(tiny_model_path),
+               "--n", "10", "--samplers", "ddim", "dpm++", "--steps", "2", "--out", str(out)]
+    first = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert "| ddim | 2 | 2 |" in first and "| dpm++ | 2 | 2 |" in first
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    measured = json.loads(out.read_text())["cells"]
+
+    again = subprocess.run(command[:-3] + ["2", "3", "--out", str(out)], capture_output=True, text=True, cwd=REPO,
+                           check=True).stdout
+    assert "2 cells already measured" in again
+    cells = json.loads(out.read_text())["cells"]
+    assert cells[:2] == measured and [(c["sampler"], c["steps"]) for c in cells[2:]] == [("ddim", 3), ("dpm++", 3)]
+
+    refused = subprocess.run(command[:5] + ["20"] + command[6:], capture_output=True, text=True, cwd=REPO)
+    assert refused.returncode != 0 and "measured with n = 10, not 20" in refused.stderr
