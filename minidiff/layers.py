@@ -82,6 +82,13 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(B, L, heads * d)  # (B, heads, L, d) -> (B, L, heads * d)
 
 
+def check_heads(channels: int, heads: int) -> None:
+    """Attention splits the channels evenly among its heads; refuse a split that leaves a remainder."""
+    if channels % heads != 0:
+        raise ValueError(f"{channels} channels cannot be split into {heads} attention heads; "
+                         "choose heads that divide every attended level's channels")
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention over the H * W positions of a feature map, with a residual connection.
 
@@ -92,9 +99,7 @@ class SelfAttention(nn.Module):
 
     def __init__(self, channels: int, heads: int, groups: int):
         super().__init__()
-        if channels % heads != 0:
-            raise ValueError(f"{channels} channels cannot be split into {heads} attention heads; "
-                             "choose heads that divide every attended level's channels")
+        check_heads(channels, heads)
         self.heads = heads
         self.norm = nn.GroupNorm(groups, channels)
         self.to_qkv = nn.Conv2d(channels, 3 * channels, kernel_size=1)  # queries, keys and values in one product
@@ -121,9 +126,7 @@ class CrossAttention(nn.Module):
 
     def __init__(self, channels: int, context_dim: int, heads: int, groups: int):
         super().__init__()
-        if channels % heads != 0:
-            raise ValueError(f"{channels} channels cannot be split into {heads} attention heads; "
-                             "choose heads that divide every attended level's channels")
+        check_heads(channels, heads)
         self.heads = heads
         self.norm = nn.GroupNorm(groups, channels)
         self.to_q = nn.Conv2d(channels, channels, kernel_size=1)  # 1x1: the same map at every position

@@ -16,14 +16,6 @@ from minidiff.checkpoint import (CheckpointError, CheckpointInfo, TrainingState,
 from minidiff.unet import UNet, UNetConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and the test machine's two cores are shared by other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 CONFIG = UNetConfig(channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2, groups=4,
                     num_classes=10)
 

@@ -21,14 +21,6 @@ from minidiff.schedule import NoiseSchedule, make_schedule
 from minidiff.unet import UNet, UNetConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and the test machine's two cores are shared by other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def one_point_denoiser(schedule, x_star):
     """The exact eps-denoiser when the data is one image x*: eps = (x_t - sqrt(alpha_bar) x*) / sqrt(1 - alpha_bar).

@@ -16,14 +16,6 @@ from minidiff.train_config import PRESETS, TrainConfig, tiny_config
 from minidiff.unet import UNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and the test machine's two cores are shared by other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny(**changes) -> TrainConfig:
     return replace(tiny_config(), **changes)
