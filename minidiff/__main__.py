@@ -2,7 +2,7 @@
 
 import argparse
 
-from minidiff import demo, evaluate, sample, train
+from minidiff import demo, evaluate, sample, train, train_vae
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -10,6 +10,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     demo.add_arguments(commands.add_parser("demo", help="run the main demo on the shipped data and checkpoints"))
     train.add_arguments(commands.add_parser("train", help="train a diffusion model (a preset) into a run folder"))
+    train_vae.add_arguments(commands.add_parser("train-vae", help="train the autoencoder for latent diffusion"))
     sample.add_arguments(commands.add_parser("sample", help="draw images from a trained model into a folder"))
     evaluate.add_arguments(commands.add_parser("evaluate", help="measure a digit model: class accuracy, Fréchet distance"))
     args = parser.parse_args(argv)

@@ -44,13 +44,17 @@ class ResBlock(nn.Module):
 
     The embedding (time, plus class when there is one) enters once, after the second norm:
     AdaGN(h, e) = (1 + scale(e)) * GroupNorm(h) + shift(e)  (Dhariwal & Nichol 2021, sec. 3).
+    With embed_dim None there is no embedding and the second norm is a plain GroupNorm: the autoencoder's
+    blocks (minidiff.autoencoder), which know nothing of time or class.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, embed_dim: int, groups: int, dropout: float):
+    def __init__(self, in_channels: int, out_channels: int, embed_dim: int | None, groups: int, dropout: float):
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
-        self.embed_to_scale_shift = nn.Linear(embed_dim, 2 * out_channels)
+        self.embed_to_scale_shift = None  # embed_dim None: a plain block with nothing to condition on
+        if embed_dim is not None:
+            self.embed_to_scale_shift = nn.Linear(embed_dim, 2 * out_channels)
         self.norm2 = nn.GroupNorm(groups, out_channels)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1)
@@ -59,13 +63,15 @@ class ResBlock(nn.Module):
         if in_channels != out_channels:
             self.skip = nn.Conv2d(in_channels, out_channels, kernel_size=1)
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        """x (B, in_channels, H, W), embedding (B, embed_dim) -> (B, out_channels, H, W)."""
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, in_channels, H, W), embedding (B, embed_dim) or None -> (B, out_channels, H, W)."""
         h = self.conv1(F.silu(self.norm1(x)))  # (B, in_channels, H, W) -> (B, out_channels, H, W)
-        scale_shift = self.embed_to_scale_shift(F.silu(embedding))  # (B, embed_dim) -> (B, 2 * out_channels)
-        scale, shift = scale_shift[:, :, None, None].chunk(2, dim=1)  # -> 2 x (B, out_channels, 1, 1)
-        # $\text{AdaGN}(h, e) = (1 + s(e))\, \text{GroupNorm}(h) + b(e)$  (Dhariwal & Nichol 2021, sec. 3)
-        h = self.norm2(h) * (1 + scale) + shift
+        h = self.norm2(h)
+        if self.embed_to_scale_shift is not None:
+            scale_shift = self.embed_to_scale_shift(F.silu(embedding))  # (B, embed_dim) -> (B, 2 * out_channels)
+            scale, shift = scale_shift[:, :, None, None].chunk(2, dim=1)  # -> 2 x (B, out_channels, 1, 1)
+            # $\text{AdaGN}(h, e) = (1 + s(e))\, \text{GroupNorm}(h) + b(e)$  (Dhariwal & Nichol 2021, sec. 3)
+            h = h * (1 + scale) + shift
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 
