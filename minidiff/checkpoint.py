@@ -26,6 +26,7 @@ import numpy as np
 import safetensors.torch
 import torch
 
+from minidiff.conditioning import ConditionedUNet, EncoderConfig
 from minidiff.data import DATA_DIR
 from minidiff.schedule import NoiseSchedule, make_schedule
 from minidiff.unet import UNet, UNetConfig
@@ -117,6 +118,7 @@ class CheckpointInfo:
     training_minutes: float
     step: int
     metrics: dict = field(default_factory=dict)  # filled by evaluation code (e.g. minidiff.metrics)
+    encoder: dict | None = None  # EncoderConfig.to_dict() of a token-conditioned model (ConditionedUNet), else None
 
     def unet_config(self) -> UNetConfig:
         return UNetConfig.from_dict(self.model)
@@ -135,11 +137,12 @@ def load_checkpoint(name_or_path: Path | str) -> tuple[dict[str, torch.Tensor], 
     """Read a model checkpoint by shipped name ("mnist") or path; returns (weights, info)."""
     stem = checkpoint_stem(name_or_path)
     weights, meta = read_tensors_and_json(stem)
-    missing = [name for name in CheckpointInfo.__dataclass_fields__ if name not in meta]
+    optional = ("metrics", "encoder")  # older checkpoints may lack these
+    missing = [name for name in CheckpointInfo.__dataclass_fields__ if name not in meta and name not in optional]
     if meta.get("kind") != "model" or missing:
         raise CheckpointError(f"{stem}.json is not a minidiff diffusion model checkpoint (kind = {meta.get('kind')!r}, "
                               f"missing entries: {missing}); give the path of a model checkpoint")
-    return weights, CheckpointInfo(**{name: meta[name] for name in CheckpointInfo.__dataclass_fields__})
+    return weights, CheckpointInfo(**{name: meta[name] for name in CheckpointInfo.__dataclass_fields__ if name in meta})
 
 
 def record_metrics(name_or_path: Path | str, metrics: dict) -> CheckpointInfo:
@@ -152,10 +155,15 @@ def record_metrics(name_or_path: Path | str, metrics: dict) -> CheckpointInfo:
     return load_checkpoint(stem)[1]
 
 
-def load_model(name_or_path: Path | str, device: torch.device | str = "cpu") -> tuple[UNet, CheckpointInfo]:
-    """Build the U-Net a checkpoint describes, load its weights, and return it in eval mode on `device`."""
+def load_model(name_or_path: Path | str, device: torch.device | str = "cpu"
+               ) -> tuple[UNet | ConditionedUNet, CheckpointInfo]:
+    """Build the model a checkpoint describes (a U-Net, or a U-Net with its token encoder), load its weights, and
+    return it in eval mode on `device`."""
     weights, info = load_checkpoint(name_or_path)
-    model = UNet(info.unet_config())
+    if info.encoder is None:
+        model = UNet(info.unet_config())
+    else:
+        model = ConditionedUNet(info.unet_config(), EncoderConfig(**info.encoder))
     model.load_state_dict(weights)
     return model.to(resolve_device(device)).eval(), info
 

@@ -10,8 +10,7 @@ Papers followed:
     python -m minidiff train --config mnist --out runs/mnist --minutes 60     # a new run
     python -m minidiff train --out runs/mnist --minutes 120 --resume         # carry on to 120 minutes in all
 
-A run folder holds model.json + model.safetensors (the EMA weights: a checkpoint that samplers load),
-train_state.json + train_state.safetensors (all that resuming needs) and samples/step_NNNNNN.png.
+What a run folder holds, and how --resume restores a run exactly, is `minidiff.run_folder`.
 
 Reproducibility: every random draw of a step (batch order, t, eps, class drop) comes from one CPU generator,
 dropout from torch's global RNG; both are saved in each checkpoint, so a resumed run has exactly the losses
@@ -19,77 +18,20 @@ that an uninterrupted run would have had.
 """
 
 import argparse
-import copy
 import math
 import shlex
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from minidiff.checkpoint import (CheckpointError, CheckpointInfo, TrainingState, capture_rng_states,
-                                 load_training_state, resolve_device, restore_rng_states, save_checkpoint,
-                                 save_training_state)
-from minidiff.data import from_model
+from minidiff.checkpoint import CheckpointError, resolve_device
+from minidiff.conditioning import drop_tokens
 from minidiff.forward import q_sample, training_target
-from minidiff.sample import image_grid, write_png
-from minidiff.samplers import model_denoiser, sample_ddpm
+from minidiff.run_folder import Run, new_run, resume_run, save_run, saved_training_state, write_sample_grid
 from minidiff.schedule import NoiseSchedule, make_schedule
 from minidiff.train_config import PRESETS, TrainConfig, load_images
-from minidiff.unet import UNet
-
-
-@dataclass
-class Run:
-    """What changes while training; every checkpoint saves it and --resume restores it."""
-
-    config: TrainConfig
-    model: UNet  # the online weights, which the optimizer updates
-    ema: UNet  # their exponential moving average: what samplers use
-    optimizer: torch.optim.AdamW
-    generator: torch.Generator  # on the CPU: draws batch order, t, eps and class drop
-    order: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))  # this epoch's permutation
-    step: int = 0  # optimizer steps taken
-    losses: list[float] = field(default_factory=list)  # one per step
-    minutes: float = 0.0  # training time of earlier sessions
-    command: str = ""  # every command that worked on this run, one per line
-
-
-def new_run(config: TrainConfig, device: torch.device, command: str) -> Run:
-    """Fresh weights, optimizer and generator, all from config.seed."""
-    torch.manual_seed(config.seed)  # the weights' initialisation and, later, dropout
-    model = UNet(config.unet).to(device)
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    return Run(config, model, ema, optimizer, torch.Generator().manual_seed(config.seed), command=command)
-
-
-def saved_training_state(out: Path) -> TrainingState:
-    """The training state of the run in `out`, with a clear error when there is none."""
-    if not (out / "train_state.json").exists():
-        raise FileNotFoundError(f"there is no run to resume in {out} (no train_state.json); start one without --resume")
-    return load_training_state(out / "train_state")
-
-
-def resume_run(out: Path, config: TrainConfig, device: torch.device, command: str) -> Run:
-    """The run saved in `out`, exactly as it was at its last checkpoint, to continue under `config`."""
-    state = saved_training_state(out)
-    saved = TrainConfig.from_dict(state.config)
-    changed = [name for name in saved.math_fields() if getattr(saved, name) != getattr(config, name)]
-    if changed:
-        raise ValueError(f"{out} was trained with other settings for {changed}; resume it with its own config "
-                         f"(the CLI does: `--resume` reads it from {out}/train_state.json)")
-    run = new_run(config, device, command=f"{state.command}\n{command}")
-    run.model.load_state_dict(state.model)
-    run.ema.load_state_dict(state.ema)
-    run.optimizer.load_state_dict(state.optimizer)
-    run.generator.set_state(state.data_generator)
-    run.order, run.step, run.losses = state.data_order, state.step, state.loss_history
-    run.minutes = state.training_minutes
-    restore_rng_states(state.rng_tensors, state.rng_rest)  # last: building the model above drew from the RNG
-    return run
 
 
 def next_batch(run: Run, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,6 +64,21 @@ def loss_weights(snr: torch.Tensor, gamma: float | None, prediction: str) -> tor
     return weights.float()
 
 
+def conditioning_inputs(config: TrainConfig, labels: torch.Tensor, generator: torch.Generator,
+                        device: torch.device) -> dict[str, torch.Tensor]:
+    """The model's condition for a batch, as keyword arguments, with some conditions dropped for guidance
+    (Ho & Salimans 2022, Algorithm 1): class labels (B,) become the null class, index num_classes; tokens (B, L)
+    become the empty condition, and single words are dropped too (`minidiff.conditioning.drop_tokens`)."""
+    if config.encoder is not None:
+        tokens = drop_tokens(labels, config.class_drop_prob, config.token_drop_prob, generator)  # (B, L)
+        return {"tokens": tokens.to(device)}
+    num_classes = config.unet.num_classes
+    if num_classes is None:
+        return {}
+    drop = torch.rand(len(labels), generator=generator) < config.class_drop_prob  # (B,)
+    return {"class_labels": torch.where(drop, num_classes, labels).to(device)}
+
+
 def diffusion_loss(run: Run, schedule: NoiseSchedule, x0: torch.Tensor, labels: torch.Tensor,
                    device: torch.device) -> torch.Tensor:
     """The loss of one batch: DDPM's Algorithm 1, lines 2-5, with a choice of target and Min-SNR weights.
@@ -130,20 +87,18 @@ def diffusion_loss(run: Run, schedule: NoiseSchedule, x0: torch.Tensor, labels: 
     only the network runs on `device`.
     """
     config, generator = run.config, run.generator
-    prediction, num_classes = config.unet.prediction, config.unet.num_classes
+    prediction = config.unet.prediction
     # 1. a random step and noise for each image (Algorithm 1, lines 3-4)
     # $t \sim \mathrm{Uniform}\{0, \dots, T-1\}, \quad \epsilon \sim \mathcal{N}(0, I)$
     t = torch.randint(0, schedule.T, (len(x0),), generator=generator)  # (B,)
     eps = torch.randn(x0.shape, generator=generator)  # (B, C, H, W)
-    # 2. classifier-free guidance: drop some labels to the null class, index num_classes (Ho & Salimans 2022)
-    if num_classes is not None:
-        drop = torch.rand(len(x0), generator=generator) < config.class_drop_prob  # (B,)
-        labels = torch.where(drop, num_classes, labels).to(device)
+    # 2. the condition, sometimes dropped for classifier-free guidance
+    condition = conditioning_inputs(config, labels, generator, device)
     # 3. the noisy image, eq. (4), and what the network should answer
     x_t = q_sample(schedule, x0, t, eps)
     target = training_target(prediction, x0, eps, schedule.alpha_bar[t])
     # 4. $\| \mathrm{target} - f_\theta(x_t, t) \|^2$, averaged per image, weighted, averaged over the batch
-    output = run.model(x_t.to(device), t.to(device), class_labels=labels if num_classes is not None else None)
+    output = run.model(x_t.to(device), t.to(device), **condition)
     per_image = ((output - target.to(device)) ** 2).mean(dim=(1, 2, 3))  # (B, C, H, W) -> (B,)
     weights = loss_weights(schedule.snr[t], config.min_snr_gamma, prediction).to(device)  # (B,)
     return (weights * per_image).mean()
@@ -193,42 +148,13 @@ def train_step(run: Run, schedule: NoiseSchedule, images: torch.Tensor, labels: 
     return value
 
 
-def save_run(run: Run, out: Path, device: torch.device, minutes: float) -> None:
-    """Write the training state, then the model checkpoint (the EMA weights), each atomically."""
-    config = run.config
-    rng_tensors, rng_rest = capture_rng_states()
-    save_training_state(out / "train_state", TrainingState(
-        step=run.step, model=run.model.state_dict(), ema=run.ema.state_dict(), optimizer=run.optimizer.state_dict(),
-        rng_tensors=rng_tensors, rng_rest=rng_rest, data_generator=run.generator.get_state(), data_order=run.order,
-        loss_history=run.losses, training_minutes=minutes, config=config.to_dict(), command=run.command))
-    diffusion = {"schedule": config.schedule, "T": config.T, "zero_terminal_snr": config.zero_terminal_snr,
-                 "prediction": config.unet.prediction}
-    data = {"name": config.data, "image_shape": list(config.image_shape())}
-    info = CheckpointInfo(model=config.unet.to_dict(), diffusion=diffusion, data=data, command=run.command,
-                          seed=config.seed, device=str(device), training_minutes=round(minutes, 2), step=run.step)
-    save_checkpoint(out / "model", run.ema.state_dict(), info)
-
-
-def write_sample_grid(run: Run, schedule: NoiseSchedule, out: Path, device: torch.device) -> Path:
-    """Draw a grid with the EMA weights (two of each class), always from the same noise, into out/samples/."""
-    num_classes = run.config.unet.num_classes
-    n = 2 * num_classes if num_classes is not None else 16
-    labels = torch.arange(n, device=device) % num_classes if num_classes is not None else None
-    x0 = sample_ddpm(model_denoiser(run.ema, class_labels=labels), (n, *run.config.image_shape()), schedule,
-                     run.config.unet.prediction, steps=run.config.sample_grid_steps,
-                     generator=torch.Generator().manual_seed(run.config.seed), device=device)
-    path = out / "samples" / f"step_{run.step:06d}.png"
-    write_png(image_grid(from_model(x0), columns=num_classes or 8), path)
-    return path
-
-
 def train(config: TrainConfig, out: Path | str, resume: bool = False, device: torch.device | str = "auto",
           command: str = "", progress: bool = True) -> Run:
     """Train until config.steps or config.minutes (counting earlier sessions); checkpoint on the way and at the end."""
     out, device = Path(out), resolve_device(device)
     if not resume and (out / "train_state.json").exists():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    images, labels = load_images(config)
+    images, labels = load_images(config, cache_dir=out)
     schedule = make_schedule(config.schedule, config.T, zero_terminal_snr=config.zero_terminal_snr)
     run = resume_run(out, config, device, command) if resume else new_run(config, device, command)
     start, first_step, saved_at = time.monotonic(), run.step, time.monotonic()

@@ -1,19 +1,23 @@
 """What a training run is set up with: `TrainConfig`, its named presets, and the data it reads.
 
-Presets: "mnist" (the shipped class-conditional MNIST-5k model) and "tiny" (a seconds-long run for tests).
+Presets: "mnist" (the shipped class-conditional MNIST-5k model), "tiny" (a seconds-long run for tests),
+"shapes_latent" (latent diffusion on the Shapes dataset, conditioned on its attributes) and "tiny_latent".
 """
 
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from minidiff.data import mnist5k, to_model
+from minidiff.conditioning import EncoderConfig, attribute_tokens
+from minidiff.data import mnist5k, shapes, to_model
 from minidiff.forward import PREDICTIONS
+from minidiff.latent import encoded_shapes
 from minidiff.schedule import SCHEDULES
 from minidiff.unet import UNetConfig
 
-DATASETS = ("mnist5k",)
+DATASETS = ("mnist5k", "shapes", "shapes_latents")  # digits, Shapes in pixel space, Shapes as autoencoder latents
 
 
 @dataclass
@@ -23,6 +27,12 @@ class TrainConfig:
     unet: UNetConfig = field(default_factory=lambda: UNetConfig(num_classes=10))  # its .prediction is the target
     data: str = "mnist5k"  # the data set (see DATASETS)
     max_images: int | None = None  # train on N images spread evenly over the set (tests); None = all
+    # latent diffusion (data "shapes_latents"): which autoencoder, how many Shapes to render and encode once
+    autoencoder: str | None = None  # a shipped name ("shapes_vae") or a path; its scale factor comes with it
+    dataset_size: int = 20000  # Shapes images of the "train" split, rendered from `seed`
+    # token conditioning (cross-attention) instead of class labels: the encoder's settings, None = none
+    encoder: EncoderConfig | None = None
+    token_drop_prob: float = 0.0  # share of single words dropped (partial prompts); the whole condition: class_drop_prob
     schedule: str = "cosine"  # Nichol & Dhariwal 2021: better than linear for small images and for fewer sampling steps
     T: int = 1000  # diffusion steps, as in DDPM
     zero_terminal_snr: bool = False  # Lin et al. 2023; needs prediction "v" or "x0"
@@ -33,7 +43,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # clip the gradient's global norm, as DDPM does
     ema_decay: float = 0.999  # short runs: the average spans ~1000 steps (DDPM: 0.9999 over 800k steps)
     min_snr_gamma: float | None = 5.0  # Hang et al. 2023's recommended gamma; None = plain, unweighted MSE
-    class_drop_prob: float = 0.1  # share of labels replaced by the null class, for guidance (Ho & Salimans 2022)
+    class_drop_prob: float = 0.1  # share of labels (or token conditions) dropped to the null one, for guidance
     steps: int | None = 5000  # stop after this many steps in all (None = no step limit); 5000 x 128 = 128 epochs
     minutes: float | None = None  # stop after this many minutes in all, resumed sessions included (None = no limit)
     checkpoint_every_steps: int | None = None  # also checkpoint every N steps (None = only by minutes)
@@ -45,8 +55,14 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.unet, dict):
             self.unet = UNetConfig.from_dict(self.unet)
+        if isinstance(self.encoder, dict):
+            self.encoder = EncoderConfig(**self.encoder)
         if self.data not in DATASETS:
             raise ValueError(f"unknown data set {self.data!r}; choose one of {DATASETS}")
+        if self.data.startswith("shapes") and self.encoder is None:
+            raise ValueError(f"data {self.data!r} is conditioned on attribute tokens: give an encoder (EncoderConfig)")
+        if self.data == "shapes_latents" and self.autoencoder is None:
+            raise ValueError("data 'shapes_latents' needs an autoencoder (e.g. 'shapes_vae') to encode the images")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
         if self.unet.prediction not in PREDICTIONS:
@@ -57,8 +73,12 @@ class TrainConfig:
             raise ValueError(f"batch_size must be at least 1 and at most the number of images, got {self.batch_size}")
 
     def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of the training images."""
-        return (1, 28, 28)  # MNIST-5k, the only data set so far
+        """(C, H, W) of what the U-Net denoises: MNIST digits, or the 8 x 8 latents of 32 x 32 Shapes."""
+        if self.data == "shapes_latents":
+            return (self.unet.in_channels, 8, 8)  # the autoencoder downsamples 32 x 32 by 4
+        if self.data == "shapes":
+            return (3, 32, 32)
+        return (1, 28, 28)
 
     def finished(self, step: int, minutes: float) -> bool:
         """Whether the run has reached its step or time budget."""
@@ -109,11 +129,46 @@ def tiny_config() -> TrainConfig:
                        checkpoint_every_minutes=None, sample_every_steps=None, sample_grid_steps=10)
 
 
-PRESETS = {"mnist": mnist_config, "tiny": tiny_config}
+def shapes_latent_config() -> TrainConfig:
+    """Latent diffusion on Shapes: a 64-128 U-Net over the 8 x 8 x 4 latents of the shipped VAE, conditioned on the
+    four attributes through cross-attention at both levels (8 x 8 and 4 x 4) and in the middle.
+
+    v-prediction: with the cosine schedule alpha_bar[T-1] is 2.4e-9, where an eps-prediction's x0 = (x_t - ...) /
+    sqrt(alpha_bar) magnifies any error 20,000 times; the latents cannot be clipped to [-1, 1] the way pixels can,
+    and v gives x0 without that division (Salimans & Ho 2022, sec. 4).
+    """
+    unet = UNetConfig(in_channels=4, channels=(64, 128), attention_levels=(True, True), heads=4, context_dim=64,
+                      prediction="v", dropout=0.1)
+    return TrainConfig(unet=unet, data="shapes_latents", autoencoder="shapes_vae", encoder=EncoderConfig(dim=64),
+                       token_drop_prob=0.1, batch_size=128, lr=5e-4, steps=6000, checkpoint_every_minutes=5.0,
+                       sample_every_steps=1000, sample_grid_steps=50)
 
 
-def load_images(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training set in memory: x0 (N, C, H, W) float32 in [-1, 1] and labels (N,) int64."""
+def tiny_latent_config() -> TrainConfig:
+    """A latent run of a few seconds for tests (needs the shipped VAE): 256 Shapes, an 8-16 channel U-Net."""
+    unet = UNetConfig(in_channels=4, channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2,
+                      groups=4, context_dim=16, prediction="v", dropout=0.0)
+    return TrainConfig(unet=unet, data="shapes_latents", autoencoder="shapes_vae", encoder=EncoderConfig(dim=16),
+                       dataset_size=256, T=100, batch_size=16, lr=1e-3, warmup_steps=5, steps=20, token_drop_prob=0.1,
+                       checkpoint_every_minutes=None, sample_every_steps=None, sample_grid_steps=10)
+
+
+PRESETS = {"mnist": mnist_config, "tiny": tiny_config, "shapes_latent": shapes_latent_config,
+           "tiny_latent": tiny_latent_config}
+
+
+def load_images(config: TrainConfig, cache_dir: Path | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training set in memory: x0 (N, C, H, W) float32 and its conditions.
+
+    MNIST-5k: digits in [-1, 1] (N, 1, 28, 28) and labels (N,) int64. Shapes: images in [-1, 1] (N, 3, 32, 32) and
+    attribute tokens (N, 5). Shapes latents: the autoencoder's scaled latents (N, 4, 8, 8) and attribute tokens,
+    encoded once and cached in cache_dir (the run folder).
+    """
+    if config.data == "shapes_latents":
+        return encoded_shapes(config.autoencoder, config.dataset_size, config.seed, cache_dir)
+    if config.data == "shapes":
+        images, _, attributes = shapes(config.dataset_size, "train", config.seed)
+        return to_model(images), attribute_tokens(attributes)
     images, labels = mnist5k()
     if config.max_images is not None:
         keep = np.linspace(0, len(images) - 1, config.max_images).round().astype(int)  # MNIST-5k is sorted by digit
