@@ -23,11 +23,13 @@ from torch import nn
 from minidiff.guidance import guided_denoiser
 from minidiff.samplers import Denoiser, model_denoiser
 from minidiff.shapes import COLOURS, POSITIONS, SHAPES, SIZES
+from minidiff.text import TextEncoder
 from minidiff.unet import UNet, UNetConfig
 
 ATTRIBUTES = ("colour", "shape", "size", "position")  # the order of the words after the start token
 PAD, START = 0, 1  # token ids: padding (= dropped, never attended to) and the start token (always there)
 ATTRIBUTE_VOCABULARY = ("<pad>", "<start>", *COLOURS, *SHAPES, *SIZES, *POSITIONS)
+ENCODER_KINDS = ("attributes", "text")
 ATTRIBUTE_VALUES = {"colour": tuple(COLOURS), "shape": SHAPES, "size": tuple(SIZES), "position": tuple(POSITIONS)}
 
 
@@ -71,15 +73,19 @@ def drop_tokens(tokens: torch.Tensor, drop_all_prob: float, drop_each_prob: floa
 
 @dataclass
 class EncoderConfig:
-    """The token encoder: kind "attributes" is an embedding table, vocabulary ATTRIBUTE_VOCABULARY."""
+    """The token encoder. kind "attributes": an embedding table over ATTRIBUTE_VOCABULARY (5 tokens);
+    kind "text": `minidiff.text.TextEncoder`, a tiny transformer over caption words (`length` tokens, `layers`
+    pre-LN blocks of `heads`-head self-attention and MLP)."""
 
     kind: str = "attributes"
     dim: int = 64  # width of each token's vector: the U-Net's context_dim
     length: int = 1 + len(ATTRIBUTES)  # tokens per condition
+    layers: int = 0  # transformer blocks (text only)
+    heads: int = 4  # self-attention heads (text only)
 
     def __post_init__(self):
-        if self.kind != "attributes":
-            raise ValueError(f"unknown encoder kind {self.kind!r}; choose 'attributes'")
+        if self.kind not in ENCODER_KINDS:
+            raise ValueError(f"unknown encoder kind {self.kind!r}; choose one of {ENCODER_KINDS}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -116,7 +122,11 @@ class ConditionedUNet(nn.Module):
             raise ValueError(f"the U-Net's context_dim ({unet_config.context_dim}) must equal the encoder's dim "
                              f"({encoder_config.dim}): cross-attention reads the encoder's vectors")
         self.config = unet_config
-        self.encoder = AttributeEncoder(encoder_config)
+        if encoder_config.kind == "attributes":
+            self.encoder = AttributeEncoder(encoder_config)
+        else:
+            self.encoder = TextEncoder(encoder_config.dim, encoder_config.length, encoder_config.layers,
+                                       encoder_config.heads)
         self.unet = UNet(unet_config)
 
     def encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
