@@ -17,13 +17,14 @@ Papers: Rombach et al. 2022 (cross-attention conditioning); Ho & Salimans 2022 (
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from minidiff.guidance import guided_denoiser
 from minidiff.samplers import Denoiser, model_denoiser
-from minidiff.shapes import COLOURS, POSITIONS, SHAPES, SIZES
-from minidiff.text import TextEncoder
+from minidiff.shapes import COLOURS, POSITIONS, SHAPES, SIZES, full_caption, short_caption
+from minidiff.text import TextEncoder, tokenize_batch
 from minidiff.unet import UNet, UNetConfig
 
 ATTRIBUTES = ("colour", "shape", "size", "position")  # the order of the words after the start token
@@ -53,6 +54,21 @@ def attribute_tokens(attributes: list[dict]) -> torch.Tensor:
                                  "(or None to leave it out)")
         rows.append(row)
     return torch.tensor(rows, dtype=torch.long).reshape(len(rows), 1 + len(ATTRIBUTES))  # (N, 5)
+
+
+def training_captions(attributes: list[dict], seed: int = 0) -> list[str]:
+    """One caption per image for text conditioning: the full caption or, half of the time, a shortened one that
+    keeps the shape and drops each other attribute with probability 1/2 (so short prompts work too)."""
+    rng = np.random.default_rng(seed)
+    return [full_caption(a) if rng.random() < 0.5 else short_caption(a, rng) for a in attributes]
+
+
+def condition_tokens(attributes: list[dict], kind: str, captions: list[str] | None = None) -> torch.Tensor:
+    """The tokens an encoder of `kind` reads for these images: attribute tokens (N, 5), or the captions' word
+    tokens (N, 10) (full captions when none are given)."""
+    if kind == "attributes":
+        return attribute_tokens(attributes)
+    return tokenize_batch(captions if captions is not None else [full_caption(a) for a in attributes])
 
 
 def describe_tokens(tokens: torch.Tensor) -> list[str]:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from minidiff.autoencoder import Autoencoder, load_autoencoder
 from minidiff.checkpoint import CheckpointInfo, atomic_write_bytes
-from minidiff.conditioning import ConditionedUNet, attribute_tokens, token_denoiser
+from minidiff.conditioning import ConditionedUNet, condition_tokens, token_denoiser, training_captions
 from minidiff.data import shapes, to_model
 from minidiff.samplers import SAMPLERS, DenoisingStep
 from minidiff.schedule import NoiseSchedule
@@ -57,24 +57,25 @@ def cache_path(cache_dir: Path, autoencoder_sha256: str, n: int, seed: int) -> P
     return Path(cache_dir) / f"latents_{autoencoder_sha256[:12]}_n{n}_seed{seed}.safetensors"
 
 
-def encoded_shapes(autoencoder_name: str, n: int, seed: int = 0,
-                   cache_dir: Path | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def encoded_shapes(autoencoder_name: str, n: int, seed: int = 0, cache_dir: Path | str | None = None,
+                   condition: str = "attributes") -> tuple[torch.Tensor, torch.Tensor]:
     """The training set of latent diffusion: n Shapes of the train split, encoded once.
 
-    Returns scaled latents z0 (n, 4, 8, 8) and their attribute tokens (n, 5). With cache_dir, the latents are saved
-    there (safetensors, atomically) and read back next time: the file name names the autoencoder's weights, so a
-    new autoencoder never meets old latents.
+    Returns scaled latents z0 (n, 4, 8, 8) and their condition's tokens: attribute tokens (n, 5) for condition
+    "attributes", caption words (n, 10) for "text" (`training_captions`: full or shortened, seeded). With
+    cache_dir, the latents are saved there (safetensors, atomically) and read back next time: the file name names
+    the autoencoder's weights, so a new autoencoder never meets old latents.
     """
+    images, _, attributes = shapes(n, "train", seed)
+    captions = training_captions(attributes, seed) if condition == "text" else None
+    tokens = condition_tokens(attributes, condition, captions)
     autoencoder, info = load_autoencoder(autoencoder_name)
     path = None if cache_dir is None else cache_path(Path(cache_dir), info.tensors_sha256, n, seed)
     if path is not None and path.exists():
-        cached = safetensors.torch.load_file(path)
-        return cached["z0"], cached["tokens"]
-    images, _, attributes = shapes(n, "train", seed)
+        return safetensors.torch.load_file(path)["z0"], tokens
     z0 = encode_images(autoencoder, to_model(images), info.scale_factor)  # (n, 3, 32, 32) -> (n, 4, 8, 8)
-    tokens = attribute_tokens(attributes)  # (n, 5)
     if path is not None:
-        atomic_write_bytes(path, safetensors.torch.save({"z0": z0.contiguous(), "tokens": tokens}))
+        atomic_write_bytes(path, safetensors.torch.save({"z0": z0.contiguous()}))
     return z0, tokens
 
 

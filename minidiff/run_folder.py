@@ -14,7 +14,7 @@ import torch
 from minidiff.autoencoder import load_autoencoder
 from minidiff.checkpoint import (CheckpointInfo, TrainingState, capture_rng_states, load_training_state,
                                  restore_rng_states, save_checkpoint, save_training_state)
-from minidiff.conditioning import ConditionedUNet, attribute_tokens, token_denoiser
+from minidiff.conditioning import ConditionedUNet, condition_tokens, token_denoiser
 from minidiff.data import from_model
 from minidiff.latent import grid_attributes, latent_data_info, sample_shapes
 from minidiff.sample import image_grid, write_png
@@ -98,16 +98,16 @@ def save_run(run: Run, out: Path, device: torch.device, minutes: float) -> None:
 
 def write_sample_grid(run: Run, schedule: NoiseSchedule, out: Path, device: torch.device) -> Path:
     """Draw a grid with the EMA weights, always from the same noise, into out/samples/: two of each class, or
-    (latent Shapes) twelve attribute conditions, decoded."""
+    (Shapes) twelve conditions, as attributes or full captions, decoded when the model works in latent space."""
     config, generator = run.config, torch.Generator().manual_seed(run.config.seed)
     if config.data == "shapes_latents":
         autoencoder, autoencoder_info = load_autoencoder(config.autoencoder, device)
+        tokens = condition_tokens(grid_attributes(), config.encoder.kind)
         x0 = sample_shapes(run.ema, schedule, config.unet.prediction, autoencoder, autoencoder_info.scale_factor,
-                           attribute_tokens(grid_attributes()), "ddpm", config.sample_grid_steps, generator=generator,
-                           device=device)
+                           tokens, "ddpm", config.sample_grid_steps, generator=generator, device=device)
         columns = 6
     elif config.data == "shapes":
-        tokens = attribute_tokens(grid_attributes()).to(device)
+        tokens = condition_tokens(grid_attributes(), config.encoder.kind).to(device)
         x0 = sample_ddpm(token_denoiser(run.ema, tokens), (len(tokens), *config.image_shape()), schedule,
                          config.unet.prediction, steps=config.sample_grid_steps, generator=generator, device=device)
         columns = 6

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from minidiff.conditioning import EncoderConfig, attribute_tokens
+from minidiff.conditioning import EncoderConfig, condition_tokens
 from minidiff.data import mnist5k, shapes, to_model
 from minidiff.forward import PREDICTIONS
 from minidiff.latent import encoded_shapes
 from minidiff.schedule import SCHEDULES
+from minidiff.text import MAX_LENGTH
 from minidiff.unet import UNetConfig
 
 DATASETS = ("mnist5k", "shapes", "shapes_latents")  # digits, Shapes in pixel space, Shapes as autoencoder latents
@@ -144,6 +145,26 @@ def shapes_latent_config() -> TrainConfig:
                        sample_every_steps=1000, sample_grid_steps=50)
 
 
+def shapes_pixel_config() -> TrainConfig:
+    """The pixel-space twin of shapes_latent, for the cost benchmark (benchmarks/latent_cost.py): the same widths,
+    blocks, encoder and schedule on 32 x 32 x 3 pixels. Attention sits where a pixel model would put it, at 16 x 16
+    and in the middle: at 32 x 32 (1,024 positions) it alone would cost more than the whole latent U-Net."""
+    config = shapes_latent_config()
+    config.unet = UNetConfig(**{**config.unet.to_dict(), "in_channels": 3, "attention_levels": (False, True)})
+    config.data, config.autoencoder = "shapes", None
+    return config
+
+
+def shapes_text_config() -> TrainConfig:
+    """Text-to-image: shapes_latent's U-Net, read through cross-attention by a tiny 2-block transformer over the
+    caption's words (minidiff.text), trained together. Captions are full or shortened (training_captions); one in
+    ten is dropped to the empty prompt for classifier-free guidance."""
+    config = shapes_latent_config()
+    config.encoder = EncoderConfig(kind="text", dim=64, length=MAX_LENGTH, layers=2, heads=4)
+    config.token_drop_prob = 0.0  # shortened captions already leave words out
+    return config
+
+
 def tiny_latent_config() -> TrainConfig:
     """A latent run of a few seconds for tests (needs the shipped VAE): 256 Shapes, an 8-16 channel U-Net."""
     unet = UNetConfig(in_channels=4, channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2,
@@ -154,7 +175,7 @@ def tiny_latent_config() -> TrainConfig:
 
 
 PRESETS = {"mnist": mnist_config, "tiny": tiny_config, "shapes_latent": shapes_latent_config,
-           "tiny_latent": tiny_latent_config}
+           "shapes_pixel": shapes_pixel_config, "shapes_text": shapes_text_config, "tiny_latent": tiny_latent_config}
 
 
 def load_images(config: TrainConfig, cache_dir: Path | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,10 +186,10 @@ def load_images(config: TrainConfig, cache_dir: Path | str | None = None) -> tup
     encoded once and cached in cache_dir (the run folder).
     """
     if config.data == "shapes_latents":
-        return encoded_shapes(config.autoencoder, config.dataset_size, config.seed, cache_dir)
+        return encoded_shapes(config.autoencoder, config.dataset_size, config.seed, cache_dir, config.encoder.kind)
     if config.data == "shapes":
         images, _, attributes = shapes(config.dataset_size, "train", config.seed)
-        return to_model(images), attribute_tokens(attributes)
+        return to_model(images), condition_tokens(attributes, config.encoder.kind)
     images, labels = mnist5k()
     if config.max_images is not None:
         keep = np.linspace(0, len(images) - 1, config.max_images).round().astype(int)  # MNIST-5k is sorted by digit

@@ -4,9 +4,11 @@ import pytest
 import torch
 
 from minidiff.checkpoint import load_model
-from minidiff.conditioning import ConditionedUNet, attribute_tokens, token_denoiser
+from minidiff.conditioning import ConditionedUNet, EncoderConfig, attribute_tokens, token_denoiser, training_captions
 from minidiff.latent import autoencoder_for, decode_latents, encode_images, encoded_shapes, sample_shapes
 from minidiff.samplers import sample_ddim
+from minidiff.shapes import shapes
+from minidiff.text import MAX_LENGTH, tokenize_batch
 from minidiff.train import train
 from minidiff.train_config import PRESETS
 from minidiff.train_vae import PRESETS as VAE_PRESETS
@@ -104,3 +106,27 @@ def test_a_changed_autoencoder_is_refused(tiny_latent_run, tmp_path):
     info.data["autoencoder"] = str(tmp_path / "autoencoder")
     with pytest.raises(ValueError, match="not the one this model was trained with"):
         autoencoder_for(info)
+
+
+def test_the_same_loop_trains_a_text_conditioned_model(tiny_vae, tmp_path):
+    config = PRESETS["tiny_latent"]()
+    config.autoencoder = str(tiny_vae)
+    config.encoder = EncoderConfig(kind="text", dim=16, length=MAX_LENGTH, layers=1, heads=2)
+    config.steps = 5
+    run = train(config, tmp_path, device="cpu", progress=False)
+    model, info = load_model(tmp_path)
+    assert info.encoder["kind"] == "text" and run.step == 5
+    autoencoder, scale_factor = autoencoder_for(info)
+    images = sample_shapes(model, info.noise_schedule(), info.diffusion["prediction"], autoencoder, scale_factor,
+                           tokenize_batch(["a red circle", "a large blue square in the center"]), "ddim", steps=3,
+                           guidance=3.0, generator=torch.Generator().manual_seed(0))
+    assert images.shape == (2, 3, 32, 32) and torch.isfinite(images).all()
+
+
+def test_text_training_captions_mix_full_and_shortened_ones():
+    _, captions, attributes = shapes(400, "train", seed=0)
+    mixed = training_captions(attributes, seed=0)
+    full = sum(m == c for m, c in zip(mixed, captions))
+    assert 150 < full < 250  # about half full (a short caption can equal the full one by chance)
+    assert all(a["shape"] in m for m, a in zip(mixed, attributes))  # the shape word is always there
+    assert mixed == training_captions(attributes, seed=0)
