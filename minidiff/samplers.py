@@ -8,8 +8,9 @@ Papers followed:
 - Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models" (DDIM): the step eq. (12) with the noise scale
   sigma_t(eta) of eq. (16); eta = 0 is deterministic, eta = 1 is DDPM.
 - Lin, Liu, Li & Yang 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2: the
-  timestep spacings linspace, leading and trailing.
-- DPM-Solver++(2M), Euler and Heun on Karras sigmas: their steps live in `minidiff.samplers_ode`.
+  timestep spacings linspace, leading and trailing (`sampling_timesteps`, in `minidiff.samplers_ode`).
+- DPM-Solver++(2M), Euler and Heun on Karras sigmas: their steps live in `minidiff.samplers_ode`; DPM-Solver's
+  multistep bookkeeping and its SDE variant, SDE-DPM-Solver++(2M), in `minidiff.samplers_dpm`.
 
 Every sampler is the same loop (`denoising_loop`): ask the network for its prediction at x_t, read it as
 (x0, eps), and let the sampler's step function move x_t to the next, smaller timestep. Each sampler is a step
@@ -38,12 +39,13 @@ import torch
 from torch import nn
 
 from minidiff.forward import eps_from_x0, x0_and_eps_from_output
-from minidiff.samplers_ode import alpha_bar_at, dpm_solver_2m_step, euler_update, heun_correction, karras_timesteps
+from minidiff.samplers_dpm import dpm_solver_2m_update
+from minidiff.samplers_ode import (SPACINGS, alpha_bar_at, euler_update, heun_correction, karras_timesteps,
+                                   sampling_timesteps)
 from minidiff.schedule import NoiseSchedule
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, C, H, W), t (B,)) -> output (B, C, H, W)
 VARIANCES = ("beta_tilde", "beta")
-SPACINGS = ("linspace", "leading", "trailing")
 
 
 def model_denoiser(model: nn.Module, class_labels: torch.Tensor | None = None, context: torch.Tensor | None = None,
@@ -55,36 +57,6 @@ def model_denoiser(model: nn.Module, class_labels: torch.Tensor | None = None, c
     def denoiser(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return model(x_t, t, class_labels=class_labels, context=context, context_mask=context_mask)
     return denoiser
-
-
-def sampling_timesteps(T: int, steps: int | None = None, spacing: str = "linspace") -> list[int]:
-    r"""The timesteps a sampler visits, falling: all T of them, or `steps` of them placed as `spacing` says.
-
-    Spacings (Lin et al. 2023, Table 2), e.g. T = 1000, steps = 10:
-      linspace  evenly from T-1 to 0, rounded          999, 888, ..., 111, 0
-      leading   multiples of k = T // steps            900, 800, ..., 100, 0     (never starts at pure noise)
-      trailing  T-1, then every T / steps below it      999, 899, ..., 199, 99   (starts at pure noise)
-
-    Why fewer steps still work (Nichol & Dhariwal 2021, sec. 4): any sub-sequence tau_1 < ... < tau_S of the
-    T steps defines its own forward process with the same marginals q(x_tau | x0), because those depend only
-    on \bar\alpha_tau. Its steps are bigger: from tau_{i-1} to tau_i the signal shrinks by
-    \bar\alpha_{tau_i} / \bar\alpha_{tau_{i-1}}, so its beta is 1 minus that ratio. Every step function takes the
-    pair (alpha_bar, alpha_bar_prev), so the same step serves every sub-sequence.
-    """
-    steps = T if steps is None else steps
-    if not 1 <= steps <= T:
-        raise ValueError(f"steps must lie in 1 ... T = {T}, got {steps}")
-    if spacing == "linspace":
-        if steps == 1:
-            return [T - 1]
-        timesteps = torch.arange(steps, dtype=torch.float64) * ((T - 1) / (steps - 1))  # 0 ... T-1
-        return timesteps.round().long().flip(0).tolist()
-    if spacing == "leading":
-        return (torch.arange(steps) * (T // steps)).flip(0).tolist()
-    if spacing == "trailing":
-        timesteps = T - torch.arange(steps, dtype=torch.float64) * (T / steps)  # T, T - T/steps, ...
-        return (timesteps.round().long() - 1).tolist()
-    raise ValueError(f"unknown spacing {spacing!r}; choose one of {SPACINGS}")
 
 
 def gaussian_noise(shape: tuple[int, ...], generator: torch.Generator | None,
@@ -273,24 +245,23 @@ def sample_dpm_solver(denoiser: Denoiser, shape: tuple[int, ...], schedule: Nois
                       steps: int | None = None, spacing: str = "linspace", clip_x0: bool = True,
                       generator: torch.Generator | None = None, device: torch.device | str = "cpu",
                       callback: Callable[[DenoisingStep], None] | None = None) -> torch.Tensor:
-    """DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2): second order from the second step on, one NFE per step.
-
-    The first step has no earlier prediction yet, and the last one, into the clean image, is infinitely long in
-    lambda: both take the first-order step (DDIM's), as Algorithm 2 does on its first step.
-    """
+    """DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2) for the probability-flow ODE: one NFE per step, second order
+    except on the first and the last step (see `minidiff.samplers_dpm.dpm_solver_2m_update`)."""
     timesteps = sampling_timesteps(schedule.T, steps, spacing)
     x_T = gaussian_noise(shape, generator, device)
-    x0_earlier, alpha_bar_earlier = None, None  # the step before's prediction and noise level
+    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, dpm_solver_2m_update(), clip_x0, callback)
 
-    def update(x_t, x0, eps, alpha_bar, alpha_bar_prev):
-        nonlocal x0_earlier, alpha_bar_earlier
-        if alpha_bar_prev == 1.0:  # the last step: first order
-            x_prev = dpm_solver_2m_step(x_t, x0, alpha_bar, alpha_bar_prev)
-        else:  # second order, or first on the first step, where x0_earlier is still None
-            x_prev = dpm_solver_2m_step(x_t, x0, alpha_bar, alpha_bar_prev, x0_earlier, alpha_bar_earlier)
-        x0_earlier, alpha_bar_earlier = x0, alpha_bar
-        return x_prev
 
+def sample_dpm_solver_sde(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
+                          steps: int | None = None, spacing: str = "linspace", clip_x0: bool = True,
+                          generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+                          callback: Callable[[DenoisingStep], None] | None = None) -> torch.Tensor:
+    """SDE-DPM-Solver++(2M) (Lu et al. 2022b): DPM-Solver++(2M) for the reverse SDE, one NFE per step.
+
+    The generator draws x_T, then fresh noise on every step but the last (`dpm_solver_sde_2m_step`)."""
+    timesteps = sampling_timesteps(schedule.T, steps, spacing)
+    x_T = gaussian_noise(shape, generator, device)
+    update = dpm_solver_2m_update(noise_source=lambda noise_shape: gaussian_noise(noise_shape, generator, device))
     return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, update, clip_x0, callback)
 
 
@@ -323,5 +294,5 @@ def sample_heun(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSched
 
 
 # name -> sampling function; the CLI's --sampler choices
-SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm++": sample_dpm_solver, "euler": sample_euler,
-            "heun": sample_heun}
+SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm++": sample_dpm_solver, "dpm++sde": sample_dpm_solver_sde,
+            "euler": sample_euler, "heun": sample_heun}

@@ -1,6 +1,9 @@
-r"""Steps that solve the probability-flow ODE: DPM-Solver++(2M), and Euler and Heun on Karras sigmas.
+r"""Where samplers step (timesteps, noise levels) and the steps that solve the probability-flow ODE: DPM-Solver++(2M),
+and Euler and Heun on Karras sigmas.
 
 Papers followed:
+- Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", sec. 4, and Lin, Liu, Li & Yang 2023,
+  "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2: fewer steps, and where they fall.
 - Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models", sec. 4.3: in the coordinates x_t / sqrt(alpha_bar)
   = x0 + sigma eps, deterministic DDIM is Euler's method for an ODE in sigma.
 - Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative Models" (EDM):
@@ -8,7 +11,8 @@ Papers followed:
   (Table 1), the noise levels sigma_i (eq. 5, rho = 7), and deterministic sampling (Algorithm 1): an Euler step,
   corrected by Heun's rule (the trapezoid) except on the last step, into sigma = 0.
 - Lu, Zhou, Bao, Chen, Li & Zhu 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
-  Models": the multistep second-order solver DPM-Solver++(2M), Algorithm 2.
+  Models": the multistep second-order solver DPM-Solver++(2M), Algorithm 2 (its bookkeeping in the sampling loop,
+  and its SDE variant, are in `minidiff.samplers_dpm`).
 
 These are pure functions of tensors and noise levels; `minidiff.samplers` runs them in its one loop.
 The loop's state is always the noisy image x_t as the network sees it; the Euler and Heun steps move to EDM's
@@ -30,10 +34,43 @@ import torch
 
 from minidiff.schedule import NoiseSchedule
 
+SPACINGS = ("linspace", "leading", "trailing")
 RHO = 7.0  # Karras et al. 2022, sec. 3: their choice, shorter steps near sigma_min where errors show most
 
 
-# ------------------------------------------------------------------ noise levels
+# ------------------------------------------------------------------ timesteps and noise levels
+
+
+def sampling_timesteps(T: int, steps: int | None = None, spacing: str = "linspace") -> list[int]:
+    r"""The timesteps a sampler visits, falling: all T of them, or `steps` of them placed as `spacing` says.
+
+    Spacings (Lin et al. 2023, Table 2), e.g. T = 1000, steps = 10:
+      linspace  evenly from T-1 to 0, rounded          999, 888, ..., 111, 0
+      leading   multiples of k = T // steps            900, 800, ..., 100, 0     (never starts at pure noise)
+      trailing  T-1, then every T / steps below it      999, 899, ..., 199, 99   (starts at pure noise)
+
+    Why fewer steps still work (Nichol & Dhariwal 2021, sec. 4): any sub-sequence tau_1 < ... < tau_S of the
+    T steps defines its own forward process with the same marginals q(x_tau | x0), because those depend only
+    on \bar\alpha_tau. Its steps are bigger: from tau_{i-1} to tau_i the signal shrinks by
+    \bar\alpha_{tau_i} / \bar\alpha_{tau_{i-1}}, so its beta is 1 minus that ratio. Every step function takes the
+    pair (alpha_bar, alpha_bar_prev), so the same step serves every sub-sequence.
+    """
+    steps = T if steps is None else steps
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must lie in 1 ... T = {T}, got {steps}")
+    if spacing == "linspace":
+        if steps == 1:
+            return [T - 1]
+        timesteps = torch.arange(steps, dtype=torch.float64) * ((T - 1) / (steps - 1))  # 0 ... T-1
+        return timesteps.round().long().flip(0).tolist()
+    if spacing == "leading":
+        return (torch.arange(steps) * (T // steps)).flip(0).tolist()
+    if spacing == "trailing":
+        timesteps = T - torch.arange(steps, dtype=torch.float64) * (T / steps)  # T, T - T/steps, ...
+        return (timesteps.round().long() - 1).tolist()
+    raise ValueError(f"unknown spacing {spacing!r}; choose one of {SPACINGS}")
+
+
 
 
 def sigma_from_alpha_bar(alpha_bar: float) -> float:
@@ -157,26 +194,37 @@ def heun_step(x_t: torch.Tensor, eps: torch.Tensor, eps_next: torch.Tensor, sigm
     return x_next / math.sqrt(1.0 + sigma_prev**2)
 
 
+def dpm_solver_2m_x0(x0: torch.Tensor, alpha_bar: float, alpha_bar_prev: float, x0_earlier: torch.Tensor | None = None,
+                     alpha_bar_earlier: float | None = None) -> torch.Tensor:
+    r"""The x0 that DPM-Solver++(2M) holds over a step from alpha_bar to alpha_bar_prev (Lu et al. 2022b, Algorithm 2).
+
+    First order (x0_earlier = None): the prediction itself. Second order: x0 extrapolated linearly in lambda from
+    the prediction one step earlier (x0_earlier, made at alpha_bar_earlier), which costs no network evaluation.
+    The ODE step below and the SDE step (`minidiff.samplers_dpm`) both use it.
+    """
+    if x0_earlier is None:
+        return x0
+    # $h_i = \lambda_{t_i} - \lambda_{t_{i-1}}$, $r_i = h_{i-1} / h_i$,
+    # $D_i = (1 + \frac{1}{2 r_i}) x_\theta(t_{i-1}) - \frac{1}{2 r_i} x_\theta(t_{i-2})$
+    lam = half_log_snr(alpha_bar)
+    h = half_log_snr(alpha_bar_prev) - lam
+    r = (lam - half_log_snr(alpha_bar_earlier)) / h
+    return (1.0 + 1.0 / (2.0 * r)) * x0 - 1.0 / (2.0 * r) * x0_earlier
+
+
 def dpm_solver_2m_step(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: float, alpha_bar_prev: float,
                        x0_earlier: torch.Tensor | None = None, alpha_bar_earlier: float | None = None) -> torch.Tensor:
     r"""One step of DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2), from x_t to x_prev given the predicted x0.
 
     DPM-Solver++ integrates the ODE exactly for the part that is linear in x_t and approximates the predicted x0
-    over the step. First order (x0_earlier = None) holds x0 constant: that is DDIM. Second order extrapolates x0
-    linearly in lambda from the prediction one step earlier (x0_earlier, made at alpha_bar_earlier, the step before
-    this one), which costs no extra network evaluation.
+    over the step by `dpm_solver_2m_x0`. First order (x0_earlier = None) holds x0 constant: that is DDIM. Second
+    order extrapolates x0 from the prediction one step earlier (x0_earlier, made at alpha_bar_earlier).
     """
-    # 1. step lengths in lambda: $h_i = \lambda_{t_i} - \lambda_{t_{i-1}}$
-    lam, lam_prev = half_log_snr(alpha_bar), half_log_snr(alpha_bar_prev)
-    h = lam_prev - lam
+    # 1. the step's length in lambda: $h_i = \lambda_{t_i} - \lambda_{t_{i-1}}$
+    h = half_log_snr(alpha_bar_prev) - half_log_snr(alpha_bar)
 
-    # 2. the x0 to hold over the step: $D_i = x_\theta(t_{i-1})$ (first order) or, with $r_i = h_{i-1} / h_i$,
-    # $D_i = (1 + \frac{1}{2 r_i}) x_\theta(t_{i-1}) - \frac{1}{2 r_i} x_\theta(t_{i-2})$
-    if x0_earlier is None:
-        D = x0
-    else:
-        r = (lam - half_log_snr(alpha_bar_earlier)) / h
-        D = (1.0 + 1.0 / (2.0 * r)) * x0 - 1.0 / (2.0 * r) * x0_earlier
+    # 2. the x0 to hold over the step: $D_i$, first or second order
+    D = dpm_solver_2m_x0(x0, alpha_bar, alpha_bar_prev, x0_earlier, alpha_bar_earlier)
 
     # 3. the update of Algorithm 2 (Lu et al. 2022b), whose $\alpha_t = \sqrt{\bar\alpha_t}$, $\sigma_t = \sqrt{1 - \bar\alpha_t}$:
     # $\tilde x_{t_i} = \frac{\sigma_{t_i}}{\sigma_{t_{i-1}}} \tilde x_{t_{i-1}} - \alpha_{t_i} (e^{-h_i} - 1) D_i$

@@ -13,7 +13,8 @@ from PIL import Image
 from minidiff.__main__ import main
 from minidiff.forward import PREDICTIONS, eps_from_x0, q_posterior, q_sample, x0_and_eps_from_output
 from minidiff.samplers import (SAMPLERS, SPACINGS, DenoisingStep, ddim_step, ddpm_step, model_denoiser,
-                               predict_x0_and_eps, sample_ddim, sample_ddpm, sample_dpm_solver, sampling_timesteps)
+                               predict_x0_and_eps, sample_ddim, sample_ddpm, sample_dpm_solver, sample_dpm_solver_sde,
+                               sampling_timesteps)
 from minidiff.samplers_ode import (alpha_bar_at, dpm_solver_2m_step, euler_step, karras_sigmas, karras_timesteps,
                                    sigma_from_alpha_bar, timestep_from_sigma)
 from minidiff.sample import GIF_SCALE
@@ -308,6 +309,53 @@ def test_dpm_solver_trajectory_matches_diffusers(prediction, spacing, steps, sch
 
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # numpy 2 vs diffusers, harmless
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("steps", [6, 20])
+@pytest.mark.parametrize("schedule_name", ["linear", "scaled_linear"])
+@pytest.mark.parametrize("clip_x0", [False, True])
+def test_sde_dpm_solver_trajectory_matches_diffusers(prediction, spacing, steps, schedule_name, clip_x0):
+    """DPMSolverMultistepScheduler as SDE-DPM-Solver++(2M) (its default solver_type "midpoint" is the same
+    second-order x0 as ours), given our timesteps, the same outputs and the same noise. Clipping x0 to [-1, 1] is
+    its dynamic thresholding with a threshold that cannot exceed 1 (sample_max_value = 1).
+
+    The noise: our sampler draws from its generator as it always does (x_T, then one draw per step except the
+    last); the test draws the same list from a generator of the same seed and hands it to diffusers' step as
+    variance_noise. The library is not bent for the test, and diffusers' own draw policy (it also draws on the last
+    step, whose noise scale is 0) does not matter; a different draw order or count on our side changes the noise
+    and fails the comparison, and the generator's next number checks the count.
+
+    Tolerance: 1e-5, relative to the size of the state. Unclipped, the eps stand-in read at alpha_bar = 4e-5
+    (linear, t = 999) gives an x0 of about 100 and states up to about 400; both sides compute in float32 and
+    agree to about 1e-6 of that (a few units in the last place), which an element-wise 1e-5 misses on small entries.
+    """
+    from diffusers import DPMSolverMultistepScheduler
+
+    betas, schedule = diffusers_schedule(schedule_name)
+    scheduler = DPMSolverMultistepScheduler(num_train_timesteps=1000, trained_betas=betas, solver_order=2,
+                                            algorithm_type="sde-dpmsolver++", lower_order_final=True,
+                                            prediction_type=DIFFUSERS_PREDICTION[prediction], final_sigmas_type="zero",
+                                            thresholding=clip_x0, sample_max_value=1.0)
+    scheduler.set_timesteps(timesteps=sampling_timesteps(1000, steps, spacing))
+    ours, generator = [], torch.Generator().manual_seed(3)
+    sample_dpm_solver_sde(fake_model, SHAPE, schedule, prediction, steps=steps, spacing=spacing, clip_x0=clip_x0,
+                          generator=generator, callback=ours.append)
+    reference = torch.Generator().manual_seed(3)
+    x, theirs = torch.randn(SHAPE, generator=reference), []
+    noises = [torch.randn(SHAPE, generator=reference) for _ in range(steps - 1)] + [torch.zeros(SHAPE)]
+    assert torch.equal(torch.randn(1, generator=generator), torch.randn(1, generator=reference))  # as many draws
+    for t, noise in zip(scheduler.timesteps, noises):
+        x = scheduler.step(fake_model(x, torch.full((SHAPE[0],), int(t))), t, x, variance_noise=noise).prev_sample
+        theirs.append(x)
+    assert [step.t for step in ours] == scheduler.timesteps.tolist()
+    if clip_x0:
+        assert any((step.x0.abs() == 1).any() for step in ours)  # the clipping was exercised
+    theirs = torch.stack(theirs)  # (steps, B, C, H, W)
+    scale = max(1.0, theirs.abs().max().item())
+    torch.testing.assert_close(torch.stack([step.x_prev for step in ours]), theirs, atol=1e-5 * scale, rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # numpy 2 vs diffusers, harmless
 @pytest.mark.parametrize("name, scheduler_name",
                          [("euler", "EulerDiscreteScheduler"), ("heun", "HeunDiscreteScheduler")])
 @pytest.mark.parametrize("prediction", PREDICTIONS)
@@ -429,6 +477,7 @@ def test_x0_and_eps_agree_with_forward_conversions():
 def test_every_sampler_with_the_exact_denoiser_of_one_image_lands_on_it(name, spacing):
     """Data = one image x*. The exact denoiser predicts x0 = x* everywhere, so every sampler ends on x*.
 
+    That includes the stochastic ones, DDPM and SDE-DPM-Solver++, whose last step is noise-free.
     The deterministic ones do more: the probability-flow ODE's solution from x_T is then
     x_t = sqrt(alpha_bar) x* + sqrt(1 - alpha_bar) eps_T with eps_T the noise in x_T (the predicted eps never changes
     along it), and a straight line in sigma, which DDIM, DPM-Solver++, Euler and Heun all follow exactly."""
@@ -438,7 +487,7 @@ def test_every_sampler_with_the_exact_denoiser_of_one_image_lands_on_it(name, sp
     x = SAMPLERS[name](one_point_denoiser(schedule, x_star), (4, 1, 2, 2), schedule, "eps", steps=7, spacing=spacing,
                        clip_x0=False, generator=torch.Generator().manual_seed(0), callback=steps.append)
     torch.testing.assert_close(x, x_star.expand(4, -1, -1, -1), atol=1e-5, rtol=0)
-    if name == "ddpm":
+    if name in ("ddpm", "dpm++sde"):  # stochastic: fresh noise moves them off the ODE's path
         return
     x_T, alpha_bar_T = steps[0].x_t, alpha_bar_at(schedule, steps[0].t)
     eps_T = (x_T - alpha_bar_T**0.5 * x_star) / (1 - alpha_bar_T) ** 0.5
@@ -448,7 +497,26 @@ def test_every_sampler_with_the_exact_denoiser_of_one_image_lands_on_it(name, sp
         torch.testing.assert_close(step.x_prev, on_the_path, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name, nfe", [("ddpm", 7), ("ddim", 7), ("dpm++", 7), ("euler", 7), ("heun", 2 * 7 - 1)])
+def test_sde_dpm_solver_with_the_exact_denoiser_of_one_image_keeps_the_true_marginals():
+    """Data = one image x*: the exact denoiser predicts x0 = x* at every step, so D = x* (second order included), and
+    the step keeps x_t ~ q(x_t | x*) = N(sqrt(alpha_bar) x*, 1 - alpha_bar): the noise part e^{-h} eps_t +
+    sqrt(1 - e^{-2h}) z stays standard normal. Checked on every x_t visited, as for DDPM above."""
+    schedule = make_schedule("linear", 100)
+    x_star = torch.tensor([[[[0.9, -0.5], [0.2, -1.0]]]])  # (1, 1, 2, 2)
+    n, steps = 4000, []
+    x = sample_dpm_solver_sde(one_point_denoiser(schedule, x_star), (n, 1, 2, 2), schedule, "eps", steps=10,
+                              clip_x0=False, generator=torch.Generator().manual_seed(0), callback=steps.append)
+    for step in steps[1:]:  # x_T ~ N(0, I) itself is not q(x_T | x*): start after the first step
+        alpha_bar = float(schedule.alpha_bar[step.t])
+        noise_part = (step.x_t - alpha_bar**0.5 * x_star) / (1 - alpha_bar) ** 0.5  # (n, 1, 2, 2)
+        # 5 standard errors of a mean (1 / sqrt(n)) and of a variance (sqrt(2 / n))
+        torch.testing.assert_close(noise_part.mean(dim=0), torch.zeros(1, 2, 2), atol=5 / n**0.5, rtol=0)
+        torch.testing.assert_close(noise_part.var(dim=0), torch.ones(1, 2, 2), atol=5 * (2 / n) ** 0.5, rtol=0)
+    torch.testing.assert_close(x, x_star.expand(n, -1, -1, -1), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name, nfe", [("ddpm", 7), ("ddim", 7), ("dpm++", 7), ("dpm++sde", 7), ("euler", 7),
+                                       ("heun", 2 * 7 - 1)])
 def test_each_sampler_reports_every_step_and_counts_its_network_evaluations(name, nfe):
     """One network evaluation per step; Heun two, except into sigma = 0 (Karras et al. 2022, Algorithm 1)."""
     schedule = make_schedule("cosine", 100)
@@ -488,7 +556,7 @@ def test_deterministic_ddim_draws_nothing_after_x_T():
     assert not torch.equal(after_noisy, after) and not torch.allclose(x_noisy, x, atol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["ddim", "dpm++"])
+@pytest.mark.parametrize("name", ["ddim", "dpm++", "dpm++sde"])
 def test_zero_terminal_snr_samplers_start_from_pure_noise(name):
     """At alpha_bar = 0 an x0- (or v-) model still predicts x0; DDIM and DPM-Solver++ take that first step (lambda
     = -inf there). Euler and Heun need a finite sigma_max and say so."""

@@ -1,0 +1,95 @@
+r"""DPM-Solver++(2M) for the sampling loop: the multistep bookkeeping, and the step of its SDE variant.
+
+Papers followed:
+- Lu, Zhou, Bao, Chen, Li & Zhu 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
+  Models" (Lu et al. 2022b): the multistep second-order solver DPM-Solver++(2M) of the probability-flow ODE,
+  Algorithm 2 (its step is `minidiff.samplers_ode.dpm_solver_2m_step`), and SDE-DPM-Solver++(2M), the same
+  multistep solver for the reverse diffusion SDE, written with the data prediction x_theta (their appendix on
+  diffusion SDEs).
+- Lu, Zhou, Bao, Chen, Li & Zhu 2022, "DPM-Solver" (Lu et al. 2022a), sec. 3.1: the change of variable from t to
+  lambda that makes the linear part of the equations exactly solvable.
+- Song, Sohl-Dickstein, Kingma, Kumar, Ermon & Poole 2021, "Score-Based Generative Modeling through Stochastic
+  Differential Equations", eq. (6): the reverse-time SDE.
+
+Why two variants. The ODE maps each x_T to one image; its solvers (DDIM, DPM-Solver++, Euler, Heun) all converge
+to the ODE's images as the steps grow, errors in eps included. The SDE adds fresh noise on every step and takes
+out more of the old: errors made early are partly forgotten, at the price of a noisier path. For a small model
+whose eps is least accurate at high noise, that can give better samples at the same number of network evaluations.
+
+Notation (as in `minidiff.samplers_ode`, whose alpha_t, sigma_t are Lu et al.'s, not ours):
+
+    lam             \lambda_t        half_log_snr(alpha_bar) = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar))
+    h               h_i              lam_prev - lam: the step's length in lambda (> 0: towards the clean image)
+    D               D_i              the x0 held over the step (`dpm_solver_2m_x0`): first or second order
+    noise           z                standard normal noise, the shape of x_t
+"""
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from minidiff.samplers_ode import dpm_solver_2m_step, dpm_solver_2m_x0, half_log_snr
+
+NoiseSource = Callable[[tuple[int, ...]], torch.Tensor]  # shape -> standard normal noise of that shape
+
+
+def dpm_solver_sde_2m_step(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: float, alpha_bar_prev: float,
+                           noise: torch.Tensor, x0_earlier: torch.Tensor | None = None,
+                           alpha_bar_earlier: float | None = None) -> torch.Tensor:
+    r"""One step of SDE-DPM-Solver++(2M) (Lu et al. 2022b), from x_t to x_prev given the predicted x0 and noise.
+
+    The derivation, in Lu et al.'s letters ($\alpha_t = \sqrt{\bar\alpha_t}$, $\sigma_t = \sqrt{1 - \bar\alpha_t}$,
+    $\lambda_t = \log(\alpha_t / \sigma_t)$, the step from $s$ to $t$, $h = \lambda_t - \lambda_s$):
+    1. The reverse SDE (Song et al. 2021, eq. 6) with the score $-(x - \alpha_t x_\theta) / \sigma_t^2$ and
+       $g^2(t) = -2\sigma_t^2\, d\lambda_t / dt$ (Lu et al. 2022a, sec. 3.1), in lambda:
+       $dx = (f - 2\lambda'_t)\, x\, dt + 2\alpha_t x_\theta\, d\lambda + g\, d\bar w$, with $f = (\log\alpha_t)'$.
+    2. Its linear part is solved exactly: $x$ is carried from s to t by $\frac{\sigma_t}{\sigma_s} e^{-h}$; the
+       x_theta term, integrated against the same factor, is $2\alpha_t \int_{\lambda_s}^{\lambda_t}
+       e^{-2(\lambda_t - \lambda)} x_\theta\, d\lambda$; the noise has variance $\sigma_t^2 (1 - e^{-2h})$.
+    3. With x_theta held at $D$ over the step (`dpm_solver_2m_x0`: the prediction, or extrapolated from the one
+       before), the integral is $\alpha_t (1 - e^{-2h}) D$.
+    At h = inf (into the clean image) the step returns D exactly and the noise vanishes; as for the ODE, D is then
+    of first order.
+    """
+    # 1. the step's length in lambda: $h = \lambda_t - \lambda_s$
+    h = half_log_snr(alpha_bar_prev) - half_log_snr(alpha_bar)
+
+    # 2. the x0 held over the step, first or second order (the same as the ODE solver's)
+    D = dpm_solver_2m_x0(x0, alpha_bar, alpha_bar_prev, x0_earlier, alpha_bar_earlier)
+
+    # 3. the exact solution of step 2-3 above, our alpha_bar for theirs:
+    # $x_t = \frac{\sigma_t}{\sigma_s} e^{-h} x_s + \alpha_t (1 - e^{-2h}) D + \sigma_t \sqrt{1 - e^{-2h}}\, z$
+    noise_ratio = math.sqrt((1.0 - alpha_bar_prev) / (1.0 - alpha_bar))  # their sigma_t / sigma_s
+    one_minus_exp_minus_2h = -math.expm1(-2.0 * h)  # 1 into the clean image, where h = inf
+    return (noise_ratio * math.exp(-h) * x_t + math.sqrt(alpha_bar_prev) * one_minus_exp_minus_2h * D
+            + math.sqrt(1.0 - alpha_bar_prev) * math.sqrt(one_minus_exp_minus_2h) * noise)
+
+
+def dpm_solver_2m_update(noise_source: NoiseSource | None = None
+                         ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, float], torch.Tensor]:
+    """DPM-Solver++(2M)'s update for `minidiff.samplers.denoising_loop`: (x_t, x0, eps, alpha_bar, alpha_bar_prev)
+    -> x_prev, remembering each step's x0 for the next one's second-order estimate.
+
+    noise_source None: the ODE solver (`dpm_solver_2m_step`). A function shape -> N(0, I) noise: the SDE solver
+    (`dpm_solver_sde_2m_step`), which draws once per step, except on the last. Both are first order on the first
+    step (no earlier x0 yet) and on the last one, into the clean image, which is infinitely long in lambda
+    (Lu et al. 2022b, Algorithm 2, takes the first-order step on its first step alone). There the SDE's noise scale
+    is 0, so its last step is the ODE's and draws nothing.
+    """
+    x0_earlier, alpha_bar_earlier = None, None  # the step before's prediction and noise level
+
+    def update(x_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, alpha_bar: float,
+               alpha_bar_prev: float) -> torch.Tensor:
+        nonlocal x0_earlier, alpha_bar_earlier
+        if alpha_bar_prev == 1.0:  # the last step: first order, without noise
+            x_prev = dpm_solver_2m_step(x_t, x0, alpha_bar, alpha_bar_prev)
+        elif noise_source is None:  # second order, or first on the first step, where x0_earlier is still None
+            x_prev = dpm_solver_2m_step(x_t, x0, alpha_bar, alpha_bar_prev, x0_earlier, alpha_bar_earlier)
+        else:
+            x_prev = dpm_solver_sde_2m_step(x_t, x0, alpha_bar, alpha_bar_prev, noise_source(tuple(x_t.shape)),
+                                            x0_earlier, alpha_bar_earlier)
+        x0_earlier, alpha_bar_earlier = x0, alpha_bar
+        return x_prev
+
+    return update
