@@ -223,8 +223,9 @@ def save_autoencoder(stem: Path | str, autoencoder: Autoencoder, info: Autoencod
 
 def load_autoencoder(name_or_path: Path | str = "shapes_vae",
                      device: torch.device | str = "cpu") -> tuple[Autoencoder, AutoencoderInfo]:
-    """An autoencoder checkpoint by shipped name ("shapes_vae") or path, in eval mode on `device`, and its info."""
-    stem = checkpoint_stem(name_or_path)
+    """An autoencoder checkpoint by shipped name ("shapes_vae"), run folder or path, in eval mode, and its info."""
+    path = Path(name_or_path)
+    stem = path / "autoencoder" if path.is_dir() else checkpoint_stem(path)  # a train-vae run folder, or a stem
     weights, meta = read_tensors_and_json(stem)
     if meta.get("kind") != "autoencoder":
         raise CheckpointError(f"{stem}.json is not an autoencoder checkpoint (kind = {meta.get('kind')!r}); "
@@ -232,5 +233,9 @@ def load_autoencoder(name_or_path: Path | str = "shapes_vae",
     names = [f.name for f in fields(AutoencoderInfo)]
     info = AutoencoderInfo(**{name: meta[name] for name in names if name in meta})
     autoencoder = Autoencoder(AutoencoderConfig.from_dict(info.config))
-    autoencoder.load_state_dict(weights)
+    try:
+        autoencoder.load_state_dict(weights)
+    except RuntimeError as error:  # missing, unexpected or wrongly shaped weights
+        raise CheckpointError(f"{stem}.safetensors does not fit the config in {stem}.json ({error}); the two files "
+                              "come from different autoencoders: save them together with save_autoencoder") from None
     return autoencoder.to(resolve_device(device)).eval(), info

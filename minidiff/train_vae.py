@@ -25,6 +25,7 @@ from minidiff.checkpoint import (capture_rng_states, flatten_optimizer_state, re
                                  resolve_device, restore_rng_states, unflatten_optimizer_state, with_prefix,
                                  without_prefix, write_tensors_and_json)
 from minidiff.data import shapes, to_model
+from minidiff.shape_checker import adherence, read_attributes
 
 
 @dataclass
@@ -50,8 +51,8 @@ class VAETrainConfig:
 PRESETS = {
     "shapes": lambda: VAETrainConfig(),  # the shipped shapes_vae
     "tiny": lambda: VAETrainConfig(autoencoder=AutoencoderConfig(channels=(8, 8, 8), groups=4), dataset_size=64,
-                                   batch_size=16, decay_steps=12, steps=12, minutes=None, checkpoint_every_minutes=None,
-                                   eval_images=16),
+                                   batch_size=16, warmup_steps=3, decay_steps=12, steps=12, minutes=None,
+                                   checkpoint_every_minutes=None, eval_images=16),  # seconds: for tests
 }
 
 
@@ -78,22 +79,34 @@ def save_state(out: Path, model: Autoencoder, optimizer, generator: torch.Genera
     write_tensors_and_json(out / "train_state", tensors, meta)
 
 
-def measure(model: Autoencoder, images: torch.Tensor) -> float:
-    """Mean PSNR (dB) of the deterministic round trip decode(encode_mean(x)) over `images`."""
+def reconstruct(model: Autoencoder, images: torch.Tensor) -> torch.Tensor:
+    """The deterministic round trip decode(encode_mean(x)), clipped to [-1, 1], in batches."""
     with torch.inference_mode():
-        values = [psnr(model.decode(model.encode_mean(batch)).clamp(-1, 1), batch) for batch in images.split(250)]
-    return torch.cat(values).mean().item()
+        return torch.cat([model.decode(model.encode_mean(batch)).clamp(-1, 1) for batch in images.split(250)])
+
+
+def measure(model: Autoencoder, images: torch.Tensor) -> float:
+    """Mean PSNR (dB) of the deterministic round trip over `images`."""
+    return psnr(reconstruct(model, images), images).mean().item()
+
+
+def attributes_kept(model: Autoencoder, images: torch.Tensor) -> dict[str, float]:
+    """Share of round trips whose colour, shape, size and position (shape_checker) read as the original's do."""
+    originals = read_attributes(images.cpu())
+    return {name: round(share, 4) for name, share in adherence(reconstruct(model, images).cpu(), originals).items()}
 
 
 def finish(out: Path, model: Autoencoder, config: VAETrainConfig, train_images: torch.Tensor, step: int,
            minutes: float, command: str, device: torch.device) -> AutoencoderInfo:
-    """Estimate the scale factor, measure PSNR on train and held-out images, write the checkpoint."""
+    """Estimate the scale factor, measure PSNR (train and held-out) and kept attributes, write the checkpoint."""
     model.eval()
     heldout, _, _ = shapes(config.eval_images, "heldout", config.seed)
     heldout = to_model(heldout).to(device)
     metrics = {"psnr_heldout_db": round(measure(model, heldout), 2),
                "psnr_train_db": round(measure(model, train_images[:config.eval_images]), 2),
-               "eval_images": config.eval_images}
+               "heldout_attributes_kept": attributes_kept(model, heldout),
+               "eval_images": config.eval_images, "heldout_seed": config.seed,
+               "measured_by": command.split("\n")[-1]}  # the last session measured
     info = AutoencoderInfo(
         config=config.autoencoder.to_dict(), scale_factor=estimate_scale_factor(model, train_images[:2000]),
         command=command, seed=config.seed, device=str(device), training_minutes=round(minutes, 2), step=step,

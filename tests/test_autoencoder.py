@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from minidiff.autoencoder import (Autoencoder, AutoencoderConfig, estimate_scale_factor, kl_divergence,
-                                  load_autoencoder, psnr)
+from minidiff.autoencoder import (Autoencoder, AutoencoderConfig, AutoencoderInfo, estimate_scale_factor,
+                                  kl_divergence, load_autoencoder, psnr, save_autoencoder)
 from minidiff.checkpoint import CheckpointError
 from minidiff.data import from_model, shapes, to_model
 from minidiff.train_vae import PRESETS, train_vae
@@ -75,8 +75,9 @@ def test_tiny_training_resumes_exactly_and_checkpoints_round_trip(tmp_path):
     resumed = train_vae(PRESETS["tiny"](), tmp_path / "split", resume=True, progress=False)
     losses = [json.loads((tmp_path / name / "train_state.json").read_text())["losses"] for name in ("whole", "split")]
     assert len(losses[0]) == 12 and losses[0] == losses[1]
+    assert np.mean(losses[0][-3:]) < 0.8 * np.mean(losses[0][:3])  # it learns
     assert resumed.step == whole.step == 12
-    model, info = load_autoencoder(tmp_path / "split" / "autoencoder")
+    model, info = load_autoencoder(tmp_path / "split")  # a run folder
     again, _ = load_autoencoder(tmp_path / "whole" / "autoencoder")
     for name, value in model.state_dict().items():
         assert torch.equal(value, again.state_dict()[name]), name
@@ -86,6 +87,39 @@ def test_tiny_training_resumes_exactly_and_checkpoints_round_trip(tmp_path):
 def test_a_diffusion_checkpoint_is_not_an_autoencoder():
     with pytest.raises(CheckpointError, match="not an autoencoder checkpoint"):
         load_autoencoder("mnist")
+
+
+def small_checkpoint(stem, config=TINY):
+    torch.manual_seed(0)
+    info = AutoencoderInfo(config=config.to_dict(), scale_factor=1.0, command="test", seed=0, device="cpu",
+                           training_minutes=0.0, step=0, data={}, metrics={})
+    save_autoencoder(stem, Autoencoder(config), info)
+    return info
+
+
+def test_save_and_load_round_trip(tmp_path):
+    info = small_checkpoint(tmp_path / "vae")
+    model, loaded = load_autoencoder(tmp_path / "vae.json")
+    torch.manual_seed(0)
+    original = Autoencoder(TINY)
+    assert all(torch.equal(value, model.state_dict()[name]) for name, value in original.state_dict().items())
+    assert AutoencoderConfig.from_dict(loaded.config) == TINY and loaded.command == info.command
+
+
+def test_a_corrupt_or_mismatched_checkpoint_fails_clearly(tmp_path):
+    small_checkpoint(tmp_path / "vae")
+    data = bytearray((tmp_path / "vae.safetensors").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "vae.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match the sha256"):
+        load_autoencoder(tmp_path / "vae")
+    small_checkpoint(tmp_path / "wide", AutoencoderConfig(channels=(8, 16, 16), groups=4))
+    small_checkpoint(tmp_path / "narrow")
+    meta = json.loads((tmp_path / "narrow.json").read_text())
+    (tmp_path / "wide.json").write_text(json.dumps({**meta, "tensors_sha256": json.loads(
+        (tmp_path / "wide.json").read_text())["tensors_sha256"]}))  # narrow's config, wide's weights
+    with pytest.raises(CheckpointError, match="does not fit the config"):
+        load_autoencoder(tmp_path / "wide")
 
 
 def test_the_shipped_vae_reconstructs_heldout_shapes_above_32_db():
