@@ -1,4 +1,4 @@
-r"""The sampler race: one model, one set of seeds, five samplers at many step counts; quality against cost.
+r"""The sampler race: one model, one set of seeds, six samplers at many step counts; quality against cost.
 
 Each cell of the race samples the same n digits (labels cycling 0 ... 9, batches seeded seed, seed + 1, ...,
 so every sampler starts from the same x_T) with one sampler at one number of steps, and records
@@ -30,8 +30,10 @@ from minidiff.evaluate import balanced_labels, digit_quality, generate_digits
 from minidiff.metrics import real_vs_real_baseline
 from minidiff.samplers import SAMPLERS, DenoisingStep, model_denoiser
 
-RACE_SAMPLERS = ("ddpm", "ddim", "dpm++", "euler", "heun")  # the order of every table and legend
+RACE_SAMPLERS = ("ddpm", "ddim", "dpm++", "dpm++sde", "euler", "heun")  # the order of every table and legend
 RACE_STEPS = (5, 10, 20, 50, 100, 1000)
+# the fast cells `target_check` can hold against DDPM at 1000 steps: the issue's (the ODE solver), and its SDE variant
+TARGET_FAST_CELLS = (("dpm++", 20), ("dpm++sde", 20))
 SHIPPED_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "sampler_race.json"
 # settings that change the samples or their measurement: a file measured with others cannot be resumed
 COMPARABLE = ("model_sha256", "n", "seed", "guidance", "batch_size")
@@ -139,7 +141,9 @@ def target_check(results: dict, fast: tuple[str, int] = ("dpm++", 20),
     """How the fast cell compares with the reference: Fréchet ratio (fast / reference) and wall-time speed-up.
 
     The issue's target: DPM-Solver++ at 20 steps within 10% of DDPM at 1000 steps on the Fréchet distance
-    (ratio <= 1.1), and at least 40 times faster. None until both cells have run.
+    (ratio <= 1.1), and at least 40 times faster. None until both cells have run. On the shipped MNIST model the
+    ODE solvers converge to worse samples than DDPM's, so the same target is also worth checking for
+    SDE-DPM-Solver++: fast = ("dpm++sde", 20) (both are in TARGET_FAST_CELLS).
     """
     fast_cell, reference_cell = find_cell(results, *fast), find_cell(results, *reference)
     if fast_cell is None or reference_cell is None:

@@ -108,6 +108,15 @@ def test_target_check_compares_frechet_and_wall_time():
     assert race.target_check({"cells": results["cells"][:1]}) is None
 
 
+def test_target_check_holds_the_sde_solver_to_the_same_target():
+    results = {"cells": [synthetic_cell("ddpm", 1000, 1000, 400.0, 10.0), synthetic_cell("dpm++", 20, 20, 8.0, 15.0),
+                         synthetic_cell("dpm++sde", 20, 20, 8.0, 10.8)]}
+    assert ("dpm++sde", 20) in race.TARGET_FAST_CELLS and race.RACE_SAMPLERS.index("dpm++sde") == 3  # after dpm++
+    assert not race.target_check(results)["met"]  # the default fast cell is still the ODE solver's
+    check = race.target_check(results, fast=("dpm++sde", 20))
+    assert check["fast"] == ("dpm++sde", 20) and check["frechet_ratio"] == pytest.approx(1.08) and check["met"]
+
+
 def test_command_line_writes_json_and_png_and_skips_measured_cells(tiny_model_path, tmp_path):
     out = tmp_path / "race.json"
     command = [sys.executable, str(REPO / "benchmarks" / "sampler_race.py"), "--model", str(tiny_model_path),
