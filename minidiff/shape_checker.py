@@ -26,10 +26,12 @@ The rules, one per function:
    s / 6 below it; then the nearest region of `shapes.POSITIONS` (distance 0 inside a region).
 
 Shape descriptors from image moments follow Hu 1962, "Visual pattern recognition by moment invariants".
+
 Image coordinates: pixel (row i, column j) covers [j, j + 1] x [i, i + 1], so its centre is (j + 0.5, i + 0.5),
 the convention `shapes.render` draws in; y grows downwards.
 """
 
+import itertools
 import math
 
 import numpy as np
@@ -41,7 +43,9 @@ from minidiff.shapes import COLOURS, POSITIONS, SIZE, SIZES
 ATTRIBUTES = ("colour", "shape", "size", "position")
 INK_THRESHOLD = 60.0  # of 765: noise of std 8 per channel gives ink std ~14 on white
 MIN_BLOB_PIXELS = 4  # a smaller blob is a speck, not a shape (the smallest shape, a 7 px triangle, has ~30)
-MAX_BLOB_PIXELS = 400  # a larger blob is not one shape (the largest, an 18 px square, covers at most 19 x 19)
+# A larger blob is not one shape: the largest, an 18 px square, covers at most 19 x 19 = 361 pixels, blurred
+# with a Gaussian of std 2 px about 500; pure noise about 1000.
+MAX_BLOB_PIXELS = 24 * 24
 CORE_SHARE = 0.8  # core pixels have at least this share of the largest ink
 # A triangle's vertical skewness is -0.57, a square's or circle's 0. Blur adds symmetric spread, which shrinks a
 # triangle's skewness (measured: -0.28 for s = 7 under a Gaussian blur of std 1 px), so the line sits nearer 0.
@@ -75,6 +79,7 @@ def as_uint8_batch(images: np.ndarray | torch.Tensor) -> np.ndarray:
 
 def ink(image: np.ndarray) -> np.ndarray:
     """How far each pixel is from white, summed over channels: uint8 (32, 32, 3) -> float (32, 32) in [0, 765]."""
+    # \mathrm{ink}(p) = \sum_{c \in \{R, G, B\}} (255 - p_c)
     return (255.0 - image.astype(np.float64)).sum(axis=-1)  # (32, 32, 3) -> (32, 32)
 
 
@@ -85,22 +90,23 @@ def foreground(image: np.ndarray) -> np.ndarray:
 
 def largest_blob(mask: np.ndarray) -> np.ndarray:
     """The largest 8-connected group of True pixels in mask (32, 32): stray specks of noise are dropped."""
-    labels = np.zeros(mask.shape, dtype=np.int64)  # 0: not yet visited
-    sizes = [0]
+    h, w = mask.shape
+    labels = np.zeros((h, w), dtype=np.int64)  # 0: background or not yet visited
+    sizes = [0]  # sizes[k]: number of pixels in blob k (blob 0 is the background)
     for start in zip(*np.nonzero(mask)):
         if labels[start]:
             continue
+        label = len(sizes)
         sizes.append(0)
-        labels[start] = len(sizes) - 1
+        labels[start] = label
         stack = [start]
-        while stack:  # flood fill from start
+        while stack:  # flood fill: visit every foreground pixel that touches the blob
             i, j = stack.pop()
-            sizes[-1] += 1
-            for di, dj in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
-                n = (i + di, j + dj)
-                if 0 <= n[0] < mask.shape[0] and 0 <= n[1] < mask.shape[1] and mask[n] and not labels[n]:
-                    labels[n] = labels[start]
-                    stack.append(n)
+            sizes[label] += 1
+            for ni, nj in itertools.product((i - 1, i, i + 1), (j - 1, j, j + 1)):
+                if 0 <= ni < h and 0 <= nj < w and mask[ni, nj] and not labels[ni, nj]:
+                    labels[ni, nj] = label
+                    stack.append((ni, nj))
     return labels == int(np.argmax(sizes))
 
 
@@ -127,18 +133,22 @@ def nearest_colour(rgb: np.ndarray) -> str:
 def coverage(image: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     """The share of each pixel the shape covers, f = ink / ink(rgb), clipped to [0, 1] -> (32, 32)."""
     full_ink = float((255.0 - rgb).sum())
+    # f = \mathrm{ink}(p) / \mathrm{ink}(\mathrm{rgb}), since a pixel covered by a share f is (1 - f) white + f rgb
     return np.clip(ink(image) / max(full_ink, 1.0), 0.0, 1.0)
 
 
 def centred_moments(weights: np.ndarray) -> dict:
     """Area, centroid and centred moments of a weight map (32, 32), pixel centres at j + 0.5, i + 0.5."""
     rows, cols = np.indices(weights.shape, dtype=np.float64)  # (32, 32) each
+    # A = \sum_{ij} f_{ij}
     area = float(weights.sum())
+    # \bar x = \frac{1}{A} \sum_{ij} f_{ij} (j + 1/2), \bar y = \frac{1}{A} \sum_{ij} f_{ij} (i + 1/2)
     cx = float((weights * (cols + 0.5)).sum() / area)
     cy = float((weights * (rows + 0.5)).sum() / area)
     x, y = cols + 0.5 - cx, rows + 0.5 - cy
 
     def mean(values: np.ndarray) -> float:
+        # E[g(x, y)] = \frac{1}{A} \sum_{ij} f_{ij} g(x_j, y_i), the central moments \mu_{pq} / A of Hu 1962
         return float((weights * values).sum() / area)
 
     return {"area": area, "cx": cx, "cy": cy, "xx": mean(x**2), "yy": mean(y**2),
@@ -147,17 +157,18 @@ def centred_moments(weights: np.ndarray) -> dict:
 
 def read_shape(m: dict) -> str:
     """Triangle if the mass sits low (negative vertical skewness), else square or circle by x-y independence."""
-    # skewness = E[y^3] / E[y^2]^{3/2}; for a triangle with apex up (y grows downwards) it is -2 sqrt(2) / 5
+    # \gamma_y = E[y^3] / E[y^2]^{3/2}; for a triangle with apex up (y grows downwards) it is -2\sqrt{2} / 5
     skewness = m["yyy"] / max(m["yy"], 1e-9) ** 1.5
     if skewness < TRIANGLE_SKEWNESS:
         return "triangle"
-    # E[x^2 y^2] / (E[x^2] E[y^2]): 1 for a square (x, y independent), (r^4/24) / (r^2/4)^2 = 2/3 for a disk
+    # \rho = E[x^2 y^2] / (E[x^2] E[y^2]): 1 for a square (x, y independent), \frac{r^4/24}{(r^2/4)^2} = 2/3 for a disk
     xy_ratio = m["xxyy"] / max(m["xx"] * m["yy"], 1e-9)
     return "square" if xy_ratio > SQUARE_XY_RATIO else "circle"
 
 
 def read_size(m: dict, shape: str) -> str:
     """Side s from the area, area = AREA_PER_S2[shape] * s^2, then "small" or "large"."""
+    # A = k s^2, k = AREA_PER_S2[shape]  =>  s = \sqrt{A / k}
     s = math.sqrt(m["area"] / AREA_PER_S2[shape])
     return "small" if s < SMALL_LARGE_S else "large"
 
@@ -167,6 +178,7 @@ def box_centre(m: dict, shape: str) -> tuple[float, float]:
     if shape != "triangle":
         return m["cx"], m["cy"]
     s = math.sqrt(m["area"] / AREA_PER_S2[shape])
+    # a triangle's centroid is at 2/3 of its height from the apex: \bar y = c_y - s/2 + 2s/3 = c_y + s/6
     return m["cx"], m["cy"] - s / 6
 
 
@@ -182,7 +194,7 @@ def nearest_position(cx: float, cy: float) -> str:
 
 
 def read_one(image: np.ndarray) -> dict:
-    """The attributes of one uint8 image (32, 32, 3); all None when there is no foreground."""
+    """The attributes of one uint8 image (32, 32, 3); all None when there is no shape."""
     mask = foreground(image)
     if not mask.any():
         return dict(NO_SHAPE)

@@ -69,6 +69,7 @@ def test_slight_blur_still_reads_right(clean):
                         for image in images[::3]])  # Gaussian of std 1 px
     scores = adherence(blurred, attributes[::3])
     assert scores["all"] >= 0.98, scores  # measured: 1.0
+    assert all(reading["shape"] is not None for reading in read_attributes(blurred))  # a blur is still a shape
 
 
 def test_blank_and_garbage_images_read_as_no_shape():
