@@ -163,15 +163,21 @@ def empty_tokens(like: torch.Tensor) -> torch.Tensor:
 
 
 def token_denoiser(model: ConditionedUNet, tokens: torch.Tensor, guidance: float | None = None,
-                   rescale: float = 0.0) -> Denoiser:
+                   rescale: float = 0.0, negative_tokens: torch.Tensor | None = None) -> Denoiser:
     """A denoiser(x_t, t) for any sampler: the tokens (B, L) encoded once, then the U-Net at every step.
 
     guidance None: plain conditional predictions. A number w: classifier-free guidance against the empty
-    condition, which training dropped to (`drop_tokens`); one batched forward pass of 2B per step.
+    condition, which training dropped to (`drop_tokens`), or against negative_tokens (1, L) or (B, L) when given:
+    a negative prompt's prediction takes the unconditional one's place, so guidance pushes away from it.
+    One batched forward pass of 2B per step.
     """
     context, context_mask = model.encode(tokens)
     if guidance is None:
+        if negative_tokens is not None:
+            raise ValueError("a negative prompt acts through guidance: give a guidance scale as well")
         return model_denoiser(model.unet, context=context, context_mask=context_mask)
-    null_context, null_mask = model.encode(empty_tokens(tokens[:1]))  # (1, L, dim), (1, L)
+    if negative_tokens is None:
+        negative_tokens = empty_tokens(tokens[:1])  # (1, L)
+    null_context, null_mask = model.encode(negative_tokens)  # (1 or B, L, dim), (1 or B, L)
     return guided_denoiser(model.unet, guidance, context=context, context_mask=context_mask,
                            null_context=null_context, null_context_mask=null_mask, rescale=rescale)

@@ -108,14 +108,17 @@ class DecodedStep:
 def sample_shapes(model: ConditionedUNet, schedule: NoiseSchedule, prediction: str, autoencoder: Autoencoder,
                   scale_factor: float, tokens: torch.Tensor, sampler: str = "dpm++", steps: int | None = 20,
                   guidance: float | None = None, generator: torch.Generator | None = None, callback=None,
-                  device: torch.device | str = "cpu", **sampler_options) -> torch.Tensor:
+                  device: torch.device | str = "cpu", negative_tokens: torch.Tensor | None = None,
+                  rescale: float = 0.0, **sampler_options) -> torch.Tensor:
     """Draw one image per row of tokens (B, L): sample latents with any sampler, then decode -> (B, 3, 32, 32).
 
+    guidance, negative_tokens, rescale: classifier-free guidance, as `token_denoiser` takes them.
     callback, if given, receives a `DecodedStep` at every step. x0 is not clipped: latents are not in [-1, 1].
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
-    denoiser = token_denoiser(model, tokens.to(device), guidance)
+    negative_tokens = None if negative_tokens is None else negative_tokens.to(device)
+    denoiser = token_denoiser(model, tokens.to(device), guidance, rescale, negative_tokens)
 
     def report(step: DenoisingStep) -> None:
         callback(DecodedStep(step, decode_latents(autoencoder, step.x0, scale_factor)))

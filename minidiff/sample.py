@@ -2,6 +2,10 @@
 
     python -m minidiff sample --model mnist --label 7 --n 16 --seed 0 --sampler ddpm --steps 1000 --out DIR
     python -m minidiff sample --model mnist --label 7 --sampler dpm++ --steps 20 --guidance 3 --out DIR
+    python -m minidiff sample --prompt "a large red circle in the top left" --out DIR   # text to image
+
+With --prompt the model defaults to the shipped text-to-image model, the sampler to DPM-Solver++ with 20 steps and
+guidance to 3, and the GIF shows each step's decoded prediction (minidiff.pipeline).
 
 writes DIR/000.png, DIR/001.png, ... (each image at its native resolution), DIR/grid.png (all of them),
 DIR/denoise.gif (the first few images on their way from noise to picture) and DIR/meta.json (every setting:
@@ -93,22 +97,27 @@ class GifRecorder:
     def __call__(self, step: DenoisingStep) -> None:
         if step.index == 0:
             self.frames.append(self.frame(step.x_t))  # x_T, pure noise
-        if step.index in self.keep:
-            self.frames.append(self.frame(step.x_prev))
+        self.add_frame(step.index, step.x_prev)
         self.nfe = step.nfe
+
+    def add_frame(self, index: int, x: torch.Tensor) -> None:
+        """Keep x (B, C, H, W) in [-1, 1] as a frame if step `index` is one of the kept ones."""
+        if index in self.keep:
+            self.frames.append(self.frame(x))
 
     def frame(self, x: torch.Tensor) -> np.ndarray:
         images = from_model(x[:self.images])  # (B, C, H, W) in [-1, 1] -> (B, H, W, C) uint8, clipped
         return image_grid(images, columns=len(images))
 
 
-def sampler_options(args: argparse.Namespace) -> dict:
+def sampler_options(args: argparse.Namespace, default_sampler: str = "ddpm") -> dict:
     """The options that only one sampler takes: DDPM's variance, DDIM's eta."""
-    if args.eta is not None and args.sampler != "ddim":
-        raise ValueError(f"--eta is DDIM's; leave it out for --sampler {args.sampler}")
-    if args.sampler == "ddpm":
+    sampler = args.sampler or default_sampler
+    if args.eta is not None and sampler != "ddim":
+        raise ValueError(f"--eta is DDIM's; leave it out for --sampler {sampler}")
+    if sampler == "ddpm":
         return {"variance": args.variance}
-    if args.sampler == "ddim":
+    if sampler == "ddim":
         return {"eta": 0.0 if args.eta is None else args.eta}
     return {}
 
@@ -133,10 +142,42 @@ def run(args: argparse.Namespace) -> Path:
         raise SystemExit(f"minidiff sample: {error}") from None
 
 
+def prompt_to_folder(args: argparse.Namespace) -> Path:
+    """Text to image: --prompt (and --negative-prompt) through minidiff.pipeline, written like class samples."""
+    from minidiff.pipeline import DEFAULT_MODEL, TextToImage  # text-to-image pieces, only when asked for
+
+    if args.label is not None:
+        raise ValueError("--label is for class-conditional models; a text model takes --prompt only")
+    model = DEFAULT_MODEL if args.model is None else args.model
+    pipe = TextToImage.load(model, args.device)
+    steps = 20 if args.steps is None else args.steps
+    guidance = 3.0 if args.guidance is None else args.guidance
+    recorder = GifRecorder(total_steps=steps)
+    result = pipe(args.prompt, n=args.n, negative_prompt=args.negative_prompt, sampler=args.sampler or "dpm++",
+                  steps=steps, guidance=guidance, rescale=args.guidance_rescale, seed=args.seed,
+                  callback=lambda step: recorder.add_frame(step.latent.index, step.x0_image),
+                  spacing=args.spacing, **sampler_options(args, default_sampler="dpm++"))
+    settings = {"model": str(checkpoint_stem(model)), "model_step": pipe.info.step, "prompt": args.prompt,
+                "negative_prompt": args.negative_prompt, "n": args.n, "seed": args.seed,
+                "sampler": args.sampler or "dpm++", "steps": steps, "spacing": args.spacing, "guidance": guidance,
+                "guidance_rescale": args.guidance_rescale, "device": str(pipe.device), "nfe": result.nfe,
+                "seconds": round(result.seconds, 3), "image_shape": list(result.images.shape[1:])}
+    write_folder(Path(args.out), from_model(result.images), recorder.frames, settings)
+    print(f"wrote {args.n} images for {args.prompt!r}, grid.png, denoise.gif and meta.json to {args.out} "
+          f"({result.seconds:.1f} s, {result.nfe} network evaluations)")
+    return Path(args.out)
+
+
 def sample_to_folder(args: argparse.Namespace) -> Path:
     """The work of `run`, with errors left as exceptions."""
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
+    if args.prompt is not None:
+        return prompt_to_folder(args)
+    if args.negative_prompt is not None:
+        raise ValueError("--negative-prompt goes with --prompt")
+    args.model = "mnist" if args.model is None else args.model
+    args.sampler = args.sampler or "ddpm"
     device = resolve_device(args.device)
     model, info = load_model(args.model, device)
     labels = class_labels(args.n, args.label, info.unet_config().num_classes)
@@ -184,16 +225,21 @@ def parse_label(text: str) -> int | str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the sample command's options on its sub-command parser."""
-    parser.add_argument("--model", default="mnist",
-                        help="a shipped checkpoint's name (in data/checkpoints/) or a path (run folder or STEM.json)")
+    parser.add_argument("--model", default=None,
+                        help="a shipped checkpoint's name (in data/checkpoints/) or a path (run folder or STEM.json); "
+                             "default: mnist, or shapes_text with --prompt")
+    parser.add_argument("--prompt", default=None, help='text to draw, e.g. "a large red circle in the top left"')
+    parser.add_argument("--negative-prompt", default=None,
+                        help="text to steer away from (replaces the empty prompt in guidance), e.g. \"red\"")
     parser.add_argument("--label", type=parse_label, default=None,
                         help="class of every image, or 'null' (default: 0, 1, 2, ... in turn)")
     parser.add_argument("--n", type=int, default=16, help="how many images (default: 16)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
-    parser.add_argument("--sampler", choices=sorted(SAMPLERS), default="ddpm",
-                        help="sampling algorithm (default: ddpm)")
+    parser.add_argument("--sampler", choices=sorted(SAMPLERS), default=None,
+                        help="sampling algorithm (default: ddpm; dpm++ with --prompt)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="sampling steps out of the T training steps (default: T); heun spends 2 NFE per step")
+                        help="sampling steps out of the T training steps (default: T; 20 with --prompt); "
+                             "heun spends 2 NFE per step")
     parser.add_argument("--spacing", choices=SPACINGS, default="linspace",
                         help="where the steps fall among the T (Lin et al. 2023, Table 2; default: linspace)")
     parser.add_argument("--variance", choices=VARIANCES, default="beta_tilde",
@@ -202,7 +248,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="DDIM's fresh noise per step, 0 (deterministic) ... 1 (like DDPM) (default: 0)")
     parser.add_argument("--guidance", type=float, default=None,
                         help="classifier-free guidance scale w: 1 = conditional, 0 = unconditional, >1 stronger "
-                             "(default: off, plain conditional sampling at half the cost)")
+                             "(default: off, plain conditional sampling at half the cost; 3 with --prompt)")
     parser.add_argument("--guidance-rescale", type=float, default=0.0,
                         help="guidance rescale phi in 0 ... 1 (Lin et al. 2023; default: 0, off)")
     parser.add_argument("--clip-x0", action=argparse.BooleanOptionalAction, default=True,

@@ -1,0 +1,114 @@
+r"""Text to image, the whole system in one place: prompt -> tokens -> text encoder -> denoise a latent -> decode.
+
+    pipe = TextToImage.load()                                   # the shipped model, its autoencoder, on the CPU
+    result = pipe("a large red circle in the top left", n=4, seed=0)
+    result.images                                              # (4, 3, 32, 32) in [-1, 1]
+
+Every stage is a module of its own, and this file only connects them, in the order Stable Diffusion does
+(Rombach et al. 2022, fig. 3): the prompt is tokenized (`minidiff.text`) and encoded once; a latent starts as
+noise and is denoised by the U-Net, guided towards the prompt and away from the negative prompt
+(`minidiff.conditioning.token_denoiser`, classifier-free guidance, Ho & Salimans 2022), with any sampler
+(`minidiff.samplers`); the autoencoder decodes the clean latent (`minidiff.latent`). On request it keeps the
+whole trajectory (each step's latent and decoded prediction) and each word's cross-attention map per step
+(`minidiff.attention_maps`).
+"""
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from minidiff.attention_maps import CrossAttentionRecorder
+from minidiff.autoencoder import Autoencoder
+from minidiff.checkpoint import CheckpointInfo, load_model, resolve_device
+from minidiff.conditioning import ConditionedUNet
+from minidiff.latent import DecodedStep, autoencoder_for, sample_shapes
+from minidiff.samplers import SAMPLERS
+from minidiff.text import tokenize_batch
+
+DEFAULT_MODEL = "shapes_text"
+
+
+@dataclass
+class Generation:
+    """What one call of the pipeline produced."""
+
+    prompts: list[str]  # one per image
+    images: torch.Tensor  # (N, 3, 32, 32) in [-1, 1]
+    tokens: torch.Tensor  # (N, L) the prompts' token ids
+    nfe: int  # network evaluations per image
+    seconds: float
+    steps: list[DecodedStep] = field(default_factory=list)  # every step, when keep_steps
+    attention: list[torch.Tensor] = field(default_factory=list)  # per step (N, L, 32, 32), when attention
+
+
+class TextToImage:
+    """A text-conditioned latent diffusion model with its autoencoder, ready to draw from prompts."""
+
+    def __init__(self, model: ConditionedUNet, info: CheckpointInfo, autoencoder: Autoencoder, scale_factor: float,
+                 device: torch.device):
+        if info.encoder is None or info.encoder["kind"] != "text":
+            raise ValueError("TextToImage needs a text-conditioned model (its checkpoint's encoder kind is 'text'); "
+                             f"this one has encoder {info.encoder}")
+        self.model, self.info, self.device = model, info, device
+        self.autoencoder, self.scale_factor = autoencoder, scale_factor
+        self.schedule, self.prediction = info.noise_schedule(), info.diffusion["prediction"]
+
+    @classmethod
+    def load(cls, name: str | Path = DEFAULT_MODEL, device: torch.device | str = "cpu") -> "TextToImage":
+        """The model by shipped name or path, and the autoencoder its checkpoint names (checked by sha256)."""
+        device = resolve_device(device)
+        model, info = load_model(name, device)
+        autoencoder, scale_factor = autoencoder_for(info, device)
+        return cls(model, info, autoencoder, scale_factor, device)
+
+    def tokens(self, prompts: list[str], unknown: str = "error") -> torch.Tensor:
+        """Prompts -> token ids (N, L) of the length the model was trained with."""
+        return tokenize_batch(prompts, unknown, max_length=self.info.encoder["length"])
+
+    @torch.inference_mode()
+    def __call__(self, prompt: str | list[str], n: int | None = None, negative_prompt: str | None = None,
+                 sampler: str = "dpm++", steps: int = 20, guidance: float | None = 3.0, rescale: float = 0.0,
+                 seed: int = 0, generator: torch.Generator | None = None, unknown: str = "error",
+                 keep_steps: bool = False, attention: bool = False, progress: bool = False,
+                 callback: Callable[[DecodedStep], None] | None = None, **sampler_options) -> Generation:
+        """Draw images for a prompt (n copies, default 1) or a list of prompts (one image each).
+
+        negative_prompt: its prediction replaces the unconditional one in guidance (needs guidance).
+        generator: the noise's source; default torch.Generator seeded with `seed`, so a seed gives the same images.
+        keep_steps / attention: also return every step / every step's cross-attention map per token.
+        """
+        prompts = [prompt] * (n or 1) if isinstance(prompt, str) else list(prompt)
+        if not prompts:
+            raise ValueError("give at least one prompt")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+        if negative_prompt is not None and guidance is None:
+            raise ValueError("a negative prompt acts through guidance: give guidance as well (e.g. 3)")
+        tokens = self.tokens(prompts, unknown)
+        negative = None if negative_prompt is None else self.tokens([negative_prompt], unknown)
+        generator = generator or torch.Generator(self.device).manual_seed(seed)
+        result = Generation(prompts, torch.empty(0), tokens, nfe=0, seconds=0.0)
+        bar = tqdm(total=steps, disable=not progress, unit="step", desc="denoising")
+        recording = CrossAttentionRecorder(self.model) if attention else contextlib.nullcontext()
+        with recording as recorder, bar:
+            def on_step(step: DecodedStep) -> None:
+                result.nfe = step.latent.nfe
+                if keep_steps:
+                    result.steps.append(step)
+                if attention:
+                    result.attention.append(recorder.maps[-1][: len(prompts)])  # the conditional half of the batch
+                bar.update(1)
+                if callback is not None:
+                    callback(step)
+
+            start = time.perf_counter()
+            images = sample_shapes(self.model, self.schedule, self.prediction, self.autoencoder, self.scale_factor,
+                                   tokens.to(self.device), sampler, steps, guidance, generator, on_step, self.device,
+                                   negative_tokens=negative, rescale=rescale, **sampler_options)
+            result.images, result.seconds = images.cpu(), time.perf_counter() - start
+        return result
