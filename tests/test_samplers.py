@@ -623,6 +623,7 @@ def test_sample_command_errors_say_what_is_wrong(tiny_run, tmp_path, arguments, 
 @pytest.mark.parametrize("sampler, options, nfe", [
     ("ddim", ["--eta", "0.5", "--spacing", "trailing"], 4),
     ("dpm++", ["--guidance", "3"], 4),
+    ("dpm++sde", ["--spacing", "trailing"], 4),
     ("euler", ["--spacing", "leading"], 4),
     ("heun", ["--guidance", "2", "--guidance-rescale", "0.7"], 2 * 4 - 1),
 ])
