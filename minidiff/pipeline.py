@@ -10,7 +10,8 @@ noise and is denoised by the U-Net, guided towards the prompt and away from the 
 (`minidiff.conditioning.token_denoiser`, classifier-free guidance, Ho & Salimans 2022), with any sampler
 (`minidiff.samplers`); the autoencoder decodes the clean latent (`minidiff.latent`). On request it keeps the
 whole trajectory (each step's latent and decoded prediction) and each word's cross-attention map per step
-(`minidiff.attention_maps`).
+(`minidiff.attention_maps`). Given an input image it edits instead: img2img (SDEdit) with a strength, and
+inpainting with a mask (`minidiff.editing`).
 """
 
 import contextlib
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -26,7 +28,9 @@ from minidiff.attention_maps import CrossAttentionRecorder
 from minidiff.autoencoder import Autoencoder
 from minidiff.checkpoint import CheckpointInfo, load_model, resolve_device
 from minidiff.conditioning import ConditionedUNet
-from minidiff.latent import DecodedStep, autoencoder_for, sample_shapes
+from minidiff.data import to_model
+from minidiff.editing import Edit, latent_keep
+from minidiff.latent import DecodedStep, autoencoder_for, encode_images, sample_shapes
 from minidiff.samplers import SAMPLERS
 from minidiff.text import tokenize_batch
 
@@ -44,6 +48,7 @@ class Generation:
     seconds: float
     steps: list[DecodedStep] = field(default_factory=list)  # every step, when keep_steps
     attention: list[torch.Tensor] = field(default_factory=list)  # per step (N, L, 32, 32), when attention
+    strength: float | None = None  # the share of the steps that ran, when editing an image
 
 
 class TextToImage:
@@ -70,15 +75,35 @@ class TextToImage:
         """Prompts -> token ids (N, L) of the length the model was trained with."""
         return tokenize_batch(prompts, unknown, max_length=self.info.encoder["length"])
 
+    def edit(self, image: np.ndarray, strength: float, mask: torch.Tensor | None, n: int, seed: int) -> Edit:
+        """The `Edit` of an input image (its latent) and a pixel mask (its share kept per latent cell)."""
+        image = np.asarray(image)
+        if image.shape != (32, 32, 3) or image.dtype != np.uint8:
+            raise ValueError(f"init_image must be uint8 (32, 32, 3), got {image.dtype} {image.shape}")
+        z0 = encode_images(self.autoencoder, to_model(image[None]), self.scale_factor)  # (1, 3, 32, 32) -> (1, 4, 8, 8)
+        keep = None
+        if mask is not None:
+            if mask.shape != (1, 1, 32, 32) or mask.min() < 0 or mask.max() > 1:
+                raise ValueError(f"mask must be (1, 1, 32, 32) in [0, 1] (1 = regenerate), got {tuple(mask.shape)}")
+            keep = latent_keep(mask.float(), self.autoencoder.config.downsampling)  # (1, 1, 8, 8)
+        generator = torch.Generator(self.device).manual_seed(seed + 1)  # the kept region's re-noising
+        return Edit(z0.expand(n, -1, -1, -1).to(self.device), strength,
+                    None if keep is None else keep.to(self.device), generator)
+
     @torch.inference_mode()
     def __call__(self, prompt: str | list[str], n: int | None = None, negative_prompt: str | None = None,
                  sampler: str = "dpm++", steps: int = 20, guidance: float | None = 3.0, rescale: float = 0.0,
                  seed: int = 0, generator: torch.Generator | None = None, unknown: str = "error",
                  keep_steps: bool = False, attention: bool = False, progress: bool = False,
-                 callback: Callable[[DecodedStep], None] | None = None, **sampler_options) -> Generation:
+                 callback: Callable[[DecodedStep], None] | None = None, init_image: np.ndarray | None = None,
+                 strength: float | None = None, mask: torch.Tensor | None = None,
+                 **sampler_options) -> Generation:
         """Draw images for a prompt (n copies, default 1) or a list of prompts (one image each).
 
         negative_prompt: its prediction replaces the unconditional one in guidance (needs guidance).
+        init_image: uint8 (32, 32, 3): edit it instead of starting from noise (`edit`); strength: the share of the
+        steps that run (SDEdit; default 0.6, or 1 with a mask); mask (1, 1, 32, 32) in [0, 1], 1 = regenerate:
+        keep the rest (inpainting).
         generator: the noise's source; default torch.Generator seeded with `seed`, so a seed gives the same images.
         keep_steps / attention: also return every step / every step's cross-attention map per token.
         """
@@ -89,10 +114,15 @@ class TextToImage:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
         if negative_prompt is not None and guidance is None:
             raise ValueError("a negative prompt acts through guidance: give guidance as well (e.g. 3)")
+        if init_image is None and (mask is not None or strength is not None):
+            raise ValueError("a mask or a strength edits an image: give the image (init_image) too")
+        if init_image is not None:
+            strength = strength if strength is not None else (1.0 if mask is not None else 0.6)
+            sampler_options["edit"] = self.edit(init_image, strength, mask, len(prompts), seed)
         tokens = self.tokens(prompts, unknown)
+        result = Generation(prompts, torch.empty(0), tokens, nfe=0, seconds=0.0, strength=strength)
         negative = None if negative_prompt is None else self.tokens([negative_prompt], unknown)
         generator = generator or torch.Generator(self.device).manual_seed(seed)
-        result = Generation(prompts, torch.empty(0), tokens, nfe=0, seconds=0.0)
         bar = tqdm(total=steps, disable=not progress, unit="step", desc="denoising")
         recording = CrossAttentionRecorder(self.model) if attention else contextlib.nullcontext()
         with recording as recorder, bar:

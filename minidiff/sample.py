@@ -3,6 +3,8 @@
     python -m minidiff sample --model mnist --label 7 --n 16 --seed 0 --sampler ddpm --steps 1000 --out DIR
     python -m minidiff sample --model mnist --label 7 --sampler dpm++ --steps 20 --guidance 3 --out DIR
     python -m minidiff sample --prompt "a large red circle in the top left" --out DIR   # text to image
+    python -m minidiff sample --prompt "a blue circle" --init-image in.png --strength 0.6 --out DIR  # img2img
+    python -m minidiff sample --prompt "a green square" --init-image in.png --mask mask.png --out DIR  # inpainting
 
 With --prompt the model defaults to the shipped text-to-image model, the sampler to DPM-Solver++ with 20 steps and
 guidance to 3, and the GIF shows each step's decoded prediction (minidiff.pipeline).
@@ -144,11 +146,16 @@ def run(args: argparse.Namespace) -> Path:
 
 def prompt_to_folder(args: argparse.Namespace) -> Path:
     """Text to image: --prompt (and --negative-prompt) through minidiff.pipeline, written like class samples."""
-    from minidiff.pipeline import DEFAULT_MODEL, TextToImage  # text-to-image pieces, only when asked for
+    from minidiff.editing import read_image, read_mask  # text-to-image pieces, only when asked for
+    from minidiff.pipeline import DEFAULT_MODEL, TextToImage
 
     if args.label is not None:
         raise ValueError("--label is for class-conditional models; a text model takes --prompt only")
     model = DEFAULT_MODEL if args.model is None else args.model
+    init_image = None if args.init_image is None else read_image(args.init_image)
+    mask = None if args.mask is None else read_mask(args.mask)
+    if init_image is None and (mask is not None or args.strength is not None):
+        raise ValueError("--strength and --mask edit an image: give it with --init-image")
     pipe = TextToImage.load(model, args.device)
     steps = 20 if args.steps is None else args.steps
     guidance = 3.0 if args.guidance is None else args.guidance
@@ -156,11 +163,14 @@ def prompt_to_folder(args: argparse.Namespace) -> Path:
     result = pipe(args.prompt, n=args.n, negative_prompt=args.negative_prompt, sampler=args.sampler or "dpm++",
                   steps=steps, guidance=guidance, rescale=args.guidance_rescale, seed=args.seed,
                   callback=lambda step: recorder.add_frame(step.latent.index, step.x0_image),
+                  init_image=init_image, strength=args.strength, mask=mask,
                   spacing=args.spacing, **sampler_options(args, default_sampler="dpm++"))
     settings = {"model": str(checkpoint_stem(model)), "model_step": pipe.info.step, "prompt": args.prompt,
                 "negative_prompt": args.negative_prompt, "n": args.n, "seed": args.seed,
                 "sampler": args.sampler or "dpm++", "steps": steps, "spacing": args.spacing, "guidance": guidance,
-                "guidance_rescale": args.guidance_rescale, "device": str(pipe.device), "nfe": result.nfe,
+                "guidance_rescale": args.guidance_rescale, "init_image": args.init_image,
+                "strength": result.strength, "mask": args.mask,
+                "device": str(pipe.device), "nfe": result.nfe,
                 "seconds": round(result.seconds, 3), "image_shape": list(result.images.shape[1:])}
     write_folder(Path(args.out), from_model(result.images), recorder.frames, settings)
     print(f"wrote {args.n} images for {args.prompt!r}, grid.png, denoise.gif and meta.json to {args.out} "
@@ -174,8 +184,9 @@ def sample_to_folder(args: argparse.Namespace) -> Path:
         raise ValueError(f"--n must be at least 1, got {args.n}")
     if args.prompt is not None:
         return prompt_to_folder(args)
-    if args.negative_prompt is not None:
-        raise ValueError("--negative-prompt goes with --prompt")
+    for option in ("negative_prompt", "init_image", "strength", "mask"):
+        if getattr(args, option) is not None:
+            raise ValueError(f"--{option.replace('_', '-')} goes with --prompt (a text-to-image model)")
     args.model = "mnist" if args.model is None else args.model
     args.sampler = args.sampler or "ddpm"
     device = resolve_device(args.device)
@@ -231,6 +242,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", default=None, help='text to draw, e.g. "a large red circle in the top left"')
     parser.add_argument("--negative-prompt", default=None,
                         help="text to steer away from (replaces the empty prompt in guidance), e.g. \"red\"")
+    parser.add_argument("--init-image", default=None,
+                        help="with --prompt: a 32x32 image to edit instead of starting from noise (SDEdit)")
+    parser.add_argument("--strength", type=float, default=None,
+                        help="with --init-image: share of the steps that run, 0 (the input) ... 1 (ignore it); "
+                             "default 0.6, or 1 with --mask")
+    parser.add_argument("--mask", default=None,
+                        help="with --init-image: a 32x32 mask image, white = regenerate, black = keep (inpainting)")
     parser.add_argument("--label", type=parse_label, default=None,
                         help="class of every image, or 'null' (default: 0, 1, 2, ... in turn)")
     parser.add_argument("--n", type=int, default=16, help="how many images (default: 16)")

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from minidiff.editing import Edit, keep_known, starting_point
 from minidiff.forward import eps_from_x0, x0_and_eps_from_output
 from minidiff.samplers_dpm import dpm_solver_2m_update
 from minidiff.samplers_ode import (SPACINGS, alpha_bar_at, euler_update, heun_correction, karras_timesteps,
@@ -171,21 +172,24 @@ Correct = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, float], tor
 def denoising_loop(denoiser: Denoiser, x_t: torch.Tensor, schedule: NoiseSchedule, prediction: str,
                    timesteps: list[float], update: Update, clip_x0: bool = False,
                    callback: Callable[[DenoisingStep], None] | None = None,
-                   correct: Correct | None = None) -> torch.Tensor:
+                   correct: Correct | None = None, edit: Edit | None = None) -> torch.Tensor:
     """The loop all samplers share: at each timestep predict (x0, eps), take `update`'s step, report it.
 
     `timesteps` run downwards (see `sampling_timesteps`), ints or fractional (Karras sigmas); after the last
     one the result is the clean image. With `correct` (predictor-corrector samplers, i.e. Heun), the network is
     evaluated again at the update's result, and `correct` makes the step from both predictions; not on the
     last step, into the clean image. NFE counts calls of `denoiser`: one per step, two with a correction.
+    With an `edit` that keeps part of an input (inpainting), that part of x_t is the input noised to t before
+    every step, and the input itself at the end (`minidiff.editing.keep_known`).
     """
-    if prediction == "eps" and alpha_bar_at(schedule, timesteps[0]) == 0.0:
+    if timesteps and prediction == "eps" and alpha_bar_at(schedule, timesteps[0]) == 0.0:
         raise ValueError("an eps-predicting model cannot recover x0 at zero SNR (alpha_bar = 0 at the first step); "
                          "train with prediction 'v' or 'x0' for a zero-terminal-SNR schedule (Lin et al. 2023)")
     denoiser = CountedDenoiser(denoiser)
     with torch.inference_mode():
         for index, t in enumerate(timesteps):
             t_prev = timesteps[index + 1] if index + 1 < len(timesteps) else -1
+            x_t = keep_known(x_t, t, schedule, edit)
             alpha_bar = alpha_bar_at(schedule, t)
             alpha_bar_prev = alpha_bar_at(schedule, t_prev) if t_prev >= 0 else 1.0
             x0, eps = predict_x0_and_eps(denoiser, prediction, x_t, t, alpha_bar, clip_x0)
@@ -196,13 +200,14 @@ def denoising_loop(denoiser: Denoiser, x_t: torch.Tensor, schedule: NoiseSchedul
             if callback is not None:
                 callback(DenoisingStep(index, t, t_prev, x_t, eps, x0, x_prev, nfe=denoiser.calls))
             x_t = x_prev
-    return x_t
+    return keep_known(x_t, -1, schedule, edit)
 
 
 def sample_ddpm(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
                 steps: int | None = None, variance: str = "beta_tilde", clip_x0: bool = True,
                 generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-                callback: Callable[[DenoisingStep], None] | None = None, spacing: str = "linspace") -> torch.Tensor:
+                callback: Callable[[DenoisingStep], None] | None = None, spacing: str = "linspace",
+                edit: Edit | None = None) -> torch.Tensor:
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2): x_T ~ N(0, I), then one `ddpm_step` per timestep.
 
     steps: None for all T steps, or fewer, placed by `spacing` (see `sampling_timesteps`). One network
@@ -210,87 +215,90 @@ def sample_ddpm(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSched
     """
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; choose one of {VARIANCES}")
-    timesteps = sampling_timesteps(schedule.T, steps, spacing)
-    x_T = gaussian_noise(shape, generator, device)  # Algorithm 2, line 1
+    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device),  # Algorithm 2, line 1
+                                    sampling_timesteps(schedule.T, steps, spacing), schedule, edit)
 
     def update(x_t, x0, eps, alpha_bar, alpha_bar_prev):
         # Algorithm 2, line 3: no noise on the last step, into the clean image (alpha_bar_prev = 1)
         noise = None if alpha_bar_prev == 1.0 else gaussian_noise(x_t.shape, generator, device)
         return ddpm_step(x_t, x0, alpha_bar, alpha_bar_prev, noise, variance)
 
-    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, update, clip_x0, callback)
+    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, update, clip_x0, callback, edit=edit)
 
 
 def sample_ddim(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
                 steps: int | None = None, spacing: str = "linspace", eta: float = 0.0, clip_x0: bool = True,
                 generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-                callback: Callable[[DenoisingStep], None] | None = None) -> torch.Tensor:
+                callback: Callable[[DenoisingStep], None] | None = None, edit: Edit | None = None) -> torch.Tensor:
     """DDIM sampling (Song et al. 2021): x_T ~ N(0, I), then one `ddim_step` per timestep; one NFE per step.
 
     With eta = 0 the generator draws x_T and nothing else: the same x_T always gives the same image.
     """
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in 0 ... 1 (0 = deterministic DDIM, 1 = DDPM's variance), got {eta}")
-    timesteps = sampling_timesteps(schedule.T, steps, spacing)
-    x_T = gaussian_noise(shape, generator, device)
+    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device),
+                                    sampling_timesteps(schedule.T, steps, spacing), schedule, edit)
 
     def update(x_t, x0, eps, alpha_bar, alpha_bar_prev):
         noise = gaussian_noise(x_t.shape, generator, device) if eta > 0 and alpha_bar_prev < 1.0 else None
         return ddim_step(x0, eps, alpha_bar, alpha_bar_prev, eta, noise)
 
-    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, update, clip_x0, callback)
+    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, update, clip_x0, callback, edit=edit)
 
 
 def sample_dpm_solver(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
                       steps: int | None = None, spacing: str = "linspace", clip_x0: bool = True,
                       generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-                      callback: Callable[[DenoisingStep], None] | None = None) -> torch.Tensor:
+                      callback: Callable[[DenoisingStep], None] | None = None,
+                      edit: Edit | None = None) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2) for the probability-flow ODE: one NFE per step, second order
     except on the first and the last step (see `minidiff.samplers_dpm.dpm_solver_2m_update`)."""
-    timesteps = sampling_timesteps(schedule.T, steps, spacing)
-    x_T = gaussian_noise(shape, generator, device)
-    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, dpm_solver_2m_update(), clip_x0, callback)
+    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device),
+                                    sampling_timesteps(schedule.T, steps, spacing), schedule, edit)
+    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, dpm_solver_2m_update(), clip_x0, callback,
+                          edit=edit)
 
 
 def sample_dpm_solver_sde(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
                           steps: int | None = None, spacing: str = "linspace", clip_x0: bool = True,
                           generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-                          callback: Callable[[DenoisingStep], None] | None = None) -> torch.Tensor:
+                          callback: Callable[[DenoisingStep], None] | None = None,
+                      edit: Edit | None = None) -> torch.Tensor:
     """SDE-DPM-Solver++(2M) (Lu et al. 2022b): DPM-Solver++(2M) for the reverse SDE, one NFE per step.
 
     The generator draws x_T, then fresh noise on every step but the last (`dpm_solver_sde_2m_step`)."""
-    timesteps = sampling_timesteps(schedule.T, steps, spacing)
-    x_T = gaussian_noise(shape, generator, device)
+    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device),
+                                    sampling_timesteps(schedule.T, steps, spacing), schedule, edit)
     update = dpm_solver_2m_update(noise_source=lambda noise_shape: gaussian_noise(noise_shape, generator, device))
-    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, update, clip_x0, callback)
+    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, update, clip_x0, callback, edit=edit)
 
 
 def sample_euler(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
                  steps: int | None = None, spacing: str = "linspace", clip_x0: bool = True,
                  generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-                 callback: Callable[[DenoisingStep], None] | None = None) -> torch.Tensor:
+                 callback: Callable[[DenoisingStep], None] | None = None, edit: Edit | None = None) -> torch.Tensor:
     """Euler's method on Karras sigmas (Karras et al. 2022, eq. 5 and Algorithm 1 without its correction).
 
     The `steps` noise levels span the same range as the spacing's timesteps, placed by eq. 5 (rho = 7), then
     a last step into sigma = 0. One NFE per step. x_T ~ N(0, I), as for every sampler here.
     """
     timesteps = karras_timesteps(schedule, sampling_timesteps(schedule.T, steps, spacing))
-    x_T = gaussian_noise(shape, generator, device)
-    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, euler_update, clip_x0, callback)
+    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device), timesteps, schedule, edit)
+    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, euler_update, clip_x0, callback, edit=edit)
 
 
 def sample_heun(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
                 steps: int | None = None, spacing: str = "linspace", clip_x0: bool = True,
                 generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-                callback: Callable[[DenoisingStep], None] | None = None) -> torch.Tensor:
+                callback: Callable[[DenoisingStep], None] | None = None, edit: Edit | None = None) -> torch.Tensor:
     """Heun's method on Karras sigmas (Karras et al. 2022, Algorithm 1): an Euler step, then its correction.
 
     Two NFE per step, except the last, into sigma = 0, which stays an Euler step: 2 * steps - 1 in all.
     """
     timesteps = karras_timesteps(schedule, sampling_timesteps(schedule.T, steps, spacing))
-    x_T = gaussian_noise(shape, generator, device)
+    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device), timesteps, schedule, edit)
     return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, euler_update, clip_x0, callback,
-                          correct=heun_correction)
+                          correct=heun_correction, edit=edit)
 
 
 # name -> sampling function; the CLI's --sampler choices
