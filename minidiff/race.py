@@ -138,7 +138,10 @@ def results_table(results: dict) -> str:
 
 def target_check(results: dict, fast: tuple[str, int] = ("dpm++", 20),
                  reference: tuple[str, int] = ("ddpm", 1000)) -> dict | None:
-    """How the fast cell compares with the reference: Fréchet ratio (fast / reference) and wall-time speed-up.
+    """How the fast cell compares with the reference: Fréchet ratio (fast / reference) and speed-ups.
+
+    Two speed-ups: in wall-clock seconds, and in this process's CPU seconds. On an idle machine with one thread
+    they agree; on a shared machine wall time also counts the other jobs, so the target is judged on CPU time.
 
     The issue's target: DPM-Solver++ at 20 steps within 10% of DDPM at 1000 steps on the Fréchet distance
     (ratio <= 1.1), and at least 40 times faster. None until both cells have run. On the shipped MNIST model the
@@ -150,8 +153,9 @@ def target_check(results: dict, fast: tuple[str, int] = ("dpm++", 20),
         return None
     frechet_ratio = fast_cell["frechet_distance"] / reference_cell["frechet_distance"]
     speedup = reference_cell["seconds"] / fast_cell["seconds"]
+    cpu_speedup = reference_cell["cpu_seconds"] / fast_cell["cpu_seconds"]
     return {"fast": fast, "reference": reference, "frechet_ratio": frechet_ratio, "speedup": speedup,
-            "met": frechet_ratio <= 1.1 and speedup >= 40}
+            "cpu_speedup": cpu_speedup, "met": frechet_ratio <= 1.1 and cpu_speedup >= 40}
 
 
 def race_figure(results: dict, title: str | None = None, size: float = 3.6) -> Figure:

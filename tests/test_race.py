@@ -99,10 +99,16 @@ def test_table_rows_follow_the_sampler_order_then_the_steps():
     assert rows[2][7].strip() == "35.25" and all(r[8].strip() == "3.50" for r in rows)
 
 
-def test_target_check_compares_frechet_and_wall_time():
+def test_target_check_compares_frechet_and_cpu_time():
     results = {"cells": [synthetic_cell("ddpm", 1000, 1000, 400.0, 10.0), synthetic_cell("dpm++", 20, 20, 8.0, 10.5)]}
     check = race.target_check(results)
-    assert check["frechet_ratio"] == pytest.approx(1.05) and check["speedup"] == pytest.approx(50.0) and check["met"]
+    assert check["frechet_ratio"] == pytest.approx(1.05) and check["cpu_speedup"] == pytest.approx(50.0)
+    assert check["met"]
+    results["cells"][0]["seconds"] = 800.0  # a busy machine doubles the wall time: the CPU time decides
+    assert race.target_check(results)["speedup"] == pytest.approx(100.0) and race.target_check(results)["met"]
+    results["cells"][1]["cpu_seconds"] = 12.0  # only 33x faster in CPU time
+    assert not race.target_check(results)["met"]
+    results["cells"][1]["cpu_seconds"] = 8.0
     results["cells"][1]["frechet_distance"] = 11.5  # 15% worse
     assert not race.target_check(results)["met"]
     assert race.target_check({"cells": results["cells"][:1]}) is None
