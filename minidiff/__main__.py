@@ -2,7 +2,7 @@
 
 import argparse
 
-from minidiff import demo, evaluate, sample, train, train_vae
+from minidiff import demo, evaluate, evaluate_text, sample, train, train_vae
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -13,6 +13,8 @@ def main(argv: list[str] | None = None) -> None:
     train_vae.add_arguments(commands.add_parser("train-vae", help="train the autoencoder for latent diffusion"))
     sample.add_arguments(commands.add_parser("sample", help="draw images from a trained model into a folder"))
     evaluate.add_arguments(commands.add_parser("evaluate", help="measure a digit model: class accuracy, Fréchet distance"))
+    evaluate_text.add_arguments(commands.add_parser("evaluate-text", help="measure a text-to-image model's prompt "
+                                                                          "adherence with the attribute checker"))
     args = parser.parse_args(argv)
     args.run(args)
 

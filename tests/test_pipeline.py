@@ -1,6 +1,7 @@
 """The text-to-image pipeline, its attention maps, and `python -m minidiff sample --prompt`."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -8,7 +9,9 @@ from PIL import Image
 
 from minidiff.__main__ import main
 from minidiff.attention_maps import CrossAttentionRecorder, attention_weights
+from minidiff.checkpoint import load_checkpoint
 from minidiff.conditioning import EncoderConfig
+from minidiff.evaluate_text import evaluation_prompts
 from minidiff.layers import CrossAttention
 from minidiff.pipeline import TextToImage
 from minidiff.text import MAX_LENGTH
@@ -122,3 +125,18 @@ def test_the_cli_writes_every_promised_file(tiny_text_model, tmp_path):
 def test_the_cli_explains_an_unknown_word(tiny_text_model, tmp_path):
     with pytest.raises(SystemExit, match="'pink' .* is not in the vocabulary"):
         main(["sample", "--model", str(tiny_text_model), "--prompt", "a pink circle", "--out", str(tmp_path)])
+
+
+def test_evaluate_text_measures_both_prompt_sets_and_records_them(tiny_text_model, capsys):
+    captions, attributes = evaluation_prompts(6, "heldout", seed=0)
+    assert all((a["colour"], a["shape"]) in {("purple", "triangle"), ("yellow", "square"), ("cyan", "circle")}
+               for a in attributes)
+    assert captions[0].startswith("a ") and len(set(captions)) > 1
+    model = tiny_text_model.parent / "evaluated"
+    shutil.copytree(tiny_text_model, model)
+    main(["evaluate-text", "--model", str(model), "--n", "4", "--heldout-n", "3", "--steps", "2", "--record"])
+    printed = capsys.readouterr().out
+    assert "train_captions colour" in printed and "heldout_pairs colour+shape" in printed
+    metrics = load_checkpoint(model)[1].metrics["adherence_dpm++_2_steps_guidance_3.0"]
+    assert metrics["train_captions"]["n"] == 4 and metrics["heldout_pairs"]["n"] == 3
+    assert 0 <= metrics["train_captions"]["colour"] <= 1
