@@ -56,9 +56,9 @@ def latent_denoising_frame(step: DecodedStep, schedule: NoiseSchedule, timesteps
     """
     rows = (latent_picture(step.latent.x_t, channels), latent_picture(step.latent.x0, channels),
             step.x0_image.float().cpu())
-    fig = Figure(figsize=(9.0, 5.6))
-    grid = fig.add_gridspec(4, 1, height_ratios=(1, 1, 1, 1.5), left=0.17, right=0.98, bottom=0.09, top=0.92,
-                            hspace=0.45 if labels is None else 0.6)
+    fig = Figure(figsize=(9.0, 6.4))
+    grid = fig.add_gridspec(4, 1, height_ratios=(1, 1, 1.2, 1.3), left=0.17, right=0.98, bottom=0.08, top=0.93,
+                            hspace=0.35 if labels is None else 0.6)
     for row, (images, row_label) in enumerate(zip(rows, ROW_LABELS)):
         ax = fig.add_subplot(grid[row, 0])
         plots.show_row(ax, images, labels=list(labels) if labels is not None and row == len(rows) - 1 else None)
