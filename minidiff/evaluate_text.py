@@ -1,5 +1,7 @@
 """`python -m minidiff evaluate-text`: does the text-to-image model draw what the prompt says? Measured.
 
+(Also for chapter 09's model conditioned on attributes instead of text: the same prompts, as attribute tokens.)
+
 The rule-based attribute checker (`minidiff.shape_checker`, which never saw a generated image) reads colour,
 shape, size and position off every sample, and `adherence` counts how often each matches the prompt.
 
@@ -18,7 +20,9 @@ import shlex
 
 import torch
 
-from minidiff.checkpoint import record_metrics
+from minidiff.checkpoint import load_checkpoint, load_model, record_metrics
+from minidiff.conditioning import attribute_tokens
+from minidiff.latent import autoencoder_for, sample_shapes
 from minidiff.pipeline import DEFAULT_MODEL, TextToImage
 from minidiff.samplers import SAMPLERS
 from minidiff.shape_checker import adherence
@@ -35,20 +39,52 @@ def evaluation_prompts(n: int, split: str, seed: int = 0) -> tuple[list[str], li
     return captions, attributes
 
 
+class AttributeModel:
+    """A latent model conditioned on attribute tokens (kind "attributes"), with its autoencoder: what `draw` needs."""
+
+    def __init__(self, name: str, device: str = "cpu"):
+        self.model, self.info = load_model(name, device)
+        self.autoencoder, self.scale_factor = autoencoder_for(self.info, device)
+
+    def draw(self, attributes: list[dict], sampler: str, steps: int, guidance: float,
+             generator: torch.Generator) -> torch.Tensor:
+        return sample_shapes(self.model, self.info.noise_schedule(), self.info.diffusion["prediction"],
+                             self.autoencoder, self.scale_factor, attribute_tokens(attributes), sampler, steps,
+                             guidance, generator)
+
+
+def load_any(name: str, device: str = "cpu") -> TextToImage | AttributeModel:
+    """A text model as a TextToImage pipeline, an attribute-conditioned one as an AttributeModel."""
+    _, info = load_checkpoint(name)
+    if info.encoder is not None and info.encoder["kind"] == "attributes":
+        return AttributeModel(name, device)
+    return TextToImage.load(name, device)
+
+
 @torch.inference_mode()
-def draw(pipe: TextToImage, captions: list[str], sampler: str = "dpm++", steps: int = 20, guidance: float = 3.0,
-         seed: int = 0, batch_size: int = 100) -> torch.Tensor:
-    """One image per caption (N, 3, 32, 32); batches seeded seed, seed + 1, ...: the same call, the same images."""
-    batches = [captions[i:i + batch_size] for i in range(0, len(captions), batch_size)]
-    return torch.cat([pipe(batch, sampler=sampler, steps=steps, guidance=guidance, seed=seed + index).images
-                      for index, batch in enumerate(batches)])
+def draw(pipe: TextToImage | AttributeModel, captions: list[str], attributes: list[dict], sampler: str = "dpm++",
+         steps: int = 20, guidance: float = 3.0, seed: int = 0, batch_size: int = 100) -> torch.Tensor:
+    """One image per caption (N, 3, 32, 32); batches seeded seed, seed + 1, ...: the same call, the same images.
+
+    A text model reads the captions; a model conditioned on attributes (chapter 09) reads the attributes.
+    """
+    images = []
+    for index, start in enumerate(range(0, len(captions), batch_size)):
+        generator = torch.Generator().manual_seed(seed + index)
+        if isinstance(pipe, TextToImage):
+            batch = pipe(captions[start:start + batch_size], sampler=sampler, steps=steps, guidance=guidance,
+                         generator=generator).images
+        else:
+            batch = pipe.draw(attributes[start:start + batch_size], sampler, steps, guidance, generator)
+        images.append(batch)
+    return torch.cat(images)
 
 
-def prompt_adherence(pipe: TextToImage, n: int, split: str, sampler: str = "dpm++", steps: int = 20,
-                     guidance: float = 3.0, seed: int = 0) -> dict:
+def prompt_adherence(pipe: TextToImage | AttributeModel, n: int, split: str, sampler: str = "dpm++",
+                     steps: int = 20, guidance: float = 3.0, seed: int = 0) -> dict:
     """Per-attribute accuracy, "all" and "colour+shape" for n prompts of a split (see `evaluation_prompts`)."""
     captions, attributes = evaluation_prompts(n, split, seed)
-    return {"n": n, **adherence(draw(pipe, captions, sampler, steps, guidance, seed), attributes)}
+    return {"n": n, **adherence(draw(pipe, captions, attributes, sampler, steps, guidance, seed), attributes)}
 
 
 def guidance_sweep(pipe: TextToImage, guidances: list[float], n: int = 200, split: str = "train",
@@ -71,7 +107,7 @@ def run(args: argparse.Namespace) -> dict:
     """Measure both prompt sets, print the figures and the targets, and record them in the model's JSON."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    pipe = TextToImage.load(args.model, args.device)
+    pipe = load_any(args.model, args.device)
     settings = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance, "seed": args.seed}
     result = {**settings,
               "train_captions": prompt_adherence(pipe, args.n, "train", args.sampler, args.steps, args.guidance,
