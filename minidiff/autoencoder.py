@@ -32,6 +32,15 @@ RECONSTRUCTIONS = ("l1", "l2")
 
 @dataclass
 class AutoencoderConfig:
+    """The autoencoder's shape and loss. beta = 1e-6 was picked by measurement.
+
+    Four 300-step runs of the shapes preset (held-out PSNR / per-image KL / sigma of q(z | x) / `kept`, the share of
+    round trips the shape checker reads the same): beta 0: 32.3 dB / 847 / 0.06 / 95.5%; 1e-6: 32.0 dB / 534 / 0.16
+    / 96.5%; 1e-5: 31.2 dB / 206 / 0.51 / 92.5%; 1e-4: 27.5 dB / 64 / 0.83 / 86.5%. At 1e-6 the KL is already
+    down by a third and the encoder's noise is no longer negligible (a smoother latent space for diffusion) at almost
+    no cost in PSNR; from 1e-5 the KL term starts to cost detail (at 1e-4 it costs 5 dB).
+    """
+
     in_channels: int = 3  # RGB
     latent_channels: int = 4  # as Stable Diffusion's autoencoder
     channels: tuple[int, ...] = (32, 64, 64)  # per level; each level after the first halves H and W: 32 -> 16 -> 8
