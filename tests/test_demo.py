@@ -1,18 +1,57 @@
 """`make demo` runs `python -m minidiff demo`: it must write real pictures and print where they are."""
 
+import json
+
 import numpy as np
+import pytest
 from PIL import Image
 
 from minidiff.__main__ import main
+from minidiff.conditioning import EncoderConfig
+from minidiff.demo import PROMPTS
+from minidiff.text import MAX_LENGTH
+from minidiff.train import train
+from minidiff.train_config import PRESETS
+from minidiff.train_vae import PRESETS as VAE_PRESETS
+from minidiff.train_vae import train_vae
 
 
-def test_demo_writes_one_picture_per_schedule(tmp_path, capsys):
-    main(["demo", "--out", str(tmp_path), "--seed", "0"])
-    printed = capsys.readouterr().out
-    pictures = sorted(tmp_path.glob("forward_*.png"))
+@pytest.fixture(scope="module")
+def tiny_text_model(tmp_path_factory):
+    vae_folder, folder = tmp_path_factory.mktemp("vae"), tmp_path_factory.mktemp("text")
+    train_vae(VAE_PRESETS["tiny"](), vae_folder, progress=False)
+    config = PRESETS["tiny_latent"]()
+    config.autoencoder, config.steps = str(vae_folder / "autoencoder"), 2
+    config.encoder = EncoderConfig(kind="text", dim=16, length=MAX_LENGTH, layers=1, heads=2)
+    train(config, folder, device="cpu", progress=False)
+    return folder
+
+
+def check_demo_folder(out, printed: str, n: int) -> None:
+    folders = sorted(p for p in (out / "demo").iterdir() if p.is_dir())
+    assert len(folders) == len(PROMPTS)
+    for folder, prompt in zip(folders, PROMPTS):
+        assert str(folder) in printed, "the demo must print each folder it writes"
+        meta = json.loads((folder / "meta.json").read_text())
+        assert meta["prompt"] == prompt and meta["nfe"] == 20
+        for i in range(n):
+            assert Image.open(folder / f"{i:03d}.png").size == (32, 32)
+        assert Image.open(folder / "denoise.gif").n_frames == 20
+    overview = np.asarray(Image.open(out / "demo" / "prompts.png").convert("RGB"))
+    assert overview.shape[0] > 300 and str(out / "demo" / "prompts.png") in printed
+    pictures = sorted(out.glob("forward_*.png"))
     assert len(pictures) == 4
     for path in pictures:
-        assert str(path) in printed, "the demo must print each path it writes"
+        assert str(path) in printed
         image = np.asarray(Image.open(path).convert("RGB"))
-        assert image.shape[0] > 300 and image.shape[1] > 300
-        assert image.std() > 20, f"{path.name} looks blank"
+        assert image.shape[0] > 300 and image.std() > 20, f"{path.name} looks blank"
+
+
+def test_demo_draws_every_prompt_and_the_forward_process(tiny_text_model, tmp_path, capsys):
+    main(["demo", "--out", str(tmp_path), "--model", str(tiny_text_model), "--n", "2", "--seed", "0"])
+    check_demo_folder(tmp_path, capsys.readouterr().out, n=2)
+
+
+def test_demo_runs_on_the_shipped_model(tmp_path, capsys):
+    main(["demo", "--out", str(tmp_path), "--seed", "0"])
+    check_demo_folder(tmp_path, capsys.readouterr().out, n=4)
