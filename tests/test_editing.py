@@ -15,7 +15,7 @@ from minidiff.latent import decode_latents, encode_images
 from minidiff.pipeline import TextToImage
 from minidiff.samplers import SAMPLERS
 from minidiff.schedule import make_schedule
-from minidiff.shapes import shapes
+from minidiff.shapes import render, shapes
 from minidiff.text import MAX_LENGTH
 from minidiff.train import train
 from minidiff.train_config import PRESETS
@@ -161,3 +161,19 @@ def test_cli_img2img_and_inpainting(tiny_text_model, tmp_path):
               "--out", str(tmp_path / "d")])
     with pytest.raises(SystemExit, match="goes with --prompt"):
         main(["sample", "--model", "mnist", "--init-image", str(tmp_path / "in.png"), "--out", str(tmp_path / "e")])
+
+
+def test_shipped_inpainting_changes_nothing_far_from_the_mask():
+    pipe = TextToImage.load()  # the shipped text model and autoencoder
+    image = render({"shape": "circle", "s": 9, "cx": 10.0, "cy": 10.0, "rgb": (220, 30, 30)})
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 16:, 16:] = 1.0  # regenerate the bottom-right quarter
+    result = pipe("a small blue square in the bottom right", n=2, init_image=image, mask=mask, seed=0)
+    z0 = encode_images(pipe.autoencoder, to_model(image[None]), pipe.scale_factor)
+    reconstruction = decode_latents(pipe.autoencoder, z0, pipe.scale_factor)
+    outside = torch.ones(32, 32, dtype=torch.bool)
+    outside[12:, 12:] = False  # the mask and a 4-pixel margin, which the decoder blends
+    difference = (result.images - reconstruction)[..., outside]
+    assert 10 * torch.log10(4 / difference.pow(2).mean()) > 35  # dB: as close as the autoencoder's own error
+    inside = (result.images - reconstruction)[..., 18:30, 18:30]
+    assert inside.abs().max() > 0.5  # something new was drawn in the mask
