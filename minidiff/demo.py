@@ -129,6 +129,7 @@ def forward_pictures(out: Path, seed: int) -> list[Path]:
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Text to image into args.out/demo/, then the forward-process pictures into args.out/."""
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     (out / "demo").mkdir(parents=True, exist_ok=True)
     print(f"text to image with {args.model} ({len(PROMPTS)} prompts, {args.n} images each):")
@@ -143,4 +144,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"text-to-image model (default: {DEFAULT_MODEL})")
     parser.add_argument("--n", type=int, default=4, help="images per prompt (default: 4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch (default: 1; the models are small, and a second thread that has "
+                             "to wait for a busy core slows them down many times)")
     parser.set_defaults(run=run)
