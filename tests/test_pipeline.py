@@ -109,7 +109,7 @@ def test_an_attribute_model_is_not_a_text_model(tmp_path):
 
 def test_the_cli_writes_every_promised_file(tiny_text_model, tmp_path):
     out = tmp_path / "out"
-    main(["sample", "--model", str(tiny_text_model), "--prompt", PROMPT, "--n", "3", "--steps", "4",
+    main(["sample", "--model", str(tiny_text_model), "--prompt", PROMPT, "--n", "3", "--steps", "4", "--threads", "1",
           "--seed", "0", "--out", str(out)])
     for name in ("000.png", "001.png", "002.png"):
         with Image.open(out / name) as image:
