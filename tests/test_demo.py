@@ -3,28 +3,10 @@
 import json
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from minidiff.__main__ import main
-from minidiff.conditioning import EncoderConfig
 from minidiff.demo import PROMPTS
-from minidiff.text import MAX_LENGTH
-from minidiff.train import train
-from minidiff.train_config import PRESETS
-from minidiff.train_vae import PRESETS as VAE_PRESETS
-from minidiff.train_vae import train_vae
-
-
-@pytest.fixture(scope="module")
-def tiny_text_model(tmp_path_factory):
-    vae_folder, folder = tmp_path_factory.mktemp("vae"), tmp_path_factory.mktemp("text")
-    train_vae(VAE_PRESETS["tiny"](), vae_folder, progress=False)
-    config = PRESETS["tiny_latent"]()
-    config.autoencoder, config.steps = str(vae_folder / "autoencoder"), 2
-    config.encoder = EncoderConfig(kind="text", dim=16, length=MAX_LENGTH, layers=1, heads=2)
-    train(config, folder, device="cpu", progress=False)
-    return folder
 
 
 def check_demo_folder(out, printed: str, n: int) -> None:

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from minidiff.__main__ import main
-from minidiff.conditioning import EncoderConfig, token_denoiser
+from minidiff.conditioning import token_denoiser
 from minidiff.editing import Edit, latent_keep, read_image, read_mask
 from minidiff.data import to_model
 from minidiff.latent import decode_latents, encode_images
@@ -16,11 +16,6 @@ from minidiff.pipeline import TextToImage
 from minidiff.samplers import SAMPLERS
 from minidiff.schedule import make_schedule
 from minidiff.shapes import render, shapes
-from minidiff.text import MAX_LENGTH
-from minidiff.train import train
-from minidiff.train_config import PRESETS
-from minidiff.train_vae import PRESETS as VAE_PRESETS
-from minidiff.train_vae import train_vae
 
 SCHEDULE = make_schedule("cosine", 100)
 SHAPE = (2, 3, 8, 8)
@@ -101,17 +96,6 @@ def test_image_and_mask_files_are_checked(tmp_path):
         read_mask(tmp_path / "small_mask.png")
     assert read_image(tmp_path / "red.png")[0, 0].tolist() == [255, 0, 0]
     assert read_mask(tmp_path / "mask.png").shape == (1, 1, 32, 32) and read_mask(tmp_path / "mask.png").min() == 1
-
-
-@pytest.fixture(scope="module")
-def tiny_text_model(tmp_path_factory):
-    vae_folder, folder = tmp_path_factory.mktemp("vae"), tmp_path_factory.mktemp("text")
-    train_vae(VAE_PRESETS["tiny"](), vae_folder, progress=False)
-    config = PRESETS["tiny_latent"]()
-    config.autoencoder, config.steps = str(vae_folder / "autoencoder"), 2
-    config.encoder = EncoderConfig(kind="text", dim=16, length=MAX_LENGTH, layers=1, heads=2)
-    train(config, folder, device="cpu", progress=False)
-    return folder
 
 
 def test_pipeline_strength_0_gives_the_inputs_reconstruction(tiny_text_model):

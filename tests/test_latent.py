@@ -18,14 +18,6 @@ RED_CIRCLE = {"colour": "red", "shape": "circle", "size": "small", "position": "
 
 
 @pytest.fixture(scope="module")
-def tiny_vae(tmp_path_factory):
-    """A seconds-long autoencoder checkpoint: its weights are poor, but every path through the code is real."""
-    folder = tmp_path_factory.mktemp("vae")
-    train_vae(VAE_PRESETS["tiny"](), folder, progress=False)
-    return folder / "autoencoder"
-
-
-@pytest.fixture(scope="module")
 def tiny_latent_run(tiny_vae, tmp_path_factory):
     folder = tmp_path_factory.mktemp("latent")
     config = PRESETS["tiny_latent"]()

@@ -10,7 +10,6 @@ from PIL import Image
 from minidiff.__main__ import main
 from minidiff.attention_maps import CrossAttentionRecorder, attention_weights
 from minidiff.checkpoint import load_checkpoint
-from minidiff.conditioning import EncoderConfig
 from minidiff.evaluate_text import evaluation_prompts
 from minidiff.layers import CrossAttention
 from minidiff.pipeline import TextToImage
@@ -21,19 +20,6 @@ from minidiff.train_vae import PRESETS as VAE_PRESETS
 from minidiff.train_vae import train_vae
 
 PROMPT = "a small red circle in the top left"
-
-
-@pytest.fixture(scope="module")
-def tiny_text_model(tmp_path_factory):
-    """A seconds-long text-conditioned latent model and its autoencoder: poor pictures, every code path real."""
-    vae_folder, folder = tmp_path_factory.mktemp("vae"), tmp_path_factory.mktemp("text")
-    train_vae(VAE_PRESETS["tiny"](), vae_folder, progress=False)
-    config = PRESETS["tiny_latent"]()
-    config.autoencoder = str(vae_folder / "autoencoder")
-    config.encoder = EncoderConfig(kind="text", dim=16, length=MAX_LENGTH, layers=1, heads=2)
-    config.steps = 3
-    train(config, folder, device="cpu", progress=False)
-    return folder
 
 
 def test_a_seed_gives_the_same_images_twice_and_another_seed_others(tiny_text_model):
