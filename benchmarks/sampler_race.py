@@ -57,6 +57,10 @@ def main() -> None:
     args = parse_arguments()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if device.type == "cuda":
+        # float32 arithmetic as on the CPU: PyTorch lets cuDNN's convolutions round through TF32 by default
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     model, info = load_model(args.model, device)
     T = info.diffusion["T"]
     too_many = [steps for steps in args.steps if not 1 <= steps <= T]
@@ -65,6 +69,8 @@ def main() -> None:
     settings = {"model": str(args.model), "model_sha256": race.model_sha256(args.model), "model_step": info.step,
                 "n": args.n, "seed": args.seed, "guidance": args.guidance, "batch_size": args.batch_size,
                 "threads": args.threads, "device": str(device), "torch": torch.__version__}
+    if device.type == "cuda":
+        settings["device_name"] = torch.cuda.get_device_name(device)
     results = race.load_results(args.out)
     if results is None:
         results = race.new_results(settings)

@@ -34,7 +34,8 @@ def generate_digits(model, info, labels: torch.Tensor, sampler: str = "ddpm", st
                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, dict]:
     """Sample one digit per label -> images (N, 1, 28, 28) in [-1, 1], and {"nfe", "seconds"} for the whole set.
 
-    Batches are seeded seed, seed + 1, ...: the same call gives the same digits.
+    Batches are seeded seed, seed + 1, ...: the same call gives the same digits. The noise is drawn on the CPU and
+    moved to `device`, so a GPU starts from exactly the noise a CPU does.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
@@ -47,7 +48,7 @@ def generate_digits(model, info, labels: torch.Tensor, sampler: str = "ddpm", st
             denoiser = model_denoiser(model, class_labels=batch_labels)
         else:
             denoiser = guided_denoiser(model, guidance, class_labels=batch_labels)
-        generator = torch.Generator(device).manual_seed(seed + index)
+        generator = torch.Generator().manual_seed(seed + index)  # on the CPU: the same noise on any device
         nfe_so_far = []  # only the count: keeping all 1000 steps of 250 digits would take gigabytes
         x0 = SAMPLERS[sampler](denoiser, (len(batch_labels), *shape), schedule, prediction, steps=steps,
                                generator=generator, device=device, callback=lambda step: nfe_so_far.append(step.nfe))

@@ -207,7 +207,7 @@ def sampler_paths(model, info, labels: torch.Tensor, steps: int, seed: int = 0,
     paths = {}
     for sampler in samplers:
         recorded: list[DenoisingStep] = []
-        generator = torch.Generator(device).manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)  # on the CPU: the same x_T on any device
         SAMPLERS[sampler](denoiser, shape, schedule, prediction, steps=steps, generator=generator, device=device,
                           callback=recorded.append)
         paths[sampler] = recorded
