@@ -10,6 +10,11 @@ are skipped, so run it again after an interruption (or with more --steps) and it
     .venv/bin/python benchmarks/sampler_race.py                       # the full race, n = 1000 (hours)
     .venv/bin/python benchmarks/sampler_race.py --n 40 --steps 5 10 --samplers ddim dpm++ --out /tmp/race.json
 
+Two cores can run two races at once, each with its own --out and one thread; --merge then adds the cells of the
+others to --out (they must share its settings) and samples nothing:
+
+    .venv/bin/python benchmarks/sampler_race.py --merge /tmp/other_race.json
+
 Wall-clock times depend on what else the machine runs; --threads 1 (the default) keeps them comparable between
 cells, and the CPU seconds column counts only this process's work.
 """
@@ -37,6 +42,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=race.SHIPPED_RESULTS,
                         help="results JSON; the PNG is written beside it (default: benchmarks/results/sampler_race.json)")
+    parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="FILE",
+                        help="add the cells of these race files (same settings) to --out, and sample nothing")
     return parser.parse_args()
 
 
@@ -44,13 +51,28 @@ def save(results: dict, out: Path) -> None:
     """The JSON and its figure, each written atomically."""
     race.save_results(out, results)
     buffer = io.BytesIO()
-    race.race_figure(results).savefig(buffer, format="png", dpi=120)
+    # on a CPU, the race's own CPU time: wall time there also counts whatever else the machine was running
+    seconds = "cpu_seconds" if results["settings"].get("device", "cpu") == "cpu" else "seconds"
+    race.race_figure(results, seconds=seconds).savefig(buffer, format="png", dpi=120)
     atomic_write_bytes(out.with_suffix(".png"), buffer.getvalue())
 
 
 def print_cell(cell: dict) -> None:
     print(f"{cell['sampler']:>8} {cell['steps']:>5} steps: NFE {cell['nfe']:>5}, {cell['seconds']:8.1f} s, "
           f"accuracy {cell['class_accuracy']:.3f}, Fréchet {cell['frechet_distance']:.2f}", flush=True)
+
+
+def merge(results: dict, paths: list[Path]) -> None:
+    """Add every cell of the race files at `paths` that `results` lacks; exits with a message on a mismatch."""
+    for path in paths:
+        other = race.load_results(path)
+        if other is None:
+            raise SystemExit(f"cannot merge {path}: no such file")
+        try:
+            added = race.merge_results(results, other)
+        except ValueError as error:
+            raise SystemExit(f"cannot merge {path}: {error}") from None
+        print(f"merged {path}: {added} new cells, {len(other['cells']) - added} already in the results")
 
 
 def main() -> None:
@@ -85,7 +107,10 @@ def main() -> None:
         print_cell(cell)
         save(results, args.out)
 
-    race.run_race(model, info, results, args.samplers, args.steps, device, on_cell=on_cell)
+    if args.merge:
+        merge(results, args.merge)
+    else:
+        race.run_race(model, info, results, args.samplers, args.steps, device, on_cell=on_cell)
     save(results, args.out)
     print()
     print(race.results_table(results))

@@ -103,6 +103,19 @@ def run_race(model, info, results: dict, samplers: Sequence[str] = RACE_SAMPLERS
     return results
 
 
+def merge_results(results: dict, other: dict) -> int:
+    """Add the cells of `other` that `results` lacks (a race run in parallel, with the same settings); returns
+    how many were added. Raises ValueError if `other` was measured with settings that change the samples."""
+    check_resumable(results, other["settings"])
+    devices = results["settings"].get("device", "cpu"), other["settings"].get("device", "cpu")
+    if devices[0] != devices[1]:
+        raise ValueError(f"the races ran on different devices ({devices[0]} and {devices[1]}): their seconds "
+                         "cannot share a table")
+    added = [cell for cell in other["cells"] if find_cell(results, cell["sampler"], cell["steps"]) is None]
+    results["cells"].extend(added)
+    return len(added)
+
+
 # ------------------------------------------------------------------ reading the results
 
 
@@ -158,20 +171,27 @@ def target_check(results: dict, fast: tuple[str, int] = ("dpm++", 20),
             "cpu_speedup": cpu_speedup, "met": frechet_ratio <= 1.1 and cpu_speedup >= 40}
 
 
-def race_figure(results: dict, title: str | None = None, size: float = 3.6) -> Figure:
+def race_figure(results: dict, title: str | None = None, size: float = 3.6, seconds: str = "seconds") -> Figure:
     """Quality against cost: Fréchet distance (top) and class accuracy (bottom), against NFE (left) and against
-    wall-clock seconds per image (right), one line per sampler through its step counts; log-scaled x-axes."""
+    seconds per image (right), one line per sampler through its step counts; log-scaled x-axes.
+
+    seconds: "seconds" plots wall-clock time (right for a GPU, or an otherwise idle CPU); "cpu_seconds" plots the
+    CPU time of the race's own process, which other jobs on a shared machine do not inflate.
+    """
+    if seconds not in ("seconds", "cpu_seconds"):
+        raise ValueError(f"seconds must be 'seconds' (wall clock) or 'cpu_seconds', not {seconds!r}")
+    n = results["settings"]["n"]
     fig = Figure(figsize=(2 * size * 1.25, 2 * size * 0.85), layout="constrained")
     axes = fig.subplots(2, 2, sharex="col", sharey="row")
     cells = ordered_cells(results)
     for sampler in dict.fromkeys(cell["sampler"] for cell in cells):
         mine = [cell for cell in cells if cell["sampler"] == sampler]
-        for column, cost in enumerate(("nfe", "seconds_per_image")):
+        costs = ([c["nfe"] for c in mine], [c[seconds] / n for c in mine])  # per image: NFE, then seconds
+        for column, x in enumerate(costs):
             for row, quality in enumerate(("frechet_distance", "class_accuracy")):
-                axes[row, column].plot([c[cost] for c in mine], [c[quality] for c in mine], "o-", markersize=4,
-                                       label=sampler)
-            for cell in mine:  # the step count beside each point of the top row
-                axes[0, column].annotate(str(cell["steps"]), (cell[cost], cell["frechet_distance"]), fontsize=6,
+                axes[row, column].plot(x, [c[quality] for c in mine], "o-", markersize=4, label=sampler)
+            for cell, x_cell in zip(mine, x):  # the step count beside each point of the top row
+                axes[0, column].annotate(str(cell["steps"]), (x_cell, cell["frechet_distance"]), fontsize=6,
                                          xytext=(3, 3), textcoords="offset points")
     for ax in axes[0]:
         ax.axhline(results["real_vs_real_frechet_distance"], color="grey", linestyle="--", linewidth=1,
@@ -180,7 +200,7 @@ def race_figure(results: dict, title: str | None = None, size: float = 3.6) -> F
     axes[0, 0].set_ylabel("Fréchet distance (lower is better)", fontsize=8)
     axes[1, 0].set_ylabel("class accuracy", fontsize=8)
     axes[1, 0].set_xlabel("NFE (network evaluations per image)", fontsize=8)
-    axes[1, 1].set_xlabel("wall-clock seconds per image", fontsize=8)
+    axes[1, 1].set_xlabel(f"{'wall-clock' if seconds == 'seconds' else 'CPU'} seconds per image", fontsize=8)
     for ax in axes.flat:
         ax.set_xscale("log")
         for axis in (ax.xaxis, ax.yaxis) if ax in axes[0] else (ax.xaxis,):
@@ -190,7 +210,9 @@ def race_figure(results: dict, title: str | None = None, size: float = 3.6) -> F
         ax.tick_params(labelsize=7, which="both")
     axes[0, 1].legend(fontsize=7)
     settings = results["settings"]
-    fig.suptitle(title or f"sampler race: n = {settings['n']} digits per cell, seed {settings['seed']}", fontsize=10)
+    device = settings.get("device_name", settings.get("device", "cpu"))
+    fig.suptitle(title or f"sampler race on {device}: n = {settings['n']} digits per cell, seed {settings['seed']}",
+                 fontsize=10)
     return fig
 
 

@@ -67,6 +67,22 @@ def test_resuming_refuses_settings_that_change_the_samples(tiny_model_path):
             race.check_resumable(results, settings_for(tiny_model_path, **change))
 
 
+def test_merging_adds_only_missing_cells_and_refuses_other_settings(tiny_model_path):
+    settings = settings_for(tiny_model_path)
+    results = {"settings": settings, "cells": [synthetic_cell("ddpm", 1000, 1000, 400.0, 10.0)]}
+    other = {"settings": {**settings, "threads": 2},  # timing only: may be merged
+             "cells": [synthetic_cell("ddpm", 1000, 1000, 999.0, 99.0), synthetic_cell("dpm++", 20, 20, 8.0, 10.5)]}
+    assert race.merge_results(results, other) == 1
+    assert [(c["sampler"], c["steps"], c["seconds"]) for c in results["cells"]] == [("ddpm", 1000, 400.0),
+                                                                                   ("dpm++", 20, 8.0)]
+    assert race.merge_results(results, other) == 0  # merging twice changes nothing
+    with pytest.raises(ValueError, match="seed"):
+        race.merge_results(results, {"settings": {**settings, "seed": 1}, "cells": [synthetic_cell("ddim", 5, 5, 1, 1)]})
+    with pytest.raises(ValueError, match="devices"):
+        race.merge_results(results, {"settings": {**settings, "device": "cuda"}, "cells": []})
+    assert len(results["cells"]) == 2
+
+
 def test_every_sampler_starts_from_the_same_noise(tiny_model_path):
     model, info = load_model(tiny_model_path)
     paths = race.sampler_paths(model, info, balanced_labels(3), steps=4, seed=5)
@@ -137,6 +153,14 @@ def test_command_line_writes_json_and_png_and_skips_measured_cells(tiny_model_pa
     assert "2 cells already measured" in again
     cells = json.loads(out.read_text())["cells"]
     assert cells[:2] == measured and [(c["sampler"], c["steps"]) for c in cells[2:]] == [("ddim", 3), ("dpm++", 3)]
+
+    other = tmp_path / "other.json"  # a second race run in parallel, then merged into the first
+    subprocess.run(command[:-6] + ["ddpm", "--steps", "2", "--out", str(other)], cwd=REPO, check=True,
+                   capture_output=True)
+    merged = subprocess.run(command[:-2] + ["--out", str(out), "--merge", str(other)], capture_output=True, text=True,
+                            cwd=REPO, check=True).stdout
+    assert f"merged {other}: 1 new cells" in merged and "| ddpm | 2 | 2 |" in merged
+    assert json.loads(out.read_text())["cells"][:4] == cells and len(json.loads(out.read_text())["cells"]) == 5
 
     refused = subprocess.run(command[:5] + ["20"] + command[6:], capture_output=True, text=True, cwd=REPO)
     assert refused.returncode != 0 and "measured with n = 10, not 20" in refused.stderr
