@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from minidiff.checkpoint import atomic_write_bytes
-from minidiff.evaluate_text import guidance_sweep
+from minidiff.files.checkpoint import atomic_write_bytes
+from minidiff.measure.adherence import guidance_sweep
+from minidiff.measure.shape_checker import ATTRIBUTES
 from minidiff.pipeline import DEFAULT_MODEL, TextToImage
-from minidiff.shape_checker import ATTRIBUTES
 
 
 def sweep_figure(train: dict, heldout: dict) -> Figure:

@@ -20,7 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from minidiff.unet import UNet, UNetConfig, count_parameters
+from minidiff.nets.unet import UNet, UNetConfig, count_parameters
 
 
 def diffusers_twin(config: UNetConfig, image_size: int):

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from minidiff.checkpoint import atomic_write_bytes
+from minidiff.data.shapes import COLOURS, full_caption, shapes
+from minidiff.files.checkpoint import atomic_write_bytes
+from minidiff.measure.shape_checker import read_attributes
 from minidiff.pipeline import DEFAULT_MODEL, TextToImage
-from minidiff.shape_checker import read_attributes
-from minidiff.shapes import COLOURS, full_caption, shapes
 
 
 def recolour_tasks(n: int, seed: int) -> tuple[np.ndarray, list[dict], list[dict]]:

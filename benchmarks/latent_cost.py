@@ -22,18 +22,18 @@ from pathlib import Path
 
 import torch
 
-from minidiff.autoencoder import Autoencoder, load_autoencoder
-from minidiff.checkpoint import atomic_write_bytes, load_model
-from minidiff.conditioning import ConditionedUNet, attribute_tokens, token_denoiser
-from minidiff.latent import LATENT_SIZE, autoencoder_for, sample_shapes
-from minidiff.samplers import sample_ddim
-from minidiff.schedule import make_schedule
-from minidiff.shape_checker import adherence
-from minidiff.shapes import SIZE, shapes
-from minidiff.train import train
-from minidiff.train_config import shapes_latent_config, shapes_pixel_config
-from minidiff.unet import count_parameters
-
+from minidiff.data.shapes import SIZE, shapes
+from minidiff.diffusion.samplers import sample_ddim
+from minidiff.diffusion.schedule import make_schedule
+from minidiff.files.checkpoint import atomic_write_bytes
+from minidiff.measure.shape_checker import adherence
+from minidiff.models import autoencoder_for, load_autoencoder, load_model
+from minidiff.nets.autoencoder import LATENT_SIZE, Autoencoder
+from minidiff.nets.conditioning import ConditionedUNet, attribute_tokens
+from minidiff.nets.unet import count_parameters
+from minidiff.pipeline import sample_shapes, token_denoiser
+from minidiff.training.loop import train
+from minidiff.training.presets import shapes_latent_config, shapes_pixel_config
 
 CONFIGS = {"pixel": shapes_pixel_config, "latent": shapes_latent_config}  # equal widths (see shapes_pixel_config)
 

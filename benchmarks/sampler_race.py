@@ -25,8 +25,13 @@ from pathlib import Path
 
 import torch
 
-from minidiff import race
-from minidiff.checkpoint import atomic_write_bytes, load_model, resolve_device
+from minidiff.files.checkpoint import atomic_write_bytes
+from minidiff.files.device import resolve_device
+from minidiff.measure import race
+from minidiff.models import load_model
+from minidiff.views import race_figures
+
+SHIPPED_RESULTS = Path(__file__).resolve().parent / "results" / "sampler_race.json"
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -40,7 +45,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=250, help="digits sampled at once (default: 250)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default: 1)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=race.SHIPPED_RESULTS,
+    parser.add_argument("--out", type=Path, default=SHIPPED_RESULTS,
                         help="results JSON; the PNG is written beside it (default: benchmarks/results/sampler_race.json)")
     parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="FILE",
                         help="add the cells of these race files (same settings) to --out, and sample nothing")
@@ -53,7 +58,7 @@ def save(results: dict, out: Path) -> None:
     buffer = io.BytesIO()
     # on a CPU, the race's own CPU time: wall time there also counts whatever else the machine was running
     seconds = "cpu_seconds" if results["settings"].get("device", "cpu") == "cpu" else "seconds"
-    race.race_figure(results, seconds=seconds).savefig(buffer, format="png", dpi=120)
+    race_figures.race_figure(results, seconds=seconds).savefig(buffer, format="png", dpi=120)
     atomic_write_bytes(out.with_suffix(".png"), buffer.getvalue())
 
 

@@ -1,8 +1,9 @@
-"""Command line: `python -m minidiff <command>`. Each command lives in its own module; this file only dispatches."""
+"""Command line: `python -m minidiff <command>`. Each command lives in its own module of minidiff.cli; this file only
+dispatches."""
 
 import argparse
 
-from minidiff import demo, evaluate, evaluate_text, sample, train, train_vae
+from minidiff.cli import demo, evaluate, evaluate_text, sample, train, train_vae
 
 
 def main(argv: list[str] | None = None) -> None:

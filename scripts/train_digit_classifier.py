@@ -2,7 +2,7 @@
 
     python scripts/train_digit_classifier.py
 
-Trains `minidiff.classifier.DigitClassifier` on MNIST-5k minus a held-out set of 50 digits per class, with each
+Trains `minidiff.measure.classifier.DigitClassifier` on MNIST-5k minus a held-out set of 50 digits per class, with each
 training digit shifted by up to 2 pixels, using Adam and cross-entropy. It runs on the CPU in a few minutes,
 seeded, and writes digit_classifier.safetensors (weights) + digit_classifier.json (config, command, seed,
 device, minutes, held-out accuracy).
@@ -16,8 +16,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from minidiff.classifier import DigitClassifier, DigitClassifierConfig, held_out_split, random_shift, save_classifier
-from minidiff.data import DATA_DIR, mnist5k, to_model
+from minidiff.data.digits import mnist5k
+from minidiff.data.paths import DATA_DIR
+from minidiff.data.pixels import to_model
+from minidiff.measure.classifier import (
+    DigitClassifier,
+    DigitClassifierConfig,
+    held_out_split,
+    random_shift,
+    save_classifier,
+)
 
 OUT = DATA_DIR / "checkpoints" / "digit_classifier.safetensors"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from minidiff.book import build_book
+from minidiff.cli.book import build_book
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((REPO / "chapters").glob("[0-9][0-9]_*.ipynb"))

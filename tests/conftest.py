@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 def tiny_vae(tmp_path_factory):
     """A seconds-long autoencoder checkpoint (STEM path): its weights are poor, but every path through the code is
     real. Shared by the latent, pipeline, editing and demo tests."""
-    from minidiff.train_vae import PRESETS, train_vae
+    from minidiff.training.vae import PRESETS, train_vae
 
     folder = tmp_path_factory.mktemp("vae")
     train_vae(PRESETS["tiny"](), folder, progress=False)
@@ -28,10 +28,10 @@ def tiny_vae(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_text_model(tiny_vae, tmp_path_factory):
     """A text-conditioned latent model trained for 3 steps on the tiny autoencoder: a run folder to load."""
-    from minidiff.conditioning import EncoderConfig
-    from minidiff.text import MAX_LENGTH
-    from minidiff.train import train
-    from minidiff.train_config import PRESETS
+    from minidiff.nets.conditioning import EncoderConfig
+    from minidiff.nets.text import MAX_LENGTH
+    from minidiff.training.loop import train
+    from minidiff.training.presets import PRESETS
 
     folder = tmp_path_factory.mktemp("text")
     config = PRESETS["tiny_latent"]()

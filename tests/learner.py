@@ -10,9 +10,8 @@ import io
 import time
 from pathlib import Path
 
-from PIL import Image, ImageChops
-
 from browser import JupyterLab
+from PIL import Image, ImageChops
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
 

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from minidiff.autoencoder import (Autoencoder, AutoencoderConfig, AutoencoderInfo, estimate_scale_factor,
-                                  kl_divergence, load_autoencoder, psnr, save_autoencoder)
-from minidiff.checkpoint import CheckpointError
-from minidiff.data import from_model, shapes, to_model
-from minidiff.train_vae import PRESETS, train_vae
+from minidiff.data.pixels import from_model, to_model
+from minidiff.data.shapes import shapes
+from minidiff.files.checkpoint import CheckpointError
+from minidiff.models import AutoencoderInfo, load_autoencoder, save_autoencoder
+from minidiff.nets.autoencoder import Autoencoder, AutoencoderConfig, estimate_scale_factor, kl_divergence, psnr
+from minidiff.training.vae import PRESETS, train_vae
 
 TINY = AutoencoderConfig(channels=(8, 8, 8), groups=4)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from book_site import CHAPTERS, built_book
-from minidiff.book import build_book, chapter_title, remote_references
+
+from minidiff.cli.book import build_book, chapter_title, remote_references
 
 ANIMATION_FRAMES = re.compile(r"var frames = new Array\((\d+)\);")  # what matplotlib's to_jshtml writes per player
 EMBEDDED_FRAME = re.compile(r'frames\[\d+\] = "data:image/png;base64,')

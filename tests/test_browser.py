@@ -14,11 +14,10 @@ under CI=true, where they fail.
 import time
 from pathlib import Path
 
-import nbformat
-import pytest
-
 import browser
 import learner
+import nbformat
+import pytest
 from book_site import CHAPTERS, built_book
 
 RUN_TIMEOUT_S = 480  # quick mode keeps a chapter inside 420 s on 2 cores (see test_chapters.py), plus the browser

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from book_site import BUILD_SECONDS, CHAPTERS, built_book
 
 CHAPTERS_DIR = Path(__file__).resolve().parent.parent / "chapters"

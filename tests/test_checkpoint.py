@@ -9,12 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from minidiff import checkpoint
-from minidiff.checkpoint import (CheckpointError, CheckpointInfo, TrainingState, atomic_write_bytes, capture_rng_states,
-                                 checkpoint_stem, load_checkpoint, load_model, load_training_state, record_metrics,
-                                 restore_rng_states, save_checkpoint, save_training_state)
-from minidiff.unet import UNet, UNetConfig
-
+from minidiff.files import checkpoint
+from minidiff.files.checkpoint import CheckpointError, atomic_write_bytes, checkpoint_stem
+from minidiff.files.training_state import (
+    TrainingState,
+    capture_rng_states,
+    load_training_state,
+    restore_rng_states,
+    save_training_state,
+)
+from minidiff.models import CheckpointInfo, load_checkpoint, load_model, record_metrics, save_checkpoint
+from minidiff.nets.unet import UNet, UNetConfig
 
 CONFIG = UNetConfig(channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2, groups=4,
                     num_classes=10)

@@ -3,9 +3,18 @@
 import pytest
 import torch
 
-from minidiff.conditioning import (ATTRIBUTE_VOCABULARY, PAD, START, ConditionedUNet, EncoderConfig, attribute_tokens,
-                                   describe_tokens, drop_tokens, empty_tokens, token_denoiser)
-from minidiff.unet import UNetConfig
+from minidiff.nets.conditioning import (
+    ATTRIBUTE_VOCABULARY,
+    ConditionedUNet,
+    EncoderConfig,
+    attribute_tokens,
+    describe_tokens,
+    drop_tokens,
+    empty_tokens,
+)
+from minidiff.nets.text import PAD, START
+from minidiff.nets.unet import UNetConfig
+from minidiff.pipeline import token_denoiser
 
 RED_CIRCLE = {"colour": "red", "shape": "circle", "size": "small", "position": "top left"}
 

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from minidiff.data import from_model, mnist5k, photo, to_model
+from minidiff.data.digits import mnist5k
+from minidiff.data.photo import photo
+from minidiff.data.pixels import from_model, to_model
 
 
 @pytest.fixture(scope="module")

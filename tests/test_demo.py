@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from minidiff.__main__ import main
-from minidiff.demo import PROMPTS
+from minidiff.cli.demo import PROMPTS
 
 
 def check_demo_folder(out, printed: str, n: int) -> None:

@@ -5,12 +5,15 @@ import numpy as np
 import pytest
 import torch
 from IPython.display import HTML
-
-from minidiff import denoise_view, widgets
-from minidiff.samplers import ddpm_step, model_denoiser, sample_ddpm, sampling_timesteps
-from minidiff.schedule import make_schedule
-from minidiff.unet import UNet, UNetConfig
 from test_widgets import decode, embedded_frames, find
+
+from minidiff.diffusion.loop import model_denoiser
+from minidiff.diffusion.samplers import sample_ddpm
+from minidiff.diffusion.schedule import make_schedule
+from minidiff.diffusion.steps import ddpm_step
+from minidiff.diffusion.timesteps import sampling_timesteps
+from minidiff.nets.unet import UNet, UNetConfig
+from minidiff.views import denoise_view, widgets
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ import torch
 from PIL import Image
 
 from minidiff.__main__ import main
-from minidiff.conditioning import token_denoiser
-from minidiff.editing import Edit, latent_keep, read_image, read_mask
-from minidiff.data import to_model
-from minidiff.latent import decode_latents, encode_images
-from minidiff.pipeline import TextToImage
-from minidiff.samplers import SAMPLERS
-from minidiff.schedule import make_schedule
-from minidiff.shapes import render, shapes
+from minidiff.data.pixels import to_model
+from minidiff.data.shapes import render, shapes
+from minidiff.diffusion.editing import Edit, latent_keep
+from minidiff.diffusion.samplers import SAMPLERS
+from minidiff.diffusion.schedule import make_schedule
+from minidiff.files.images import read_image, read_mask
+from minidiff.nets.autoencoder import decode_latents, encode_images
+from minidiff.pipeline import TextToImage, token_denoiser
 
 SCHEDULE = make_schedule("cosine", 100)
 SHAPE = (2, 3, 8, 8)

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from minidiff.__main__ import main
-from minidiff.checkpoint import load_model
-from minidiff.data import mnist5k, to_model
-from minidiff.evaluate import balanced_labels, digit_quality, generate_digits
-from minidiff.train import train
-from minidiff.train_config import tiny_config
+from minidiff.data.digits import mnist5k
+from minidiff.data.pixels import to_model
+from minidiff.measure.digits import balanced_labels, digit_quality, generate_digits
+from minidiff.models import load_model
+from minidiff.training.loop import train
+from minidiff.training.presets import tiny_config
 
 
 @pytest.fixture(scope="module")

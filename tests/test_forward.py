@@ -15,11 +15,21 @@ from diffusers import DDPMScheduler
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minidiff.forward import (
-    PREDICTIONS, eps_from_v, eps_from_x0, gather, q_posterior, q_sample, q_step, training_target, v_from_x0_eps,
-    x0_and_eps_from_output, x0_from_eps, x0_from_v,
+from minidiff.diffusion.forward import (
+    PREDICTIONS,
+    eps_from_v,
+    eps_from_x0,
+    gather,
+    q_posterior,
+    q_sample,
+    q_step,
+    training_target,
+    v_from_x0_eps,
+    x0_and_eps_from_output,
+    x0_from_eps,
+    x0_from_v,
 )
-from minidiff.schedule import SCHEDULES, make_schedule
+from minidiff.diffusion.schedule import SCHEDULES, make_schedule
 
 PROPERTY_SETTINGS = settings(max_examples=40, deadline=None)
 

@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from minidiff.forward import PREDICTIONS, x0_and_eps_from_output
-from minidiff.guidance import classifier_free_guidance, guided_denoiser
-from minidiff.samplers import SAMPLERS, model_denoiser
-from minidiff.schedule import make_schedule
-from minidiff.unet import UNet, UNetConfig
+from minidiff.diffusion.forward import PREDICTIONS, x0_and_eps_from_output
+from minidiff.diffusion.guidance import classifier_free_guidance, guided_denoiser
+from minidiff.diffusion.loop import model_denoiser
+from minidiff.diffusion.samplers import SAMPLERS
+from minidiff.diffusion.schedule import make_schedule
+from minidiff.nets.unet import UNet, UNetConfig
 
 
 def tiny_unet(**conditioning):

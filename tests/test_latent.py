@@ -3,16 +3,18 @@
 import pytest
 import torch
 
-from minidiff.checkpoint import load_model
-from minidiff.conditioning import ConditionedUNet, EncoderConfig, attribute_tokens, token_denoiser, training_captions
-from minidiff.latent import autoencoder_for, decode_latents, encode_images, encoded_shapes, sample_shapes
-from minidiff.samplers import sample_ddim
-from minidiff.shapes import shapes
-from minidiff.text import MAX_LENGTH, tokenize_batch
-from minidiff.train import train
-from minidiff.train_config import PRESETS
-from minidiff.train_vae import PRESETS as VAE_PRESETS
-from minidiff.train_vae import train_vae
+from minidiff.data.shapes import shapes
+from minidiff.diffusion.samplers import sample_ddim
+from minidiff.models import autoencoder_for, load_model
+from minidiff.nets.autoencoder import decode_latents, encode_images
+from minidiff.nets.conditioning import ConditionedUNet, EncoderConfig, attribute_tokens, training_captions
+from minidiff.nets.text import MAX_LENGTH, tokenize_batch
+from minidiff.pipeline import sample_shapes, token_denoiser
+from minidiff.training.data import encoded_shapes
+from minidiff.training.loop import train
+from minidiff.training.presets import PRESETS
+from minidiff.training.vae import PRESETS as VAE_PRESETS
+from minidiff.training.vae import train_vae
 
 RED_CIRCLE = {"colour": "red", "shape": "circle", "size": "small", "position": "top left"}
 
@@ -38,7 +40,7 @@ def test_latents_are_encoded_once_and_read_back_from_the_cache(tiny_vae, tmp_pat
 
 
 def test_encoding_scales_and_decoding_unscales(tiny_vae):
-    from minidiff.autoencoder import load_autoencoder
+    from minidiff.models import load_autoencoder
     autoencoder, info = load_autoencoder(tiny_vae)
     images = torch.rand(6, 3, 32, 32) * 2 - 1
     z0 = encode_images(autoencoder, images, info.scale_factor)

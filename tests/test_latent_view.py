@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import torch
 from IPython.display import HTML
-
-from minidiff import latent_view, widgets
-from minidiff.autoencoder import Autoencoder, AutoencoderConfig
-from minidiff.conditioning import ConditionedUNet, EncoderConfig, attribute_tokens
-from minidiff.latent import sample_shapes
-from minidiff.schedule import make_schedule
-from minidiff.unet import UNetConfig
 from test_widgets import decode, embedded_frames, find
+
+from minidiff.diffusion.schedule import make_schedule
+from minidiff.nets.autoencoder import Autoencoder, AutoencoderConfig
+from minidiff.nets.conditioning import ConditionedUNet, EncoderConfig, attribute_tokens
+from minidiff.nets.unet import UNetConfig
+from minidiff.pipeline import sample_shapes
+from minidiff.views import latent_view, widgets
 
 SCALE_FACTOR = 0.8
 PROMPTS = [{"colour": "red", "shape": "circle", "size": "small", "position": "top left"},

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from minidiff.classifier import (
+from minidiff.data.digits import mnist5k
+from minidiff.data.pixels import to_model
+from minidiff.measure.classifier import (
     DigitClassifier,
     DigitClassifierConfig,
     held_out_split,
@@ -16,8 +18,7 @@ from minidiff.classifier import (
     random_shift,
     save_classifier,
 )
-from minidiff.data import mnist5k, to_model
-from minidiff.metrics import (
+from minidiff.measure.metrics import (
     CLASSIFIER_PATH,
     as_model_images,
     class_accuracy,

@@ -8,16 +8,16 @@ import torch
 from PIL import Image
 
 from minidiff.__main__ import main
-from minidiff.attention_maps import CrossAttentionRecorder, attention_weights
-from minidiff.checkpoint import load_checkpoint
-from minidiff.evaluate_text import evaluation_prompts
-from minidiff.layers import CrossAttention
+from minidiff.measure.adherence import evaluation_prompts
+from minidiff.models import load_checkpoint
+from minidiff.nets.attention_maps import CrossAttentionRecorder, attention_weights
+from minidiff.nets.layers import CrossAttention
+from minidiff.nets.text import MAX_LENGTH
 from minidiff.pipeline import TextToImage
-from minidiff.text import MAX_LENGTH
-from minidiff.train import train
-from minidiff.train_config import PRESETS
-from minidiff.train_vae import PRESETS as VAE_PRESETS
-from minidiff.train_vae import train_vae
+from minidiff.training.loop import train
+from minidiff.training.presets import PRESETS
+from minidiff.training.vae import PRESETS as VAE_PRESETS
+from minidiff.training.vae import train_vae
 
 PROMPT = "a small red circle in the top left"
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from minidiff import race
-from minidiff.checkpoint import CheckpointInfo, load_model, save_checkpoint
-from minidiff.evaluate import balanced_labels
-from minidiff.unet import UNet, UNetConfig
+from minidiff.measure import race
+from minidiff.measure.digits import balanced_labels
+from minidiff.models import CheckpointInfo, load_model, save_checkpoint
+from minidiff.nets.unet import UNet, UNetConfig
+from minidiff.views import race_figures
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -92,7 +93,7 @@ def test_every_sampler_starts_from_the_same_noise(tiny_model_path):
     for name, steps in paths.items():
         assert torch.equal(steps[0].x_t, expected), f"{name} did not start from the seed's noise"
         assert len(steps) == 4 and steps[-1].nfe == (7 if name == "heun" else 4)
-    figure = race.paths_frame(paths, "dpm++")
+    figure = race_figures.paths_frame(paths, "dpm++")
     assert "dpm++, 4 steps: 4 network evaluations" in figure._suptitle.get_text()
 
 

@@ -1,9 +1,8 @@
 """Samplers: each step against its paper's identities and against diffusers' schedulers, the loop against exact
 denoisers, timestep spacings, network evaluations, the CLI."""
 
-import math
-
 import json
+import math
 
 import numpy as np
 import pytest
@@ -11,16 +10,21 @@ import torch
 from PIL import Image
 
 from minidiff.__main__ import main
-from minidiff.forward import PREDICTIONS, eps_from_x0, q_posterior, q_sample, x0_and_eps_from_output
-from minidiff.samplers import (SAMPLERS, SPACINGS, DenoisingStep, ddim_step, ddpm_step, model_denoiser,
-                               predict_x0_and_eps, sample_ddim, sample_ddpm, sample_dpm_solver, sample_dpm_solver_sde,
-                               sampling_timesteps)
-from minidiff.samplers_ode import (alpha_bar_at, dpm_solver_2m_step, euler_step, karras_sigmas, karras_timesteps,
-                                   sigma_from_alpha_bar, timestep_from_sigma)
-from minidiff.sample import GIF_SCALE
-from minidiff.schedule import NoiseSchedule, make_schedule
-from minidiff.unet import UNet, UNetConfig
-
+from minidiff.diffusion.dpm_solver import dpm_solver_2m_step
+from minidiff.diffusion.forward import PREDICTIONS, eps_from_x0, q_posterior, q_sample, x0_and_eps_from_output
+from minidiff.diffusion.loop import DenoisingStep, model_denoiser, predict_x0_and_eps
+from minidiff.diffusion.samplers import SAMPLERS, sample_ddim, sample_ddpm, sample_dpm_solver, sample_dpm_solver_sde
+from minidiff.diffusion.schedule import NoiseSchedule, alpha_bar_at, make_schedule, sigma_from_alpha_bar
+from minidiff.diffusion.steps import ddim_step, ddpm_step, euler_step
+from minidiff.diffusion.timesteps import (
+    SPACINGS,
+    karras_sigmas,
+    karras_timesteps,
+    sampling_timesteps,
+    timestep_from_sigma,
+)
+from minidiff.files.images import GIF_SCALE
+from minidiff.nets.unet import UNet, UNetConfig
 
 
 def one_point_denoiser(schedule, x_star):

@@ -14,7 +14,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from minidiff.schedule import SCHEDULES, NoiseSchedule, make_schedule
+from minidiff.diffusion.schedule import SCHEDULES, NoiseSchedule, make_schedule
 
 # linear_betas ends at 20 / T, which is above 1 for T < 20 and exactly 1 at T = 20; the others work from T = 2.
 SCHEDULE_SIZES = [(name, T) for name in SCHEDULES for T in (21, 50, 1000, 2000)]

@@ -14,10 +14,9 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from minidiff.data import to_model
-from minidiff.shape_checker import (ATTRIBUTES, adherence, centred_moments, coverage, read_attributes,
-                                    read_shape)
-from minidiff.shapes import COLOURS, POSITIONS, SHAPES, SIZES, render, shapes
+from minidiff.data.pixels import to_model
+from minidiff.data.shapes import COLOURS, POSITIONS, SHAPES, SIZES, render, shapes
+from minidiff.measure.shape_checker import ATTRIBUTES, adherence, centred_moments, coverage, read_attributes, read_shape
 
 ALL_RIGHT = {name: 1.0 for name in (*ATTRIBUTES, "all", "colour+shape")}
 

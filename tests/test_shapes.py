@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from minidiff.shapes import COLOURS, full_caption, render, sample_attributes, shapes, short_caption
+from minidiff.data.shapes import COLOURS, full_caption, render, sample_attributes, shapes, short_caption
 
 # The spec, written out independently of minidiff/shapes.py.
 SPEC_SIZES = {"small": (7, 10), "large": (13, 18)}  # side / diameter s in pixels, inclusive

@@ -5,9 +5,19 @@ import warnings
 import pytest
 import torch
 
-from minidiff.shapes import full_caption, shapes
-from minidiff.text import (CAPTION_WORDS, MAX_LENGTH, PAD, START, VOCABULARY, SelfAttentionBlock, TextEncoder,
-                           detokenize, tokenize, tokenize_batch)
+from minidiff.data.shapes import full_caption, shapes
+from minidiff.nets.text import (
+    CAPTION_WORDS,
+    MAX_LENGTH,
+    PAD,
+    START,
+    VOCABULARY,
+    SelfAttentionBlock,
+    TextEncoder,
+    detokenize,
+    tokenize,
+    tokenize_batch,
+)
 
 
 def test_every_caption_of_both_splits_round_trips():

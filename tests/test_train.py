@@ -6,15 +6,17 @@ from dataclasses import replace
 import pytest
 import torch
 
-from minidiff import train as train_module
 from minidiff.__main__ import main
-from minidiff.checkpoint import load_checkpoint, load_training_state
-from minidiff.forward import q_sample, training_target, x0_and_eps_from_output
-from minidiff.schedule import make_schedule
-from minidiff.train import learning_rate, loss_weights, train, update_ema
-from minidiff.train_config import PRESETS, TrainConfig, tiny_config
-from minidiff.unet import UNet
-
+from minidiff.diffusion.forward import q_sample, training_target, x0_and_eps_from_output
+from minidiff.diffusion.loss import loss_weights
+from minidiff.diffusion.schedule import make_schedule
+from minidiff.files.training_state import load_training_state
+from minidiff.models import load_checkpoint
+from minidiff.nets.unet import UNet
+from minidiff.training import loop as train_module
+from minidiff.training.config import TrainConfig
+from minidiff.training.loop import learning_rate, train, update_ema
+from minidiff.training.presets import PRESETS, tiny_config
 
 
 def tiny(**changes) -> TrainConfig:

@@ -8,11 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minidiff.data import mnist5k, to_model
-from minidiff.forward import q_sample
-from minidiff.layers import CrossAttention, Downsample, ResBlock, SelfAttention, Upsample, timestep_embedding
-from minidiff.schedule import make_schedule
-from minidiff.unet import UNet, UNetConfig, count_parameters, shapes_per_level
+from minidiff.data.digits import mnist5k
+from minidiff.data.pixels import to_model
+from minidiff.diffusion.forward import q_sample
+from minidiff.diffusion.schedule import make_schedule
+from minidiff.nets.layers import CrossAttention, Downsample, ResBlock, SelfAttention, Upsample, timestep_embedding
+from minidiff.nets.unet import UNet, UNetConfig, count_parameters, shapes_per_level
 
 SMALL = dict(channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2, groups=4)
 

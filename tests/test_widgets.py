@@ -11,8 +11,8 @@ import torch
 from IPython.display import HTML
 from PIL import Image
 
-from minidiff import plots, widgets
-from minidiff.schedule import make_schedule
+from minidiff.diffusion.schedule import make_schedule
+from minidiff.views import plots, widgets
 
 
 def find(widget: ipywidgets.Widget, kind: type) -> list:

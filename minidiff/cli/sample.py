@@ -1,0 +1,251 @@
+"""`python -m minidiff sample`: draw images from a trained model and write them to a folder.
+
+    python -m minidiff sample --model mnist --label 7 --n 16 --seed 0 --sampler ddpm --steps 1000 --out DIR
+    python -m minidiff sample --model mnist --label 7 --sampler dpm++ --steps 20 --guidance 3 --out DIR
+    python -m minidiff sample --prompt "a large red circle in the top left" --out DIR   # text to image
+    python -m minidiff sample --prompt "a blue circle" --init-image in.png --strength 0.6 --out DIR  # img2img
+    python -m minidiff sample --prompt "a green square" --init-image in.png --mask mask.png --out DIR  # inpainting
+
+With --prompt the model defaults to the shipped text-to-image model, the sampler to DPM-Solver++ with 20 steps and
+guidance to 3, and the GIF shows each step's decoded prediction (minidiff.pipeline).
+
+writes DIR/000.png, DIR/001.png, ... (each image at its native resolution), DIR/grid.png (all of them),
+DIR/denoise.gif (the first few images on their way from noise to picture) and DIR/meta.json (every setting:
+sampler, steps, spacing, eta, guidance, the number of network evaluations and the time taken).
+The image helpers here also draw training's sample grids.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from minidiff.data.pixels import from_model
+from minidiff.diffusion.guidance import guided_denoiser
+from minidiff.diffusion.loop import Denoiser, DenoisingStep, model_denoiser
+from minidiff.diffusion.samplers import SAMPLERS
+from minidiff.diffusion.steps import VARIANCES
+from minidiff.diffusion.timesteps import SPACINGS
+from minidiff.files.checkpoint import CheckpointError, atomic_write_bytes, checkpoint_stem
+from minidiff.files.device import resolve_device
+from minidiff.files.images import image_grid, read_image, read_mask, write_gif, write_png
+from minidiff.models import load_model
+from minidiff.pipeline import DEFAULT_MODEL, TextToImage
+
+GIF_IMAGES = 4  # how many of the images the GIF follows
+
+
+GIF_FRAMES = 40  # frames of the GIF at most, evenly spread over the steps
+
+
+def class_labels(n: int, label: int | str | None, num_classes: int | None) -> torch.Tensor | None:
+    """The label of each image: all `label`, or 0, 1, 2, ... in turn when label is None; None when unconditional.
+
+    label = "null" (or num_classes) is the null class: samples from the unconditional model that guidance trains.
+    """
+    if num_classes is None:
+        if label is not None:
+            raise ValueError("this model is not class-conditional; leave out --label")
+        return None
+    if label is None:
+        return torch.arange(n) % num_classes
+    if label == "null":
+        label = num_classes
+    if not 0 <= label <= num_classes:
+        raise ValueError(f"label {label} is outside 0 ... {num_classes - 1} for this model, trained on {num_classes} "
+                         f"classes (or 'null' for the null class, {num_classes})")
+    return torch.full((n,), label, dtype=torch.long)
+
+
+class GifRecorder:
+    """A sampler callback that keeps the first few images of evenly spaced steps, as GIF frames."""
+
+    def __init__(self, total_steps: int, images: int = GIF_IMAGES, frames: int = GIF_FRAMES):
+        self.images = images
+        self.keep = set(np.linspace(0, total_steps - 1, min(frames, total_steps)).round().astype(int).tolist())
+        self.frames: list[np.ndarray] = []
+        self.nfe = 0
+
+    def __call__(self, step: DenoisingStep) -> None:
+        if step.index == 0:
+            self.frames.append(self.frame(step.x_t))  # x_T, pure noise
+        self.add_frame(step.index, step.x_prev)
+        self.nfe = step.nfe
+
+    def add_frame(self, index: int, x: torch.Tensor) -> None:
+        """Keep x (B, C, H, W) in [-1, 1] as a frame if step `index` is one of the kept ones."""
+        if index in self.keep:
+            self.frames.append(self.frame(x))
+
+    def frame(self, x: torch.Tensor) -> np.ndarray:
+        images = from_model(x[:self.images])  # (B, C, H, W) in [-1, 1] -> (B, H, W, C) uint8, clipped
+        return image_grid(images, columns=len(images))
+
+
+def sampler_options(args: argparse.Namespace, default_sampler: str = "ddpm") -> dict:
+    """The options that only one sampler takes: DDPM's variance, DDIM's eta."""
+    sampler = args.sampler or default_sampler
+    if args.eta is not None and sampler != "ddim":
+        raise ValueError(f"--eta is DDIM's; leave it out for --sampler {sampler}")
+    if sampler == "ddpm":
+        return {"variance": args.variance}
+    if sampler == "ddim":
+        return {"eta": 0.0 if args.eta is None else args.eta}
+    return {}
+
+
+def make_denoiser(model: torch.nn.Module, labels: torch.Tensor | None, guidance: float | None,
+                  rescale: float) -> Denoiser:
+    """The plain conditional denoiser, or the classifier-free guided one when --guidance is given."""
+    if guidance is None:
+        if rescale != 0.0:
+            raise ValueError("--guidance-rescale needs --guidance")
+        return model_denoiser(model, class_labels=labels)
+    if labels is None:
+        raise ValueError("--guidance needs a class-conditional model (this one has no classes); leave it out")
+    return guided_denoiser(model, guidance, class_labels=labels, rescale=rescale)
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Load the model, sample, write the images, the grid, the GIF and meta.json; return the folder."""
+    try:
+        return sample_to_folder(args)
+    except (FileNotFoundError, CheckpointError, ValueError) as error:
+        raise SystemExit(f"minidiff sample: {error}") from None
+
+
+def prompt_to_folder(args: argparse.Namespace) -> Path:
+    """Text to image: --prompt (and --negative-prompt) through minidiff.pipeline, written like class samples."""
+
+    if args.label is not None:
+        raise ValueError("--label is for class-conditional models; a text model takes --prompt only")
+    model = DEFAULT_MODEL if args.model is None else args.model
+    init_image = None if args.init_image is None else read_image(args.init_image)
+    mask = None if args.mask is None else read_mask(args.mask)
+    if init_image is None and (mask is not None or args.strength is not None):
+        raise ValueError("--strength and --mask edit an image: give it with --init-image")
+    pipe = TextToImage.load(model, args.device)
+    steps = 20 if args.steps is None else args.steps
+    guidance = 3.0 if args.guidance is None else args.guidance
+    recorder = GifRecorder(total_steps=steps)
+    result = pipe(args.prompt, n=args.n, negative_prompt=args.negative_prompt, sampler=args.sampler or "dpm++",
+                  steps=steps, guidance=guidance, rescale=args.guidance_rescale, seed=args.seed,
+                  callback=lambda step: recorder.add_frame(step.latent.index, step.x0_image),
+                  init_image=init_image, strength=args.strength, mask=mask,
+                  spacing=args.spacing, **sampler_options(args, default_sampler="dpm++"))
+    settings = {"model": str(checkpoint_stem(model)), "model_step": pipe.info.step, "prompt": args.prompt,
+                "negative_prompt": args.negative_prompt, "n": args.n, "seed": args.seed,
+                "sampler": args.sampler or "dpm++", "steps": steps, "spacing": args.spacing, "guidance": guidance,
+                "guidance_rescale": args.guidance_rescale, "init_image": args.init_image,
+                "strength": result.strength, "mask": args.mask,
+                "device": str(pipe.device), "nfe": result.nfe,
+                "seconds": round(result.seconds, 3), "image_shape": list(result.images.shape[1:])}
+    write_folder(Path(args.out), from_model(result.images), recorder.frames, settings)
+    print(f"wrote {args.n} images for {args.prompt!r}, grid.png, denoise.gif and meta.json to {args.out} "
+          f"({result.seconds:.1f} s, {result.nfe} network evaluations)")
+    return Path(args.out)
+
+
+def sample_to_folder(args: argparse.Namespace) -> Path:
+    """The work of `run`, with errors left as exceptions."""
+    if args.n < 1:
+        raise ValueError(f"--n must be at least 1, got {args.n}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.prompt is not None:
+        return prompt_to_folder(args)
+    for option in ("negative_prompt", "init_image", "strength", "mask"):
+        if getattr(args, option) is not None:
+            raise ValueError(f"--{option.replace('_', '-')} goes with --prompt (a text-to-image model)")
+    args.model = "mnist" if args.model is None else args.model
+    args.sampler = args.sampler or "ddpm"
+    device = resolve_device(args.device)
+    model, info = load_model(args.model, device)
+    labels = class_labels(args.n, args.label, info.unet_config().num_classes)
+    schedule = info.noise_schedule()
+    steps = schedule.T if args.steps is None else args.steps
+    options = sampler_options(args)
+    denoiser = make_denoiser(model, None if labels is None else labels.to(device), args.guidance, args.guidance_rescale)
+    recorder = GifRecorder(total_steps=steps)
+
+    start = time.perf_counter()
+    x0 = SAMPLERS[args.sampler](denoiser, (args.n, *info.data["image_shape"]), schedule, info.diffusion["prediction"],
+                                steps=steps, spacing=args.spacing, clip_x0=args.clip_x0,
+                                generator=torch.Generator().manual_seed(args.seed), device=device, callback=recorder,
+                                **options)
+    seconds = time.perf_counter() - start
+
+    settings = {"model": str(checkpoint_stem(args.model)), "model_step": info.step,
+                "labels": None if labels is None else labels.tolist(), "n": args.n, "seed": args.seed,
+                "sampler": args.sampler, "steps": steps, "spacing": args.spacing, "eta": options.get("eta"),
+                "variance": options.get("variance"), "guidance": args.guidance,
+                "guidance_rescale": args.guidance_rescale if args.guidance is not None else None,
+                "clip_x0": args.clip_x0, "device": str(device), "nfe": recorder.nfe, "seconds": round(seconds, 3),
+                "image_shape": info.data["image_shape"]}
+    write_folder(Path(args.out), from_model(x0), recorder.frames, settings)
+    print(f"wrote {args.n} images, grid.png, denoise.gif and meta.json to {args.out} "
+          f"({seconds:.1f} s, {recorder.nfe} network evaluations)")
+    return Path(args.out)
+
+
+def write_folder(out: Path, images: np.ndarray, frames: list[np.ndarray], settings: dict) -> None:
+    """Write 000.png, 001.png, ... (uint8 images (N, H, W, C)), grid.png, denoise.gif and meta.json into `out`."""
+    names = [f"{i:03d}.png" for i in range(len(images))]
+    for name, image in zip(names, images):
+        write_png(image, out / name)
+    write_png(image_grid(images, columns=min(len(images), 8)), out / "grid.png")
+    write_gif(frames, out / "denoise.gif")
+    meta = {**settings, "files": names + ["grid.png", "denoise.gif"]}
+    atomic_write_bytes(out / "meta.json", (json.dumps(meta, indent=2) + "\n").encode())
+
+
+def parse_label(text: str) -> int | str:
+    """--label: a class index, or "null" for the null class (unconditional samples)."""
+    return "null" if text == "null" else int(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the sample command's options on its sub-command parser."""
+    parser.add_argument("--model", default=None,
+                        help="a shipped checkpoint's name (in data/checkpoints/) or a path (run folder or STEM.json); "
+                             "default: mnist, or shapes_text with --prompt")
+    parser.add_argument("--prompt", default=None, help='text to draw, e.g. "a large red circle in the top left"')
+    parser.add_argument("--negative-prompt", default=None,
+                        help="text to steer away from (replaces the empty prompt in guidance), e.g. \"red\"")
+    parser.add_argument("--init-image", default=None,
+                        help="with --prompt: a 32x32 image to edit instead of starting from noise (SDEdit)")
+    parser.add_argument("--strength", type=float, default=None,
+                        help="with --init-image: share of the steps that run, 0 (the input) ... 1 (ignore it); "
+                             "default 0.6, or 1 with --mask")
+    parser.add_argument("--mask", default=None,
+                        help="with --init-image: a 32x32 mask image, white = regenerate, black = keep (inpainting)")
+    parser.add_argument("--label", type=parse_label, default=None,
+                        help="class of every image, or 'null' (default: 0, 1, 2, ... in turn)")
+    parser.add_argument("--n", type=int, default=16, help="how many images (default: 16)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
+    parser.add_argument("--sampler", choices=sorted(SAMPLERS), default=None,
+                        help="sampling algorithm (default: ddpm; dpm++ with --prompt)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampling steps out of the T training steps (default: T; 20 with --prompt); "
+                             "heun spends 2 NFE per step")
+    parser.add_argument("--spacing", choices=SPACINGS, default="linspace",
+                        help="where the steps fall among the T (Lin et al. 2023, Table 2; default: linspace)")
+    parser.add_argument("--variance", choices=VARIANCES, default="beta_tilde",
+                        help="DDPM's step variance (default: beta_tilde)")
+    parser.add_argument("--eta", type=float, default=None,
+                        help="DDIM's fresh noise per step, 0 (deterministic) ... 1 (like DDPM) (default: 0)")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="classifier-free guidance scale w: 1 = conditional, 0 = unconditional, >1 stronger "
+                             "(default: off, plain conditional sampling at half the cost; 3 with --prompt)")
+    parser.add_argument("--guidance-rescale", type=float, default=0.0,
+                        help="guidance rescale phi in 0 ... 1 (Lin et al. 2023; default: 0, off)")
+    parser.add_argument("--clip-x0", action=argparse.BooleanOptionalAction, default=True,
+                        help="clip the predicted x0 to [-1, 1] (default: on)")
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's choice; 1 is often faster on a busy 2-core CPU)")
+    parser.add_argument("--out", default="outputs/sample", help="folder for the images (default: outputs/sample)")
+    parser.set_defaults(run=run)

@@ -1,0 +1,129 @@
+"""The forward process q and the conversions between what a network can predict: eps, x0 and v.
+
+Papers followed:
+- Ho, Jain & Abbeel 2020 (DDPM): q(x_t | x_{t-1}) eq. (2), q(x_t | x0) eq. (4), posterior eq. (6)-(7),
+  x0 from eps eq. (15).
+- Salimans & Ho 2022, "Progressive Distillation for Fast Sampling of Diffusion Models": v-prediction, sec. 4.
+
+Convention: t is 0-based (t = 0 is one step of noise). `t` may be an int or a LongTensor of shape (B,).
+Functions that take `alpha_bar` accept a float, a (B,) tensor, or anything broadcastable to x.
+"""
+
+import torch
+
+from minidiff.diffusion.schedule import NoiseSchedule
+
+
+def expand_like(a: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """Turn a per-sample value (B,) or a scalar into a tensor that broadcasts against x (B, ...)."""
+    # Cast on the CPU first: a float64 table keeps its precision until it meets x's dtype, and devices
+    # without float64 (MPS) only ever see x's dtype.
+    a = torch.as_tensor(a, dtype=torch.float64) if not torch.is_tensor(a) else a
+    a = a.to(x.dtype).to(x.device)
+    if a.ndim == 1:
+        a = a.reshape(-1, *([1] * (x.ndim - 1)))  # (B,) -> (B, 1, ..., 1)
+    return a
+
+
+def gather(table: torch.Tensor, t: int | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Read `table[t]` for each sample and shape it to broadcast against x."""
+    if isinstance(t, int):
+        if not 0 <= t < len(table):
+            raise IndexError(f"t = {t} is outside 0 ... {len(table) - 1}")
+        return expand_like(table[t], x)
+    t = torch.as_tensor(t)
+    if bool(((t < 0) | (t >= len(table))).any()):
+        raise IndexError(f"every t must lie in 0 ... {len(table) - 1}, got {t.tolist()}")
+    if t.ndim == 1 and len(t) != len(x):
+        raise ValueError(f"t has {len(t)} entries but x has a batch of {len(x)}")
+    return expand_like(table[t.cpu()], x)  # index on the CPU; only the picked values travel
+
+
+def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Draw x_t ~ q(x_t | x0) in one shot, given the noise eps (Ho et al. 2020, eq. 4)."""
+    alpha_bar = gather(schedule.alpha_bar, t, x0)
+    # $x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon$
+    return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
+
+
+def q_step(schedule: NoiseSchedule, x_prev: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Take one forward step x_{t-1} -> x_t ~ q(x_t | x_{t-1}) with noise eps (Ho et al. 2020, eq. 2).
+
+    For t = 0, x_prev is the clean image x0.
+    """
+    beta = gather(schedule.betas, t, x_prev)
+    # $x_t = \sqrt{1 - \beta_t}\, x_{t-1} + \sqrt{\beta_t}\, \epsilon$
+    return (1 - beta).sqrt() * x_prev + beta.sqrt() * eps
+
+
+def q_posterior(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of q(x_{t-1} | x_t, x0), the step the reverse process imitates (Ho et al. 2020, eq. 6-7)."""
+    coef_x0 = gather(schedule.posterior_coef_x0, t, x_t)
+    coef_xt = gather(schedule.posterior_coef_xt, t, x_t)
+    # $\tilde\mu_t(x_t, x_0) = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t} x_0 + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t} x_t$
+    mean = coef_x0 * x0 + coef_xt * x_t
+    variance = gather(schedule.posterior_variance, t, x_t)
+    return mean, variance
+
+
+def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """Recover x0 from x_t and the noise in it (Ho et al. 2020, eq. 15, solved for x0)."""
+    alpha_bar = expand_like(alpha_bar, x_t)
+    # $\hat x_0 = (x_t - \sqrt{1 - \bar\alpha_t}\, \epsilon) / \sqrt{\bar\alpha_t}$
+    return (x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+
+
+def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """Recover the noise in x_t from x0 (eq. 4 of Ho et al. 2020, solved for eps)."""
+    alpha_bar = expand_like(alpha_bar, x_t)
+    # $\epsilon = (x_t - \sqrt{\bar\alpha_t}\, x_0) / \sqrt{1 - \bar\alpha_t}$
+    return (x_t - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
+
+
+def v_from_x0_eps(x0: torch.Tensor, eps: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """The velocity target v (Salimans & Ho 2022, sec. 4)."""
+    alpha_bar = expand_like(alpha_bar, x0)
+    # $v = \sqrt{\bar\alpha_t}\, \epsilon - \sqrt{1 - \bar\alpha_t}\, x_0$
+    return alpha_bar.sqrt() * eps - (1 - alpha_bar).sqrt() * x0
+
+
+def x0_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """Recover x0 from x_t and a v prediction (Salimans & Ho 2022, sec. 4)."""
+    alpha_bar = expand_like(alpha_bar, x_t)
+    # $\hat x_0 = \sqrt{\bar\alpha_t}\, x_t - \sqrt{1 - \bar\alpha_t}\, v$
+    return alpha_bar.sqrt() * x_t - (1 - alpha_bar).sqrt() * v
+
+
+def eps_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """Recover eps from x_t and a v prediction (Salimans & Ho 2022, sec. 4)."""
+    alpha_bar = expand_like(alpha_bar, x_t)
+    # $\hat\epsilon = \sqrt{1 - \bar\alpha_t}\, x_t + \sqrt{\bar\alpha_t}\, v$
+    return (1 - alpha_bar).sqrt() * x_t + alpha_bar.sqrt() * v
+
+
+PREDICTIONS = ("eps", "x0", "v")
+
+
+def training_target(prediction: str, x0: torch.Tensor, eps: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """What the network is trained to output for a noised x0: the noise, the clean image, or v."""
+    if prediction == "eps":
+        return eps
+    if prediction == "x0":
+        return x0
+    if prediction == "v":
+        return v_from_x0_eps(x0, eps, alpha_bar)
+    raise ValueError(f"unknown prediction target {prediction!r}; choose one of {PREDICTIONS}")
+
+
+def x0_and_eps_from_output(prediction: str, output: torch.Tensor, x_t: torch.Tensor, alpha_bar) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read a network's output as both (x0, eps), whichever of eps, x0 or v it was trained to predict.
+
+    Samplers work with x0 and eps; this is the one place that knows how to get them from each target.
+    """
+    if prediction == "eps":
+        return x0_from_eps(x_t, output, alpha_bar), output
+    if prediction == "x0":
+        return output, eps_from_x0(x_t, output, alpha_bar)
+    if prediction == "v":
+        return x0_from_v(x_t, output, alpha_bar), eps_from_v(x_t, output, alpha_bar)
+    raise ValueError(f"unknown prediction target {prediction!r}; choose one of {PREDICTIONS}")

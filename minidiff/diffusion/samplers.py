@@ -1,0 +1,146 @@
+r"""Reverse samplers: from pure noise back to an image, one denoising step at a time.
+
+Papers followed:
+- Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models": ancestral sampling, Algorithm 2;
+  the posterior q(x_{t-1} | x_t, x0), eq. (6)-(7); the two variance choices beta and beta_tilde, sec. 3.2.
+- Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", sec. 4: sampling with fewer
+  steps on a sub-sequence of the T training steps, with betas recomputed for it.
+- Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models" (DDIM): the step eq. (12) with the noise scale
+  sigma_t(eta) of eq. (16); eta = 0 is deterministic, eta = 1 is DDPM.
+- Lin, Liu, Li & Yang 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2: the
+  timestep spacings linspace, leading and trailing (`sampling_timesteps`, in `minidiff.samplers_ode`).
+- DPM-Solver++(2M), Euler and Heun on Karras sigmas: their steps live in `minidiff.samplers_ode`; DPM-Solver's
+  multistep bookkeeping and its SDE variant, SDE-DPM-Solver++(2M), in `minidiff.samplers_dpm`.
+
+Every sampler is the same loop (`denoising_loop`): ask the network for its prediction at x_t, read it as
+(x0, eps), and let the sampler's step function move x_t to the next, smaller timestep. Each sampler is a step
+function plus a `sample_*` function that picks the timesteps and runs the loop; `SAMPLERS` lists them by name.
+
+Notation (variable -> symbol in Ho et al. 2020). t is 0-based: t = 0 is one step of noise, t = T-1 the last.
+
+    x_t             x_t            the noisy image at timestep t
+    x_prev          x_{t-1}        the image at the next timestep the sampler visits (t_prev < t)
+    alpha_bar       \bar\alpha_t   signal kept at t;  alpha_bar_prev = \bar\alpha_{t_prev}, 1 for the clean image
+                                   (DDIM's paper writes \alpha_t for it)
+    beta            \beta_t        1 - \bar\alpha_t / \bar\alpha_{t_prev}: the noise added from t_prev to t
+    eps             \epsilon_\theta(x_t, t)   the predicted noise
+    x0              \hat x_0       the predicted clean image
+    eta             \eta           DDIM's share of fresh noise per step: 0 deterministic ... 1 like DDPM
+    sigma           \sigma         sqrt((1 - alpha_bar) / alpha_bar), the Karras/EDM noise level
+    denoiser        (x_t, t) -> the network's output (eps, x0 or v, whichever it was trained to predict)
+    NFE             network evaluations (calls of the denoiser): the honest cost of a sample
+"""
+
+from collections.abc import Callable
+
+import torch
+
+from minidiff.diffusion.dpm_solver import dpm_solver_2m_update
+from minidiff.diffusion.editing import Edit, starting_point
+from minidiff.diffusion.loop import Denoiser, DenoisingStep, denoising_loop, gaussian_noise
+from minidiff.diffusion.schedule import NoiseSchedule
+from minidiff.diffusion.steps import VARIANCES, ddim_step, ddpm_step, euler_update, heun_correction
+from minidiff.diffusion.timesteps import karras_timesteps, sampling_timesteps
+
+
+def sample_ddpm(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
+                steps: int | None = None, variance: str = "beta_tilde", clip_x0: bool = True,
+                generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+                callback: Callable[[DenoisingStep], None] | None = None, spacing: str = "linspace",
+                edit: Edit | None = None) -> torch.Tensor:
+    """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2): x_T ~ N(0, I), then one `ddpm_step` per timestep.
+
+    steps: None for all T steps, or fewer, placed by `spacing` (see `sampling_timesteps`). One network
+    evaluation per step. Returns the final images (B, C, H, W), roughly in [-1, 1].
+    """
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; choose one of {VARIANCES}")
+    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device),  # Algorithm 2, line 1
+                                    sampling_timesteps(schedule.T, steps, spacing), schedule, edit)
+
+    def update(x_t, x0, eps, alpha_bar, alpha_bar_prev):
+        # Algorithm 2, line 3: no noise on the last step, into the clean image (alpha_bar_prev = 1)
+        noise = None if alpha_bar_prev == 1.0 else gaussian_noise(x_t.shape, generator, device)
+        return ddpm_step(x_t, x0, alpha_bar, alpha_bar_prev, noise, variance)
+
+    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, update, clip_x0, callback, edit=edit)
+
+
+def sample_ddim(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
+                steps: int | None = None, spacing: str = "linspace", eta: float = 0.0, clip_x0: bool = True,
+                generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+                callback: Callable[[DenoisingStep], None] | None = None, edit: Edit | None = None) -> torch.Tensor:
+    """DDIM sampling (Song et al. 2021): x_T ~ N(0, I), then one `ddim_step` per timestep; one NFE per step.
+
+    With eta = 0 the generator draws x_T and nothing else: the same x_T always gives the same image.
+    """
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must lie in 0 ... 1 (0 = deterministic DDIM, 1 = DDPM's variance), got {eta}")
+    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device),
+                                    sampling_timesteps(schedule.T, steps, spacing), schedule, edit)
+
+    def update(x_t, x0, eps, alpha_bar, alpha_bar_prev):
+        noise = gaussian_noise(x_t.shape, generator, device) if eta > 0 and alpha_bar_prev < 1.0 else None
+        return ddim_step(x0, eps, alpha_bar, alpha_bar_prev, eta, noise)
+
+    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, update, clip_x0, callback, edit=edit)
+
+
+def sample_dpm_solver(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
+                      steps: int | None = None, spacing: str = "linspace", clip_x0: bool = True,
+                      generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+                      callback: Callable[[DenoisingStep], None] | None = None,
+                      edit: Edit | None = None) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2) for the probability-flow ODE: one NFE per step, second order
+    except on the first and the last step (see `minidiff.diffusion.dpm_solver.dpm_solver_2m_update`)."""
+    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device),
+                                    sampling_timesteps(schedule.T, steps, spacing), schedule, edit)
+    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, dpm_solver_2m_update(), clip_x0, callback,
+                          edit=edit)
+
+
+def sample_dpm_solver_sde(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
+                          steps: int | None = None, spacing: str = "linspace", clip_x0: bool = True,
+                          generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+                          callback: Callable[[DenoisingStep], None] | None = None,
+                      edit: Edit | None = None) -> torch.Tensor:
+    """SDE-DPM-Solver++(2M) (Lu et al. 2022b): DPM-Solver++(2M) for the reverse SDE, one NFE per step.
+
+    The generator draws x_T, then fresh noise on every step but the last (`dpm_solver_sde_2m_step`)."""
+    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device),
+                                    sampling_timesteps(schedule.T, steps, spacing), schedule, edit)
+    update = dpm_solver_2m_update(noise_source=lambda noise_shape: gaussian_noise(noise_shape, generator, device))
+    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, update, clip_x0, callback, edit=edit)
+
+
+def sample_euler(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
+                 steps: int | None = None, spacing: str = "linspace", clip_x0: bool = True,
+                 generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+                 callback: Callable[[DenoisingStep], None] | None = None, edit: Edit | None = None) -> torch.Tensor:
+    """Euler's method on Karras sigmas (Karras et al. 2022, eq. 5 and Algorithm 1 without its correction).
+
+    The `steps` noise levels span the same range as the spacing's timesteps, placed by eq. 5 (rho = 7), then
+    a last step into sigma = 0. One NFE per step. x_T ~ N(0, I), as for every sampler here.
+    """
+    timesteps = karras_timesteps(schedule, sampling_timesteps(schedule.T, steps, spacing))
+    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device), timesteps, schedule, edit)
+    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, euler_update, clip_x0, callback, edit=edit)
+
+
+def sample_heun(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
+                steps: int | None = None, spacing: str = "linspace", clip_x0: bool = True,
+                generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+                callback: Callable[[DenoisingStep], None] | None = None, edit: Edit | None = None) -> torch.Tensor:
+    """Heun's method on Karras sigmas (Karras et al. 2022, Algorithm 1): an Euler step, then its correction.
+
+    Two NFE per step, except the last, into sigma = 0, which stays an Euler step: 2 * steps - 1 in all.
+    """
+    timesteps = karras_timesteps(schedule, sampling_timesteps(schedule.T, steps, spacing))
+    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device), timesteps, schedule, edit)
+    return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, euler_update, clip_x0, callback,
+                          correct=heun_correction, edit=edit)
+
+
+# name -> sampling function; the CLI's --sampler choices
+SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm++": sample_dpm_solver, "dpm++sde": sample_dpm_solver_sde,
+            "euler": sample_euler, "heun": sample_heun}

@@ -1,0 +1,129 @@
+r"""Reverse samplers: from pure noise back to an image, one denoising step at a time.
+
+Papers followed:
+- Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models": ancestral sampling, Algorithm 2;
+  the posterior q(x_{t-1} | x_t, x0), eq. (6)-(7); the two variance choices beta and beta_tilde, sec. 3.2.
+- Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", sec. 4: sampling with fewer
+  steps on a sub-sequence of the T training steps, with betas recomputed for it.
+- Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models" (DDIM): the step eq. (12) with the noise scale
+  sigma_t(eta) of eq. (16); eta = 0 is deterministic, eta = 1 is DDPM.
+- Lin, Liu, Li & Yang 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2: the
+  timestep spacings linspace, leading and trailing (`sampling_timesteps`, in `minidiff.samplers_ode`).
+- DPM-Solver++(2M), Euler and Heun on Karras sigmas: their steps live in `minidiff.samplers_ode`; DPM-Solver's
+  multistep bookkeeping and its SDE variant, SDE-DPM-Solver++(2M), in `minidiff.samplers_dpm`.
+
+Every sampler is the same loop (`denoising_loop`): ask the network for its prediction at x_t, read it as
+(x0, eps), and let the sampler's step function move x_t to the next, smaller timestep. Each sampler is a step
+function plus a `sample_*` function that picks the timesteps and runs the loop; `SAMPLERS` lists them by name.
+
+Notation (variable -> symbol in Ho et al. 2020). t is 0-based: t = 0 is one step of noise, t = T-1 the last.
+
+    x_t             x_t            the noisy image at timestep t
+    x_prev          x_{t-1}        the image at the next timestep the sampler visits (t_prev < t)
+    alpha_bar       \bar\alpha_t   signal kept at t;  alpha_bar_prev = \bar\alpha_{t_prev}, 1 for the clean image
+                                   (DDIM's paper writes \alpha_t for it)
+    beta            \beta_t        1 - \bar\alpha_t / \bar\alpha_{t_prev}: the noise added from t_prev to t
+    eps             \epsilon_\theta(x_t, t)   the predicted noise
+    x0              \hat x_0       the predicted clean image
+    eta             \eta           DDIM's share of fresh noise per step: 0 deterministic ... 1 like DDPM
+    sigma           \sigma         sqrt((1 - alpha_bar) / alpha_bar), the Karras/EDM noise level
+    denoiser        (x_t, t) -> the network's output (eps, x0 or v, whichever it was trained to predict)
+    NFE             network evaluations (calls of the denoiser): the honest cost of a sample
+"""
+
+import math
+
+import torch
+
+from minidiff.diffusion.schedule import sigma_from_alpha_bar
+
+VARIANCES = ("beta_tilde", "beta")
+
+
+def ddpm_step(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: float, alpha_bar_prev: float,
+              noise: torch.Tensor | None = None, variance: str = "beta_tilde") -> torch.Tensor:
+    r"""One step of DDPM ancestral sampling (Ho et al. 2020, Algorithm 2), from x_t to x_prev given a predicted x0.
+
+    The mean is the posterior mean of q(x_prev | x_t, x0) (eq. 7) with x0 replaced by its prediction;
+    the variance is beta_tilde (that posterior's variance) or beta (sec. 3.2). `noise` = None gives the mean alone.
+    """
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; choose one of {VARIANCES}")
+    # 1. this step's own alpha and beta (the full schedule's for consecutive t, bigger for respaced steps)
+    # $\alpha_t = \bar\alpha_t / \bar\alpha_{t-1}, \quad \beta_t = 1 - \alpha_t$
+    alpha = alpha_bar / alpha_bar_prev
+    beta = 1.0 - alpha
+
+    # 2. the posterior mean, eq. (7) of Ho et al. 2020
+    # $\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t} \hat x_0 + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t} x_t$
+    coef_x0 = math.sqrt(alpha_bar_prev) * beta / (1.0 - alpha_bar)
+    coef_xt = math.sqrt(alpha) * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
+    mean = coef_x0 * x0 + coef_xt * x_t
+    if noise is None:
+        return mean
+
+    # 3. the variance: $\sigma_t^2 = \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t$ (eq. 7) or $\sigma_t^2 = \beta_t$
+    sigma_squared = (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * beta if variance == "beta_tilde" else beta
+
+    # 4. Algorithm 2, line 4: $x_{t-1} = \tilde\mu_t + \sigma_t z$
+    return mean + math.sqrt(sigma_squared) * noise
+
+
+def ddim_step(x0: torch.Tensor, eps: torch.Tensor, alpha_bar: float, alpha_bar_prev: float, eta: float = 0.0,
+              noise: torch.Tensor | None = None) -> torch.Tensor:
+    r"""One step of DDIM (Song et al. 2021, eq. 12), from x_t (through its x0 and eps) to x_prev.
+
+    x_prev is put together again from the predicted x0 and eps at the smaller noise level alpha_bar_prev, with a
+    share eta of the noise replaced by fresh noise. eta = 0: deterministic; eta = 1: exactly DDPM's step with
+    variance beta_tilde. `noise` = None leaves the fresh noise out.
+    """
+    # 1. the fresh noise's variance, eq. (16): $\sigma_t(\eta)^2 = \eta^2 \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t} \left(1 - \frac{\bar\alpha_t}{\bar\alpha_{t-1}}\right)$
+    sigma_squared = eta**2 * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * (1.0 - alpha_bar / alpha_bar_prev)
+
+    # 2. eq. (12): $x_{t-1} = \sqrt{\bar\alpha_{t-1}}\, \hat x_0 + \sqrt{1 - \bar\alpha_{t-1} - \sigma_t^2}\, \hat\epsilon + \sigma_t z$
+    x_prev = math.sqrt(alpha_bar_prev) * x0 + math.sqrt(1.0 - alpha_bar_prev - sigma_squared) * eps
+    if noise is None:
+        return x_prev
+    return x_prev + math.sqrt(sigma_squared) * noise
+
+
+def euler_step(x_t: torch.Tensor, eps: torch.Tensor, sigma: float, sigma_prev: float) -> torch.Tensor:
+    r"""One step of Euler's method for the probability-flow ODE, from noise level sigma to sigma_prev.
+
+    In EDM's coordinates x = x_t / sqrt(alpha_bar) = x0 + sigma eps the ODE reads dx/dsigma = (x - x0) / sigma = eps
+    (Karras et al. 2022, eq. 1 and 3), so a step is a straight line along eps. This is DDIM with eta = 0
+    (Song et al. 2021, sec. 4.3), written in sigma.
+    """
+    # 1. from the network's x_t to EDM's x (Table 1, VP: $s = 1/\sqrt{1+\sigma^2}$):
+    # $x = x_t / \sqrt{\bar\alpha} = x_t \sqrt{1 + \sigma^2}$
+    x = x_t * math.sqrt(1.0 + sigma**2)
+    # 2. the Euler step of Algorithm 1 (Karras et al. 2022):
+    # $d_i = (x_i - D_\theta(x_i; \sigma_i)) / \sigma_i = \hat\epsilon$, $x_{i+1} = x_i + (\sigma_{i+1} - \sigma_i)\, d_i$
+    x_next = x + (sigma_prev - sigma) * eps
+    # 3. back to the network's coordinates at the new noise level
+    return x_next / math.sqrt(1.0 + sigma_prev**2)
+
+
+def heun_step(x_t: torch.Tensor, eps: torch.Tensor, eps_next: torch.Tensor, sigma: float,
+              sigma_prev: float) -> torch.Tensor:
+    r"""Heun's correction of an Euler step: step again from x_t, along the average of the slopes at both ends.
+
+    eps is the prediction at (x_t, sigma); eps_next the prediction at the Euler step's result, at sigma_prev
+    (Karras et al. 2022, Algorithm 1, the second-order correction; never into sigma_prev = 0, where it is undefined).
+    """
+    x = x_t * math.sqrt(1.0 + sigma**2)  # EDM's x, as in `euler_step`
+    # $x_{i+1} = x_i + (\sigma_{i+1} - \sigma_i)\left(\tfrac12 d_i + \tfrac12 d'_i\right)$, with $d = \hat\epsilon$
+    x_next = x + (sigma_prev - sigma) * (0.5 * eps + 0.5 * eps_next)
+    return x_next / math.sqrt(1.0 + sigma_prev**2)
+
+
+def euler_update(x_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, alpha_bar: float,
+                 alpha_bar_prev: float) -> torch.Tensor:
+    """`euler_step` in the sampling loop's terms: noise levels as alpha_bar (x0 is not needed: eps is the slope)."""
+    return euler_step(x_t, eps, sigma_from_alpha_bar(alpha_bar), sigma_from_alpha_bar(alpha_bar_prev))
+
+
+def heun_correction(x_t: torch.Tensor, eps: torch.Tensor, eps_next: torch.Tensor, alpha_bar: float,
+                    alpha_bar_prev: float) -> torch.Tensor:
+    """`heun_step` in the sampling loop's terms: the correction after an `euler_update`."""
+    return heun_step(x_t, eps, eps_next, sigma_from_alpha_bar(alpha_bar), sigma_from_alpha_bar(alpha_bar_prev))

@@ -1,0 +1,110 @@
+r"""Where samplers step (timesteps, noise levels) and the steps that solve the probability-flow ODE: DPM-Solver++(2M),
+and Euler and Heun on Karras sigmas.
+
+Papers followed:
+- Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", sec. 4, and Lin, Liu, Li & Yang 2023,
+  "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2: fewer steps, and where they fall.
+- Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models", sec. 4.3: in the coordinates x_t / sqrt(alpha_bar)
+  = x0 + sigma eps, deterministic DDIM is Euler's method for an ODE in sigma.
+- Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative Models" (EDM):
+  the ODE dx/dsigma = (x - D(x; sigma)) / sigma (eq. 1 and 3 with sigma(t) = t), the VP model in those terms
+  (Table 1), the noise levels sigma_i (eq. 5, rho = 7), and deterministic sampling (Algorithm 1): an Euler step,
+  corrected by Heun's rule (the trapezoid) except on the last step, into sigma = 0.
+- Lu, Zhou, Bao, Chen, Li & Zhu 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
+  Models": the multistep second-order solver DPM-Solver++(2M), Algorithm 2 (its bookkeeping in the sampling loop,
+  and its SDE variant, are in `minidiff.samplers_dpm`).
+
+These are pure functions of tensors and noise levels; `minidiff.samplers` runs them in its one loop.
+The loop's state is always the noisy image x_t as the network sees it; the Euler and Heun steps move to EDM's
+x = x_t / sqrt(alpha_bar) and back inside the step.
+
+Notation (variable -> symbol). t is 0-based, as everywhere in minidiff; it may be fractional here.
+
+    sigma           \sigma           sqrt((1 - alpha_bar) / alpha_bar), the EDM noise level:
+                                     x = x_t / sqrt(alpha_bar) = x0 + sigma eps
+    sigma_prev      \sigma_{i+1}     the noise level of the next step (0 for the clean image)
+    lam             \lambda_t        half_log_snr(alpha_bar) = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)) = -log(sigma)
+    h               h_i              lam_prev - lam: the step's length in lambda
+    rho             \rho             the Karras schedule's exponent (7): larger rho spends more steps at low noise
+"""
+
+import math
+
+import torch
+
+from minidiff.diffusion.schedule import NoiseSchedule, log_sigma_table, sigma_from_alpha_bar
+
+SPACINGS = ("linspace", "leading", "trailing")
+
+
+RHO = 7.0  # Karras et al. 2022, sec. 3: their choice, shorter steps near sigma_min where errors show most
+
+
+def sampling_timesteps(T: int, steps: int | None = None, spacing: str = "linspace") -> list[int]:
+    r"""The timesteps a sampler visits, falling: all T of them, or `steps` of them placed as `spacing` says.
+
+    Spacings (Lin et al. 2023, Table 2), e.g. T = 1000, steps = 10:
+      linspace  evenly from T-1 to 0, rounded          999, 888, ..., 111, 0
+      leading   multiples of k = T // steps            900, 800, ..., 100, 0     (never starts at pure noise)
+      trailing  T-1, then every T / steps below it      999, 899, ..., 199, 99   (starts at pure noise)
+
+    Why fewer steps still work (Nichol & Dhariwal 2021, sec. 4): any sub-sequence tau_1 < ... < tau_S of the
+    T steps defines its own forward process with the same marginals q(x_tau | x0), because those depend only
+    on \bar\alpha_tau. Its steps are bigger: from tau_{i-1} to tau_i the signal shrinks by
+    \bar\alpha_{tau_i} / \bar\alpha_{tau_{i-1}}, so its beta is 1 minus that ratio. Every step function takes the
+    pair (alpha_bar, alpha_bar_prev), so the same step serves every sub-sequence.
+    """
+    steps = T if steps is None else steps
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must lie in 1 ... T = {T}, got {steps}")
+    if spacing == "linspace":
+        if steps == 1:
+            return [T - 1]
+        timesteps = torch.arange(steps, dtype=torch.float64) * ((T - 1) / (steps - 1))  # 0 ... T-1
+        return timesteps.round().long().flip(0).tolist()
+    if spacing == "leading":
+        return (torch.arange(steps) * (T // steps)).flip(0).tolist()
+    if spacing == "trailing":
+        timesteps = T - torch.arange(steps, dtype=torch.float64) * (T / steps)  # T, T - T/steps, ...
+        return (timesteps.round().long() - 1).tolist()
+    raise ValueError(f"unknown spacing {spacing!r}; choose one of {SPACINGS}")
+
+
+def timestep_from_sigma(schedule: NoiseSchedule, sigma: float) -> float:
+    """The (fractional) timestep whose noise level is sigma: the inverse of `alpha_bar_at`, clipped to 0 ... T-1."""
+    log_sigmas = log_sigma_table(schedule)
+    log_sigma = math.log(sigma)
+    if log_sigma <= float(log_sigmas[0]):
+        return 0.0
+    if log_sigma >= float(log_sigmas[-1]):
+        return float(schedule.T - 1)
+    # the two neighbouring steps t_low < t <= t_low + 1 whose noise levels bracket sigma
+    t_low = int(torch.searchsorted(log_sigmas, torch.tensor([log_sigma], dtype=torch.float64))) - 1
+    w = (log_sigma - float(log_sigmas[t_low])) / float(log_sigmas[t_low + 1] - log_sigmas[t_low])
+    return t_low + w
+
+
+def karras_sigmas(sigma_max: float, sigma_min: float, steps: int, rho: float = RHO) -> list[float]:
+    r"""`steps` noise levels from sigma_max down to sigma_min, even in sigma^(1/rho) (Karras et al. 2022, eq. 5).
+
+    The final sigma_N = 0 of eq. 5 is not in the list: it is the clean image, which the sampling loop always ends on.
+    """
+    if steps == 1:
+        return [sigma_max]
+    # $\sigma_i = \left(\sigma_{max}^{1/\rho} + \frac{i}{N-1}(\sigma_{min}^{1/\rho} - \sigma_{max}^{1/\rho})\right)^\rho$
+    return [(sigma_max ** (1 / rho) + i / (steps - 1) * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+            for i in range(steps)]
+
+
+def karras_timesteps(schedule: NoiseSchedule, timesteps: list[int], rho: float = RHO) -> list[float]:
+    """Karras noise levels spanning the same range as `timesteps` (first to last), as fractional timesteps.
+
+    The spacing decides the range: linspace and leading end at t = 0, trailing at T/steps - 1.
+    """
+    sigma_max = sigma_from_alpha_bar(float(schedule.alpha_bar[timesteps[0]]))
+    sigma_min = sigma_from_alpha_bar(float(schedule.alpha_bar[timesteps[-1]]))
+    if math.isinf(sigma_max):
+        raise ValueError("Karras sigmas need a finite largest noise level, but this schedule has zero terminal SNR "
+                         "(sigma = inf at the last step); sample it with ddpm, ddim or dpm++")
+    sigmas = karras_sigmas(sigma_max, sigma_min, len(timesteps), rho)
+    return [timestep_from_sigma(schedule, sigma) for sigma in sigmas]

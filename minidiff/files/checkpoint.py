@@ -1,0 +1,119 @@
+"""Checkpoints: weights in safetensors, and a JSON file beside them that says how they were made. No pickle.
+
+A checkpoint is two files with one stem: `STEM.safetensors` (the tensors) and `STEM.json` (everything else,
+plus the sha256 of the tensors file). Two kinds are stored this way:
+
+- a model checkpoint (`save_checkpoint`, `load_model`): the weights a sampler uses and a `CheckpointInfo`
+  (model config, diffusion settings, the command that trained it, seed, device, minutes, step, metrics).
+  The shipped ones live in data/checkpoints/ (`mnist` -> data/checkpoints/mnist.json + .safetensors).
+- a training state (`save_training_state`, `load_training_state`): all a run needs to resume exactly
+  (online and EMA weights, optimizer state, RNG states, data order, loss history). Sampling never needs it.
+
+Every file is written atomically (a temp file in the same folder, then `os.replace`), tensors first, JSON last.
+Loading checks the sha256, so the JSON of one checkpoint is never used with the tensors of another, and a
+truncated or corrupt file is reported by name.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import safetensors.torch
+import torch
+
+from minidiff.data.paths import CHECKPOINT_DIR
+
+FORMAT = "minidiff-checkpoint-1"  # bumped if the layout of the files ever changes
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is truncated, corrupt, or does not belong with the file beside it."""
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write `data` to `path` so a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temp_name, 0o644)  # mkstemp makes files only their owner can read
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_tensors_and_json(stem: Path | str, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Write STEM.safetensors and STEM.json; the JSON records the tensors file's sha256."""
+    tensors = {name: value.detach().cpu().contiguous().clone() for name, value in tensors.items()}
+    data = safetensors.torch.save(tensors)
+    meta = {"format": FORMAT, "tensors_sha256": hashlib.sha256(data).hexdigest(), **meta}
+    atomic_write_bytes(f"{stem}.safetensors", data)
+    atomic_write_bytes(f"{stem}.json", (json.dumps(meta, indent=2) + "\n").encode())
+
+
+def read_tensors_and_json(stem: Path | str) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read what `write_tensors_and_json` wrote, raising a clear error if a file is missing or damaged."""
+    json_path, tensors_path = Path(f"{stem}.json"), Path(f"{stem}.safetensors")
+    advice = ("retrain it (the command is in the JSON), or re-clone the repository if it is a shipped "
+              "checkpoint in data/checkpoints/")
+    for path in (json_path, tensors_path):
+        if not path.exists():
+            raise FileNotFoundError(f"checkpoint file {path} is missing; {advice}")
+    try:
+        meta = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{json_path} is not valid JSON (truncated or corrupt: {error}); {advice}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "tensors_sha256" not in meta:
+        raise CheckpointError(f"{json_path} is not a {FORMAT} file (no format/sha256 entry); {advice}")
+    data = tensors_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != meta["tensors_sha256"]:
+        raise CheckpointError(f"{tensors_path} does not match the sha256 recorded in {json_path}: it is truncated, "
+                              f"corrupt, or belongs to another checkpoint; {advice}")
+    return safetensors.torch.load(data), meta
+
+
+def with_prefix(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """{"w": x} -> {"prefix.w": x}: several state dicts can then share one safetensors file."""
+    return {f"{prefix}.{name}": value for name, value in tensors.items()}
+
+
+def without_prefix(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of `with_prefix`: the entries under "prefix.", with the prefix removed."""
+    start = f"{prefix}."
+    return {name[len(start):]: value for name, value in tensors.items() if name.startswith(start)}
+
+
+def available_checkpoints(folder: Path | None = None) -> list[str]:
+    """Names of the diffusion model checkpoints in `folder` (default: the shipped ones, data/checkpoints/)."""
+    folder = CHECKPOINT_DIR if folder is None else Path(folder)
+    names = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            if json.loads(path.read_text()).get("kind") == "model":
+                names.append(path.stem)
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            continue
+    return names
+
+
+def checkpoint_stem(name_or_path: Path | str) -> Path:
+    """"mnist" -> data/checkpoints/mnist; "runs/a" -> runs/a/model; "runs/a/model.json" -> runs/a/model."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path / "model"
+    if path.suffix in (".json", ".safetensors"):
+        return path.with_suffix("")
+    if Path(f"{path}.json").exists():
+        return path
+    if path.parent == Path(".") and (CHECKPOINT_DIR / f"{path.name}.json").exists():
+        return CHECKPOINT_DIR / path.name
+    available = ", ".join(available_checkpoints()) or "none yet"
+    raise FileNotFoundError(f"no checkpoint named {str(name_or_path)!r}: give a shipped name ({available}) or the "
+                            "path of a checkpoint (a run folder, or STEM.json beside STEM.safetensors)")

@@ -1,0 +1,156 @@
+"""Checkpoints: weights in safetensors, and a JSON file beside them that says how they were made. No pickle.
+
+A checkpoint is two files with one stem: `STEM.safetensors` (the tensors) and `STEM.json` (everything else,
+plus the sha256 of the tensors file). Two kinds are stored this way:
+
+- a model checkpoint (`save_checkpoint`, `load_model`): the weights a sampler uses and a `CheckpointInfo`
+  (model config, diffusion settings, the command that trained it, seed, device, minutes, step, metrics).
+  The shipped ones live in data/checkpoints/ (`mnist` -> data/checkpoints/mnist.json + .safetensors).
+- a training state (`save_training_state`, `load_training_state`): all a run needs to resume exactly
+  (online and EMA weights, optimizer state, RNG states, data order, loss history). Sampling never needs it.
+
+Every file is written atomically (a temp file in the same folder, then `os.replace`), tensors first, JSON last.
+Loading checks the sha256, so the JSON of one checkpoint is never used with the tensors of another, and a
+truncated or corrupt file is reported by name.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from minidiff.diffusion.schedule import NoiseSchedule, make_schedule
+from minidiff.files.checkpoint import (
+    CheckpointError,
+    atomic_write_bytes,
+    checkpoint_stem,
+    read_tensors_and_json,
+    write_tensors_and_json,
+)
+from minidiff.files.device import resolve_device
+from minidiff.nets.autoencoder import Autoencoder, AutoencoderConfig
+from minidiff.nets.conditioning import ConditionedUNet, EncoderConfig
+from minidiff.nets.unet import UNet, UNetConfig
+
+
+@dataclass
+class CheckpointInfo:
+    """Everything about a model checkpoint except its weights; stored as STEM.json."""
+
+    model: dict  # UNetConfig.to_dict()
+    diffusion: dict  # {"schedule": "linear", "T": 1000, "zero_terminal_snr": False, "prediction": "eps"}
+    data: dict  # {"name": "mnist5k", "image_shape": [C, H, W]}: what it was trained on, the shape it draws
+    command: str  # the command(s) that trained it, one per line (a resumed run lists each invocation)
+    seed: int
+    device: str
+    training_minutes: float
+    step: int
+    metrics: dict = field(default_factory=dict)  # filled by evaluation code (e.g. minidiff.metrics)
+    encoder: dict | None = None  # EncoderConfig.to_dict() of a token-conditioned model (ConditionedUNet), else None
+
+    def unet_config(self) -> UNetConfig:
+        return UNetConfig.from_dict(self.model)
+
+    def noise_schedule(self) -> NoiseSchedule:
+        d = self.diffusion
+        return make_schedule(d["schedule"], d["T"], zero_terminal_snr=d["zero_terminal_snr"])
+
+
+def save_checkpoint(stem: Path | str, weights: dict[str, torch.Tensor], info: CheckpointInfo) -> None:
+    """Write a model checkpoint: STEM.safetensors (the weights) and STEM.json (the info and the weights' sha256)."""
+    write_tensors_and_json(stem, weights, {"kind": "model", **asdict(info)})
+
+
+def load_checkpoint(name_or_path: Path | str) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
+    """Read a model checkpoint by shipped name ("mnist") or path; returns (weights, info)."""
+    stem = checkpoint_stem(name_or_path)
+    weights, meta = read_tensors_and_json(stem)
+    optional = ("metrics", "encoder")  # older checkpoints may lack these
+    missing = [name for name in CheckpointInfo.__dataclass_fields__ if name not in meta and name not in optional]
+    if meta.get("kind") != "model" or missing:
+        raise CheckpointError(f"{stem}.json is not a minidiff diffusion model checkpoint (kind = {meta.get('kind')!r}, "
+                              f"missing entries: {missing}); give the path of a model checkpoint")
+    return weights, CheckpointInfo(**{name: meta[name] for name in CheckpointInfo.__dataclass_fields__ if name in meta})
+
+
+def record_metrics(name_or_path: Path | str, metrics: dict) -> CheckpointInfo:
+    """Add measured metrics (e.g. {"fid": 7.1}) to a checkpoint's JSON; the weights file is not touched."""
+    stem = checkpoint_stem(name_or_path)
+    load_checkpoint(stem)  # refuse to annotate a damaged or mismatched pair
+    meta = json.loads(Path(f"{stem}.json").read_text())
+    meta["metrics"] = {**meta["metrics"], **metrics}
+    atomic_write_bytes(f"{stem}.json", (json.dumps(meta, indent=2) + "\n").encode())
+    return load_checkpoint(stem)[1]
+
+
+def load_model(name_or_path: Path | str, device: torch.device | str = "cpu"
+               ) -> tuple[UNet | ConditionedUNet, CheckpointInfo]:
+    """Build the model a checkpoint describes (a U-Net, or a U-Net with its token encoder), load its weights, and
+    return it in eval mode on `device`."""
+    weights, info = load_checkpoint(name_or_path)
+    if info.encoder is None:
+        model = UNet(info.unet_config())
+    else:
+        model = ConditionedUNet(info.unet_config(), EncoderConfig(**info.encoder))
+    model.load_state_dict(weights)
+    return model.to(resolve_device(device)).eval(), info
+
+
+@dataclass
+class AutoencoderInfo:
+    """Everything about an autoencoder checkpoint except its weights (STEM.json, kind "autoencoder")."""
+
+    config: dict  # AutoencoderConfig.to_dict()
+    scale_factor: float  # 1 / std of the encoder's means on training data (see estimate_scale_factor)
+    command: str  # the command(s) that trained it
+    seed: int
+    device: str
+    training_minutes: float
+    step: int
+    data: dict  # what it was trained on, e.g. {"name": "shapes", "split": "train", "n": 20000, "seed": 0}
+    metrics: dict  # measured, e.g. PSNR on the held-out split
+    tensors_sha256: str = ""  # filled on load: identifies these weights (latent caches and latent models use it)
+
+
+def save_autoencoder(stem: Path | str, autoencoder: Autoencoder, info: AutoencoderInfo) -> None:
+    """Write STEM.safetensors (weights) and STEM.json (info), each atomically."""
+    meta = {name: value for name, value in asdict(info).items() if name != "tensors_sha256"}
+    write_tensors_and_json(stem, autoencoder.state_dict(), {"kind": "autoencoder", **meta})
+
+
+def load_autoencoder(name_or_path: Path | str = "shapes_vae",
+                     device: torch.device | str = "cpu") -> tuple[Autoencoder, AutoencoderInfo]:
+    """An autoencoder checkpoint by shipped name ("shapes_vae"), run folder or path, in eval mode, and its info."""
+    path = Path(name_or_path)
+    stem = path / "autoencoder" if path.is_dir() else checkpoint_stem(path)  # a train-vae run folder, or a stem
+    weights, meta = read_tensors_and_json(stem)
+    if meta.get("kind") != "autoencoder":
+        raise CheckpointError(f"{stem}.json is not an autoencoder checkpoint (kind = {meta.get('kind')!r}); "
+                              "give the path of one, e.g. 'shapes_vae'")
+    names = [f.name for f in fields(AutoencoderInfo)]
+    info = AutoencoderInfo(**{name: meta[name] for name in names if name in meta})
+    autoencoder = Autoencoder(AutoencoderConfig.from_dict(info.config))
+    try:
+        autoencoder.load_state_dict(weights)
+    except RuntimeError as error:  # missing, unexpected or wrongly shaped weights
+        raise CheckpointError(f"{stem}.safetensors does not fit the config in {stem}.json ({error}); the two files "
+                              "come from different autoencoders: save them together with save_autoencoder") from None
+    return autoencoder.to(resolve_device(device)).eval(), info
+
+
+def autoencoder_for(info: CheckpointInfo, device: torch.device | str = "cpu") -> tuple[Autoencoder, float]:
+    """The autoencoder a latent model was trained with, and its scale factor; an error if its weights changed."""
+    autoencoder, autoencoder_info = load_autoencoder(info.data["autoencoder"], device)
+    if autoencoder_info.tensors_sha256 != info.data["autoencoder_sha256"]:
+        raise ValueError(f"the autoencoder {info.data['autoencoder']!r} is not the one this model was trained with "
+                         "(its weights' sha256 differs); restore that autoencoder or retrain the latent model")
+    return autoencoder, info.data["scale_factor"]
+
+
+def latent_data_info(autoencoder_name: str) -> dict:
+    """What a latent model's checkpoint records about its data: the autoencoder (name, weights' sha256) and the
+    scale factor it was trained with, so sampling decodes with the same one."""
+    _, info = load_autoencoder(autoencoder_name)
+    return {"autoencoder": str(autoencoder_name), "autoencoder_sha256": info.tensors_sha256,
+            "scale_factor": info.scale_factor}

@@ -1,0 +1,103 @@
+"""What a training run is set up with: `TrainConfig`, its named presets, and the data it reads.
+
+Presets: "mnist" (the shipped class-conditional MNIST-5k model), "tiny" (a seconds-long run for tests),
+"shapes_latent" (latent diffusion on the Shapes dataset, conditioned on its attributes) and "tiny_latent".
+"""
+
+from dataclasses import asdict, dataclass, field, fields
+
+from minidiff.diffusion.forward import PREDICTIONS
+from minidiff.diffusion.schedule import SCHEDULES
+from minidiff.nets.conditioning import EncoderConfig
+from minidiff.nets.unet import UNetConfig
+
+DATASETS = ("mnist5k", "shapes", "shapes_latents")  # digits, Shapes in pixel space, Shapes as autoencoder latents
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run. Stored in the run's train_state.json; `--resume` reads it back."""
+
+    unet: UNetConfig = field(default_factory=lambda: UNetConfig(num_classes=10))  # its .prediction is the target
+    data: str = "mnist5k"  # the data set (see DATASETS)
+    max_images: int | None = None  # train on N images spread evenly over the set (tests); None = all
+    # latent diffusion (data "shapes_latents"): which autoencoder, how many Shapes to render and encode once
+    autoencoder: str | None = None  # a shipped name ("shapes_vae") or a path; its scale factor comes with it
+    dataset_size: int = 20000  # Shapes images of the "train" split, rendered from `seed`
+    # token conditioning (cross-attention) instead of class labels: the encoder's settings, None = none
+    encoder: EncoderConfig | None = None
+    token_drop_prob: float = 0.0  # share of single words dropped (partial prompts); the whole condition: class_drop_prob
+    schedule: str = "cosine"  # Nichol & Dhariwal 2021: better than linear for small images and for fewer sampling steps
+    T: int = 1000  # diffusion steps, as in DDPM
+    zero_terminal_snr: bool = False  # Lin et al. 2023; needs prediction "v" or "x0"
+    batch_size: int = 128
+    lr: float = 5e-4  # peak learning rate; a small U-Net on 28x28 digits takes more than DDPM's 2e-4
+    weight_decay: float = 0.0  # DDPM uses none
+    warmup_steps: int = 200  # linear warm-up of the learning rate
+    grad_clip: float = 1.0  # clip the gradient's global norm, as DDPM does
+    ema_decay: float = 0.999  # short runs: the average spans ~1000 steps (DDPM: 0.9999 over 800k steps)
+    min_snr_gamma: float | None = 5.0  # Hang et al. 2023's recommended gamma; None = plain, unweighted MSE
+    class_drop_prob: float = 0.1  # share of labels (or token conditions) dropped to the null one, for guidance
+    steps: int | None = 5000  # stop after this many steps in all (None = no step limit); 5000 x 128 = 128 epochs
+    minutes: float | None = None  # stop after this many minutes in all, resumed sessions included (None = no limit)
+    checkpoint_every_steps: int | None = None  # also checkpoint every N steps (None = only by minutes)
+    checkpoint_every_minutes: float | None = 10.0  # checkpoint at least this often (and always at the end)
+    sample_every_steps: int | None = 500  # write a sample grid to samples/ every N steps (and at the end)
+    sample_grid_steps: int = 100  # DDPM steps for those grids: evenly spaced, so they are quick
+    seed: int = 0  # weights, batch order, noise and dropout all follow from it
+
+    def __post_init__(self):
+        if isinstance(self.unet, dict):
+            self.unet = UNetConfig.from_dict(self.unet)
+        if isinstance(self.encoder, dict):
+            self.encoder = EncoderConfig(**self.encoder)
+        if self.data not in DATASETS:
+            raise ValueError(f"unknown data set {self.data!r}; choose one of {DATASETS}")
+        if self.data.startswith("shapes") and self.encoder is None:
+            raise ValueError(f"data {self.data!r} is conditioned on attribute tokens: give an encoder (EncoderConfig)")
+        if self.data == "shapes_latents" and self.autoencoder is None:
+            raise ValueError("data 'shapes_latents' needs an autoencoder (e.g. 'shapes_vae') to encode the images")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
+        if self.unet.prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction {self.unet.prediction!r}; choose one of {PREDICTIONS}")
+        if self.steps is None and self.minutes is None:
+            raise ValueError("give steps or minutes (or both): a run needs a stopping point")
+        if self.batch_size < 1 or (self.max_images is not None and self.max_images < self.batch_size):
+            raise ValueError(f"batch_size must be at least 1 and at most the number of images, got {self.batch_size}")
+
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of what the U-Net denoises: MNIST digits, or the 8 x 8 latents of 32 x 32 Shapes."""
+        if self.data == "shapes_latents":
+            return (self.unet.in_channels, 8, 8)  # the autoencoder downsamples 32 x 32 by 4
+        if self.data == "shapes":
+            return (3, 32, 32)
+        return (1, 28, 28)
+
+    def finished(self, step: int, minutes: float) -> bool:
+        """Whether the run has reached its step or time budget."""
+        return (self.steps is not None and step >= self.steps) or (self.minutes is not None and minutes >= self.minutes)
+
+    def checkpoint_due(self, step: int, minutes_since_last: float) -> bool:
+        """Whether to write a checkpoint now (besides the one at the end)."""
+        by_steps = self.checkpoint_every_steps is not None and step % self.checkpoint_every_steps == 0
+        by_time = self.checkpoint_every_minutes is not None and minutes_since_last >= self.checkpoint_every_minutes
+        return by_steps or by_time
+
+    def math_fields(self) -> list[str]:
+        """The settings that change what is computed. The others (budget, checkpoint and grid intervals) may
+        change when a run is resumed."""
+        schedule_only = {"steps", "minutes", "checkpoint_every_steps", "checkpoint_every_minutes", "sample_every_steps"}
+        return [f.name for f in fields(self) if f.name not in schedule_only]
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (the U-Net config nested)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; known fields are {sorted(known)}")
+        return cls(**d)

@@ -1,0 +1,66 @@
+"""What a training run is set up with: `TrainConfig`, its named presets, and the data it reads.
+
+Presets: "mnist" (the shipped class-conditional MNIST-5k model), "tiny" (a seconds-long run for tests),
+"shapes_latent" (latent diffusion on the Shapes dataset, conditioned on its attributes) and "tiny_latent".
+"""
+
+from pathlib import Path
+
+import numpy as np
+import safetensors.torch
+import torch
+
+from minidiff.data.digits import mnist5k
+from minidiff.data.pixels import to_model
+from minidiff.data.shapes import shapes
+from minidiff.files.checkpoint import atomic_write_bytes
+from minidiff.models import load_autoencoder
+from minidiff.nets.autoencoder import encode_images
+from minidiff.nets.conditioning import condition_tokens, training_captions
+from minidiff.training.config import TrainConfig
+
+
+def load_images(config: TrainConfig, cache_dir: Path | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training set in memory: x0 (N, C, H, W) float32 and its conditions.
+
+    MNIST-5k: digits in [-1, 1] (N, 1, 28, 28) and labels (N,) int64. Shapes: images in [-1, 1] (N, 3, 32, 32) and
+    attribute tokens (N, 5). Shapes latents: the autoencoder's scaled latents (N, 4, 8, 8) and attribute tokens,
+    encoded once and cached in cache_dir (the run folder).
+    """
+    if config.data == "shapes_latents":
+        return encoded_shapes(config.autoencoder, config.dataset_size, config.seed, cache_dir, config.encoder.kind)
+    if config.data == "shapes":
+        images, _, attributes = shapes(config.dataset_size, "train", config.seed)
+        return to_model(images), condition_tokens(attributes, config.encoder.kind)
+    images, labels = mnist5k()
+    if config.max_images is not None:
+        keep = np.linspace(0, len(images) - 1, config.max_images).round().astype(int)  # MNIST-5k is sorted by digit
+        images, labels = images[keep], labels[keep]
+    return to_model(images), torch.from_numpy(labels)
+
+
+def cache_path(cache_dir: Path, autoencoder_sha256: str, n: int, seed: int) -> Path:
+    """Where the latents of n Shapes (seed) under one autoencoder (its weights' sha256) are kept."""
+    return Path(cache_dir) / f"latents_{autoencoder_sha256[:12]}_n{n}_seed{seed}.safetensors"
+
+
+def encoded_shapes(autoencoder_name: str, n: int, seed: int = 0, cache_dir: Path | str | None = None,
+                   condition: str = "attributes") -> tuple[torch.Tensor, torch.Tensor]:
+    """The training set of latent diffusion: n Shapes of the train split, encoded once.
+
+    Returns scaled latents z0 (n, 4, 8, 8) and their condition's tokens: attribute tokens (n, 5) for condition
+    "attributes", caption words (n, 10) for "text" (`training_captions`: full or shortened, seeded). With
+    cache_dir, the latents are saved there (safetensors, atomically) and read back next time: the file name names
+    the autoencoder's weights, so a new autoencoder never meets old latents.
+    """
+    images, _, attributes = shapes(n, "train", seed)
+    captions = training_captions(attributes, seed) if condition == "text" else None
+    tokens = condition_tokens(attributes, condition, captions)
+    autoencoder, info = load_autoencoder(autoencoder_name)
+    path = None if cache_dir is None else cache_path(Path(cache_dir), info.tensors_sha256, n, seed)
+    if path is not None and path.exists():
+        return safetensors.torch.load_file(path)["z0"], tokens
+    z0 = encode_images(autoencoder, to_model(images), info.scale_factor)  # (n, 3, 32, 32) -> (n, 4, 8, 8)
+    if path is not None:
+        atomic_write_bytes(path, safetensors.torch.save({"z0": z0.contiguous()}))
+    return z0, tokens

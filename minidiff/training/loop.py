@@ -1,0 +1,199 @@
+r"""Training a diffusion model: a plain loop, one idea per function.
+
+Papers followed:
+- Ho, Jain & Abbeel 2020 (DDPM): the training loop, Algorithm 1; an EMA of the weights for sampling (appendix B).
+- Salimans & Ho 2022: the v target (see `minidiff.diffusion.forward.training_target`).
+- Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy", sec. 3.4: per-step loss weights.
+- Ho & Salimans 2022, "Classifier-Free Diffusion Guidance", Algorithm 1: train with the label dropped to a null class.
+- Loshchilov & Hutter 2019: AdamW; Goyal et al. 2017: linear learning-rate warm-up.
+
+    python -m minidiff train --config mnist --out runs/mnist --minutes 60     # a new run
+    python -m minidiff train --out runs/mnist --minutes 120 --resume         # carry on to 120 minutes in all
+
+What a run folder holds, and how --resume restores a run exactly, is `minidiff.run_folder`.
+
+Reproducibility: every random draw of a step (batch order, t, eps, class drop) comes from one CPU generator,
+dropout from torch's global RNG; both are saved in each checkpoint, so a resumed run has exactly the losses
+that an uninterrupted run would have had.
+"""
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from minidiff.data.pixels import from_model
+from minidiff.data.shapes import grid_attributes
+from minidiff.diffusion.forward import q_sample, training_target
+from minidiff.diffusion.loop import model_denoiser
+from minidiff.diffusion.loss import loss_weights
+from minidiff.diffusion.samplers import sample_ddpm
+from minidiff.diffusion.schedule import NoiseSchedule, make_schedule
+from minidiff.files.device import resolve_device
+from minidiff.files.images import image_grid, write_png
+from minidiff.models import load_autoencoder
+from minidiff.nets.conditioning import condition_tokens, drop_tokens
+from minidiff.pipeline import sample_shapes, token_denoiser
+from minidiff.training.config import TrainConfig
+from minidiff.training.data import load_images
+from minidiff.training.run import Run, new_run, resume_run, save_run
+
+
+def next_batch(run: Run, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next minibatch of a random order that is drawn anew each epoch (the last, incomplete batch is skipped)."""
+    batch_size = run.config.batch_size
+    position = run.step % (len(images) // batch_size)
+    if position == 0:
+        run.order = torch.randperm(len(images), generator=run.generator)
+    index = run.order[position * batch_size:(position + 1) * batch_size]
+    return images[index], labels[index]  # (B, C, H, W), (B,)
+
+
+def conditioning_inputs(config: TrainConfig, labels: torch.Tensor, generator: torch.Generator,
+                        device: torch.device) -> dict[str, torch.Tensor]:
+    """The model's condition for a batch, as keyword arguments, with some conditions dropped for guidance
+    (Ho & Salimans 2022, Algorithm 1): class labels (B,) become the null class, index num_classes; tokens (B, L)
+    become the empty condition, and single words are dropped too (`minidiff.nets.conditioning.drop_tokens`)."""
+    if config.encoder is not None:
+        tokens = drop_tokens(labels, config.class_drop_prob, config.token_drop_prob, generator)  # (B, L)
+        return {"tokens": tokens.to(device)}
+    num_classes = config.unet.num_classes
+    if num_classes is None:
+        return {}
+    drop = torch.rand(len(labels), generator=generator) < config.class_drop_prob  # (B,)
+    return {"class_labels": torch.where(drop, num_classes, labels).to(device)}
+
+
+def diffusion_loss(run: Run, schedule: NoiseSchedule, x0: torch.Tensor, labels: torch.Tensor,
+                   device: torch.device) -> torch.Tensor:
+    """The loss of one batch: DDPM's Algorithm 1, lines 2-5, with a choice of target and Min-SNR weights.
+
+    The random draws and the noising happen on the CPU with the run's generator (the same for any device);
+    only the network runs on `device`.
+    """
+    config, generator = run.config, run.generator
+    prediction = config.unet.prediction
+    # 1. a random step and noise for each image (Algorithm 1, lines 3-4)
+    # $t \sim \mathrm{Uniform}\{0, \dots, T-1\}, \quad \epsilon \sim \mathcal{N}(0, I)$
+    t = torch.randint(0, schedule.T, (len(x0),), generator=generator)  # (B,)
+    eps = torch.randn(x0.shape, generator=generator)  # (B, C, H, W)
+    # 2. the condition, sometimes dropped for classifier-free guidance
+    condition = conditioning_inputs(config, labels, generator, device)
+    # 3. the noisy image, eq. (4), and what the network should answer
+    x_t = q_sample(schedule, x0, t, eps)
+    target = training_target(prediction, x0, eps, schedule.alpha_bar[t])
+    # 4. $\| \mathrm{target} - f_\theta(x_t, t) \|^2$, averaged per image, weighted, averaged over the batch
+    output = run.model(x_t.to(device), t.to(device), **condition)
+    per_image = ((output - target.to(device)) ** 2).mean(dim=(1, 2, 3))  # (B, C, H, W) -> (B,)
+    weights = loss_weights(schedule.snr[t], config.min_snr_gamma, prediction).to(device)  # (B,)
+    return (weights * per_image).mean()
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up from ~0 to config.lr over config.warmup_steps, then constant."""
+    # $\eta_s = \eta \cdot \min(1, (s + 1) / s_{\mathrm{warmup}})$
+    return config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+
+
+def ema_decay(config: TrainConfig, step: int) -> float:
+    """The EMA decay at a step: small at first, so the average forgets the random initial weights quickly.
+
+    The warm-up (1 + s) / (10 + s) is TensorFlow's ExponentialMovingAverage with num_updates.
+    """
+    return min(config.ema_decay, (1 + step) / (10 + step))
+
+
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """Move each EMA weight a fraction (1 - decay) towards the model's weight."""
+    with torch.no_grad():
+        for ema_weight, weight in zip(ema.parameters(), model.parameters()):
+            # $\theta_{\mathrm{ema}} \leftarrow \beta\, \theta_{\mathrm{ema}} + (1 - \beta)\, \theta$
+            ema_weight.lerp_(weight, 1.0 - decay)
+        for ema_buffer, buffer in zip(ema.buffers(), model.buffers()):
+            ema_buffer.copy_(buffer)
+
+
+def train_step(run: Run, schedule: NoiseSchedule, images: torch.Tensor, labels: torch.Tensor,
+               device: torch.device) -> float:
+    """One optimizer step: batch, loss, gradient (clipped), AdamW, EMA. Returns the loss."""
+    x0, y = next_batch(run, images, labels)
+    loss = diffusion_loss(run, schedule, x0, y, device)
+    value = loss.item()
+    if not math.isfinite(value):
+        raise FloatingPointError(f"the loss is {value} at step {run.step}")
+    for group in run.optimizer.param_groups:
+        group["lr"] = learning_rate(run.config, run.step)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
+    run.optimizer.step()
+    update_ema(run.ema, run.model, ema_decay(run.config, run.step))
+    run.step += 1
+    run.losses.append(value)
+    return value
+
+
+def train(config: TrainConfig, out: Path | str, resume: bool = False, device: torch.device | str = "auto",
+          command: str = "", progress: bool = True) -> Run:
+    """Train until config.steps or config.minutes (counting earlier sessions); checkpoint on the way and at the end."""
+    out, device = Path(out), resolve_device(device)
+    if not resume and (out / "train_state.json").exists():
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    images, labels = load_images(config, cache_dir=out)
+    schedule = make_schedule(config.schedule, config.T, zero_terminal_snr=config.zero_terminal_snr)
+    run = resume_run(out, config, device, command) if resume else new_run(config, device, command)
+    start, first_step, saved_at = time.monotonic(), run.step, time.monotonic()
+
+    def minutes() -> float:
+        """Training time of all sessions together."""
+        return run.minutes + (time.monotonic() - start) / 60
+
+    bar = tqdm(total=config.steps, initial=run.step, disable=not progress, unit="step", desc=str(out))
+    try:
+        while not config.finished(run.step, minutes()):
+            loss = train_step(run, schedule, images, labels, device)
+            images_per_second = (run.step - first_step) * config.batch_size / max(time.monotonic() - start, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", images_per_s=f"{images_per_second:.0f}")
+            if config.sample_every_steps and run.step % config.sample_every_steps == 0:
+                write_sample_grid(run, schedule, out, device)
+            if config.checkpoint_due(run.step, (time.monotonic() - saved_at) / 60):
+                save_run(run, out, device, minutes())
+                saved_at = time.monotonic()
+    except FloatingPointError as error:
+        raise FloatingPointError(f"{error}: training stopped. The last good checkpoint in {out} is kept; lower the "
+                                 "learning rate or raise the warm-up, then continue with --resume") from None
+    finally:
+        bar.close()
+    save_run(run, out, device, minutes())
+    write_sample_grid(run, schedule, out, device)
+    return run
+
+
+def write_sample_grid(run: Run, schedule: NoiseSchedule, out: Path, device: torch.device) -> Path:
+    """Draw a grid with the EMA weights, always from the same noise, into out/samples/: two of each class, or
+    (Shapes) twelve conditions, as attributes or full captions, decoded when the model works in latent space."""
+    config, generator = run.config, torch.Generator().manual_seed(run.config.seed)
+    if config.data == "shapes_latents":
+        autoencoder, autoencoder_info = load_autoencoder(config.autoencoder, device)
+        tokens = condition_tokens(grid_attributes(), config.encoder.kind)
+        x0 = sample_shapes(run.ema, schedule, config.unet.prediction, autoencoder, autoencoder_info.scale_factor,
+                           tokens, "ddpm", config.sample_grid_steps, generator=generator, device=device)
+        columns = 6
+    elif config.data == "shapes":
+        tokens = condition_tokens(grid_attributes(), config.encoder.kind).to(device)
+        x0 = sample_ddpm(token_denoiser(run.ema, tokens), (len(tokens), *config.image_shape()), schedule,
+                         config.unet.prediction, steps=config.sample_grid_steps, generator=generator, device=device)
+        columns = 6
+    else:
+        num_classes = config.unet.num_classes
+        n = 2 * num_classes if num_classes is not None else 16
+        labels = torch.arange(n, device=device) % num_classes if num_classes is not None else None
+        x0 = sample_ddpm(model_denoiser(run.ema, class_labels=labels), (n, *config.image_shape()), schedule,
+                         config.unet.prediction, steps=config.sample_grid_steps, generator=generator, device=device)
+        columns = num_classes or 8
+    path = out / "samples" / f"step_{run.step:06d}.png"
+    write_png(image_grid(from_model(x0), columns=columns), path)
+    return path
