@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from minidiff.files.checkpoint import atomic_write_bytes
+from minidiff.files.atomic import atomic_write_bytes
 from minidiff.measure.adherence import guidance_sweep
 from minidiff.measure.shape_checker import ATTRIBUTES
 from minidiff.pipeline import DEFAULT_MODEL, TextToImage

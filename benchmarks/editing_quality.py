@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from minidiff.data.shapes import COLOURS, full_caption, shapes
-from minidiff.files.checkpoint import atomic_write_bytes
+from minidiff.files.atomic import atomic_write_bytes
 from minidiff.measure.shape_checker import read_attributes
 from minidiff.pipeline import DEFAULT_MODEL, TextToImage
 

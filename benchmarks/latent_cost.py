@@ -25,7 +25,7 @@ import torch
 from minidiff.data.shapes import SIZE, shapes
 from minidiff.diffusion.samplers import sample_ddim
 from minidiff.diffusion.schedule import make_schedule
-from minidiff.files.checkpoint import atomic_write_bytes
+from minidiff.files.atomic import atomic_write_bytes
 from minidiff.measure.shape_checker import adherence
 from minidiff.models import autoencoder_for, load_autoencoder, load_model
 from minidiff.nets.autoencoder import LATENT_SIZE, Autoencoder
@@ -125,7 +125,7 @@ def sample_for_quality(run, config, n: int, guidance: float, steps: int, out: Pa
     """n images for random train-split attributes (seed 1, not the training seed), DDIM, from a run's EMA weights."""
     _, _, attributes = shapes(n, "train", seed=1)
     tokens = attribute_tokens(attributes)
-    schedule, prediction = make_schedule(config.schedule, config.T), config.unet.prediction
+    schedule, prediction = config.diffusion.noise_schedule(), config.diffusion.prediction
     generator = torch.Generator().manual_seed(0)
     if config.data == "shapes_latents":
         _, info = load_model(out)

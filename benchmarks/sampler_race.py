@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from minidiff.files.checkpoint import atomic_write_bytes
+from minidiff.files.atomic import atomic_write_bytes
 from minidiff.files.device import resolve_device
 from minidiff.measure import race
 from minidiff.models import load_model

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from minidiff.diffusion.schedule import NoiseSchedule, make_schedule
+from minidiff.diffusion.config import DiffusionConfig
+from minidiff.diffusion.schedule import NoiseSchedule
 from minidiff.files.checkpoint import (
     CheckpointError,
     atomic_write_bytes,
@@ -39,7 +40,7 @@ class CheckpointInfo:
     """Everything about a model checkpoint except its weights; stored as STEM.json."""
 
     model: dict  # UNetConfig.to_dict()
-    diffusion: dict  # {"schedule": "linear", "T": 1000, "zero_terminal_snr": False, "prediction": "eps"}
+    diffusion: dict  # DiffusionConfig.to_dict(): {"schedule": "cosine", "T": 1000, "zero_terminal_snr": False, "prediction": "eps"}
     data: dict  # {"name": "mnist5k", "image_shape": [C, H, W]}: what it was trained on, the shape it draws
     command: str  # the command(s) that trained it, one per line (a resumed run lists each invocation)
     seed: int
@@ -52,9 +53,11 @@ class CheckpointInfo:
     def unet_config(self) -> UNetConfig:
         return UNetConfig.from_dict(self.model)
 
+    def diffusion_config(self) -> DiffusionConfig:
+        return DiffusionConfig.from_dict(self.diffusion)
+
     def noise_schedule(self) -> NoiseSchedule:
-        d = self.diffusion
-        return make_schedule(d["schedule"], d["T"], zero_terminal_snr=d["zero_terminal_snr"])
+        return self.diffusion_config().noise_schedule()
 
 
 def save_checkpoint(stem: Path | str, weights: dict[str, torch.Tensor], info: CheckpointInfo) -> None:

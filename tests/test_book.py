@@ -14,6 +14,8 @@ from book_site import CHAPTERS, built_book
 
 from minidiff.cli.book import build_book, chapter_title, remote_references
 
+pytestmark = pytest.mark.book  # builds the book, executing every chapter: not part of `make check`
+
 ANIMATION_FRAMES = re.compile(r"var frames = new Array\((\d+)\);")  # what matplotlib's to_jshtml writes per player
 EMBEDDED_FRAME = re.compile(r'frames\[\d+\] = "data:image/png;base64,')
 

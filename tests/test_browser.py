@@ -20,6 +20,8 @@ import nbformat
 import pytest
 from book_site import CHAPTERS, built_book
 
+pytestmark = pytest.mark.browser  # drives Chromium: not part of `make check`
+
 RUN_TIMEOUT_S = 480  # quick mode keeps a chapter inside 420 s on 2 cores (see test_chapters.py), plus the browser
 SELFTEST_TIMEOUT_S = 60
 WIDGET_CELL = """import io

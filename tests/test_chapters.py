@@ -12,6 +12,8 @@ import nbformat
 import pytest
 from book_site import BUILD_SECONDS, CHAPTERS, built_book
 
+pytestmark = pytest.mark.chapters  # executes every chapter: not part of `make check`
+
 CHAPTERS_DIR = Path(__file__).resolve().parent.parent / "chapters"
 CHAPTER_BUDGET_S = 240  # quick mode keeps each chapter well inside this on a 2-core CPU, on average
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from minidiff.files import checkpoint
-from minidiff.files.checkpoint import CheckpointError, atomic_write_bytes, checkpoint_stem
+from minidiff.files.atomic import atomic_write_bytes
+from minidiff.files.checkpoint import CheckpointError, checkpoint_stem
 from minidiff.files.training_state import (
     TrainingState,
     capture_rng_states,

@@ -35,7 +35,7 @@ def recorded():
     """The DecodedSteps of a real (untrained, tiny) latent run: 5 DPM-Solver++ steps, T = 50, 3 prompts."""
     torch.manual_seed(0)
     unet = UNetConfig(in_channels=4, channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2,
-                      groups=4, context_dim=16, prediction="v")
+                      groups=4, context_dim=16)
     model = ConditionedUNet(unet, EncoderConfig(dim=16)).eval()
     autoencoder = Autoencoder(AutoencoderConfig(channels=(8, 8, 8), groups=4)).eval()
     schedule = make_schedule("cosine", 50)

@@ -140,8 +140,7 @@ CONFIGS = {
     "mnist, class-conditional": (dict(in_channels=1, num_classes=10), (1, 28, 28)),
     "latents 4x8x8, cross-attention": (dict(in_channels=4, context_dim=12), (4, 8, 8)),
     "rgb 32x32, unconditional": (dict(in_channels=3, channels=(8, 16, 16), attention_levels=(False, True, True)), (3, 32, 32)),
-    "x0 prediction": (dict(prediction="x0"), (1, 16, 16)),
-    "v prediction, 2 output channels": (dict(prediction="v", out_channels=2), (1, 16, 16)),
+    "grey 16x16, 2 output channels": (dict(out_channels=2), (1, 16, 16)),
 }
 
 
@@ -300,16 +299,17 @@ def test_overfits_one_batch():
 
 def test_config_json_round_trip_keeps_tuples():
     config = UNetConfig(in_channels=4, channels=(16, 32), attention_levels=(True, True), heads=2, num_classes=5,
-                        context_dim=24, prediction="v", time_embed_dim=48)
+                        context_dim=24, time_embed_dim=48)
     back = UNetConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert back == config
     assert isinstance(back.channels, tuple) and isinstance(back.attention_levels, tuple)
     with pytest.raises(ValueError, match="unknown UNetConfig fields"):
         UNetConfig.from_dict({**config.to_dict(), "chanels": (1, 2)})
+    with pytest.raises(ValueError, match="diffusion setting now .* scripts/convert_checkpoints.py"):
+        UNetConfig.from_dict({**config.to_dict(), "prediction": "v"})  # a checkpoint from before the split
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(prediction="noise"), "prediction must be one of"),
     (dict(attention_levels=(False, True)), "one True/False per level"),
     (dict(channels=(32, 60, 128)), "GroupNorm groups"),
     (dict(heads=3), "attention heads"),

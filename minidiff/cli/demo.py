@@ -18,13 +18,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from minidiff.cli.sample import write_folder  # noqa: E402
 from minidiff.data.digits import mnist5k
 from minidiff.data.photo import photo
 from minidiff.data.pixels import from_model, to_model
 from minidiff.data.shapes import shapes  # noqa: E402
 from minidiff.diffusion.forward import q_sample  # noqa: E402
 from minidiff.diffusion.schedule import make_schedule  # noqa: E402
+from minidiff.files.images import write_folder  # noqa: E402
 from minidiff.pipeline import DEFAULT_MODEL, TextToImage  # noqa: E402
 
 PROMPTS = (

@@ -16,7 +16,6 @@ The image helpers here also draw training's sample grids.
 """
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -29,9 +28,9 @@ from minidiff.diffusion.loop import Denoiser, DenoisingStep, model_denoiser
 from minidiff.diffusion.samplers import SAMPLERS
 from minidiff.diffusion.steps import VARIANCES
 from minidiff.diffusion.timesteps import SPACINGS
-from minidiff.files.checkpoint import CheckpointError, atomic_write_bytes, checkpoint_stem
+from minidiff.files.checkpoint import CheckpointError, checkpoint_stem
 from minidiff.files.device import resolve_device
-from minidiff.files.images import image_grid, read_image, read_mask, write_gif, write_png
+from minidiff.files.images import picture_grid, read_image, read_mask, write_folder
 from minidiff.models import load_model
 from minidiff.pipeline import DEFAULT_MODEL, TextToImage
 
@@ -82,7 +81,7 @@ class GifRecorder:
 
     def frame(self, x: torch.Tensor) -> np.ndarray:
         images = from_model(x[:self.images])  # (B, C, H, W) in [-1, 1] -> (B, H, W, C) uint8, clipped
-        return image_grid(images, columns=len(images))
+        return picture_grid(images, columns=len(images))
 
 
 def sampler_options(args: argparse.Namespace, default_sampler: str = "ddpm") -> dict:
@@ -189,17 +188,6 @@ def sample_to_folder(args: argparse.Namespace) -> Path:
     print(f"wrote {args.n} images, grid.png, denoise.gif and meta.json to {args.out} "
           f"({seconds:.1f} s, {recorder.nfe} network evaluations)")
     return Path(args.out)
-
-
-def write_folder(out: Path, images: np.ndarray, frames: list[np.ndarray], settings: dict) -> None:
-    """Write 000.png, 001.png, ... (uint8 images (N, H, W, C)), grid.png, denoise.gif and meta.json into `out`."""
-    names = [f"{i:03d}.png" for i in range(len(images))]
-    for name, image in zip(names, images):
-        write_png(image, out / name)
-    write_png(image_grid(images, columns=min(len(images), 8)), out / "grid.png")
-    write_gif(frames, out / "denoise.gif")
-    meta = {**settings, "files": names + ["grid.png", "denoise.gif"]}
-    atomic_write_bytes(out / "meta.json", (json.dumps(meta, indent=2) + "\n").encode())
 
 
 def parse_label(text: str) -> int | str:

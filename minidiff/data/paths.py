@@ -1,25 +1,30 @@
 """Where the shipped data and checkpoints are: the repository's data/ folder, or wherever MINIDIFF_DATA points.
 
-minidiff reads data/mnist5k.npz and data/checkpoints/ from this one place. In a clone of the repository (and an
-editable install) it is the data/ folder beside minidiff/; an installed copy of the package carries the same files
-inside itself (see pyproject.toml) and finds them there; MINIDIFF_DATA overrides both.
+minidiff reads data/mnist5k.npz and data/checkpoints/ from this one place, found in this order:
+
+1. MINIDIFF_DATA, when set: a folder laid out like the repository's data/.
+2. minidiff/shipped_data/ inside the package: an installed (non-editable) copy carries data/ there, put in the
+   wheel by pyproject.toml (`package-dir` maps the package minidiff.shipped_data to data/).
+3. The repository's data/ beside minidiff/: a clone, and an editable install (`make`), which has no shipped_data
+   folder of its own.
 """
 
 import os
 from pathlib import Path
 
 DATA_ENV = "MINIDIFF_DATA"  # a folder laid out like the repository's data/
+PACKAGE = Path(__file__).resolve().parent.parent  # minidiff/
+SHIPPED = PACKAGE / "shipped_data"  # an installed copy's data
+REPOSITORY_DATA = PACKAGE.parent / "data"  # a clone's data
 
 
 def find_data_dir() -> Path:
-    """MINIDIFF_DATA if set; else the repository's data/ beside the package; else the copy inside the package."""
+    """MINIDIFF_DATA if set; else the copy inside an installed package; else the repository's data/."""
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV]).resolve()
-    package = Path(__file__).resolve().parent.parent  # minidiff/
-    beside = package.parent / "data"
-    if (beside / "checkpoints").is_dir():
-        return beside
-    return package / "shipped_data"
+    if (SHIPPED / "checkpoints").is_dir():
+        return SHIPPED
+    return REPOSITORY_DATA
 
 
 DATA_DIR = find_data_dir()

@@ -16,37 +16,19 @@ truncated or corrupt file is reported by name.
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import safetensors.torch
 import torch
 
 from minidiff.data.paths import CHECKPOINT_DIR
+from minidiff.files.atomic import atomic_write_bytes
 
 FORMAT = "minidiff-checkpoint-1"  # bumped if the layout of the files ever changes
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is truncated, corrupt, or does not belong with the file beside it."""
-
-
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write `data` to `path` so a reader sees the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temp_name, 0o644)  # mkstemp makes files only their owner can read
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
 
 
 def write_tensors_and_json(stem: Path | str, tensors: dict[str, torch.Tensor], meta: dict) -> None:

@@ -1,31 +1,22 @@
-"""`python -m minidiff sample`: draw images from a trained model and write them to a folder.
+"""Image files: writing pictures, grids, GIFs and a folder of samples; reading an input image and a mask.
 
-    python -m minidiff sample --model mnist --label 7 --n 16 --seed 0 --sampler ddpm --steps 1000 --out DIR
-    python -m minidiff sample --model mnist --label 7 --sampler dpm++ --steps 20 --guidance 3 --out DIR
-    python -m minidiff sample --prompt "a large red circle in the top left" --out DIR   # text to image
-    python -m minidiff sample --prompt "a blue circle" --init-image in.png --strength 0.6 --out DIR  # img2img
-    python -m minidiff sample --prompt "a green square" --init-image in.png --mask mask.png --out DIR  # inpainting
-
-With --prompt the model defaults to the shipped text-to-image model, the sampler to DPM-Solver++ with 20 steps and
-guidance to 3, and the GIF shows each step's decoded prediction (minidiff.pipeline).
-
-writes DIR/000.png, DIR/001.png, ... (each image at its native resolution), DIR/grid.png (all of them),
-DIR/denoise.gif (the first few images on their way from noise to picture) and DIR/meta.json (every setting:
-sampler, steps, spacing, eta, guidance, the number of network evaluations and the time taken).
-The image helpers here also draw training's sample grids.
+Every writer is atomic (`minidiff.files.atomic`). Images here are uint8 arrays (H, W, C), the model's [-1, 1] floats
+converted with `minidiff.data.pixels.from_model`. The sample command writes its folders with `write_folder`;
+training writes its sample grids with `picture_grid` and `write_png`.
 """
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from minidiff.files.checkpoint import atomic_write_bytes
+from minidiff.files.atomic import atomic_write_bytes
 
 
-def image_grid(images: np.ndarray, columns: int, padding: int = 2) -> np.ndarray:
+def picture_grid(images: np.ndarray, columns: int, padding: int = 2) -> np.ndarray:
     """uint8 images (N, H, W, C) -> one uint8 picture (rows * (H + padding) + padding, ..., C), white between."""
     N, H, W, C = images.shape
     rows = -(-N // columns)  # ceil(N / columns)
@@ -87,3 +78,14 @@ def read_mask(path: str, size: int = 32) -> torch.Tensor:
         raise ValueError(f"the mask {path} is {grey.shape[1]}x{grey.shape[0]}; it must be {size}x{size} like the "
                          "image (white = regenerate, black = keep)")
     return torch.from_numpy(grey)[None, None]
+
+
+def write_folder(out: Path, images: np.ndarray, frames: list[np.ndarray], settings: dict) -> None:
+    """Write 000.png, 001.png, ... (uint8 images (N, H, W, C)), grid.png, denoise.gif and meta.json into `out`."""
+    names = [f"{i:03d}.png" for i in range(len(images))]
+    for name, image in zip(names, images):
+        write_png(image, out / name)
+    write_png(picture_grid(images, columns=min(len(images), 8)), out / "grid.png")
+    write_gif(frames, out / "denoise.gif")
+    meta = {**settings, "files": names + ["grid.png", "denoise.gif"]}
+    atomic_write_bytes(out / "meta.json", (json.dumps(meta, indent=2) + "\n").encode())

@@ -24,7 +24,8 @@ import torch
 
 from minidiff.diffusion.loop import DenoisingStep, model_denoiser
 from minidiff.diffusion.samplers import SAMPLERS
-from minidiff.files.checkpoint import atomic_write_bytes, checkpoint_stem
+from minidiff.files.atomic import atomic_write_bytes
+from minidiff.files.checkpoint import checkpoint_stem
 from minidiff.measure.digits import balanced_labels, digit_quality, generate_digits
 from minidiff.measure.metrics import real_vs_real_baseline
 

@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minidiff.diffusion.forward import PREDICTIONS
 from minidiff.nets.layers import CrossAttention, Downsample, ResBlock, SelfAttention, Upsample, timestep_embedding
 
 
@@ -36,15 +35,12 @@ class UNetConfig:
     num_classes: int | None = None  # class conditioning; index num_classes is the null class (CFG)
     context_dim: int | None = None  # width of a cross-attention context (text); None = no cross-attention.
     # Cross-attention sits at the same levels as self-attention, and in the middle.
-    prediction: str = "eps"  # "eps" | "x0" | "v": what the network outputs (see minidiff.diffusion.forward.PREDICTIONS)
     groups: int = 8  # GroupNorm groups; DDPM's 32 would leave one channel per group at 32 channels
     time_embed_dim: int | None = None  # None = 4 * channels[0], as in DDPM
 
     def __post_init__(self):
         self.channels = tuple(self.channels)  # lists (e.g. from JSON) become tuples
         self.attention_levels = tuple(bool(a) for a in self.attention_levels)
-        if self.prediction not in PREDICTIONS:
-            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
         if len(self.attention_levels) != len(self.channels):
             raise ValueError(f"attention_levels has {len(self.attention_levels)} entries but channels has "
                              f"{len(self.channels)} levels; give one True/False per level")
@@ -90,6 +86,10 @@ class UNetConfig:
     def from_dict(cls, d: dict) -> "UNetConfig":
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
+        if "prediction" in unknown:
+            raise ValueError("this U-Net config has a 'prediction' field: what the network predicts is a diffusion "
+                             "setting now (DiffusionConfig); convert an old checkpoint once with "
+                             "scripts/convert_checkpoints.py")
         if unknown:
             raise ValueError(f"unknown UNetConfig fields {sorted(unknown)}; known fields are {sorted(known)}")
         return cls(**d)

@@ -1,13 +1,10 @@
-"""What a training run is set up with: `TrainConfig`, its named presets, and the data it reads.
-
-Presets: "mnist" (the shipped class-conditional MNIST-5k model), "tiny" (a seconds-long run for tests),
-"shapes_latent" (latent diffusion on the Shapes dataset, conditioned on its attributes) and "tiny_latent".
+"""What a training run of a diffusion model is set up with: `TrainConfig`. Its named presets are
+`minidiff.training.presets`; the data it reads, `minidiff.training.data`.
 """
 
 from dataclasses import asdict, dataclass, field, fields
 
-from minidiff.diffusion.forward import PREDICTIONS
-from minidiff.diffusion.schedule import SCHEDULES
+from minidiff.diffusion.config import DiffusionConfig
 from minidiff.nets.conditioning import EncoderConfig
 from minidiff.nets.unet import UNetConfig
 
@@ -18,7 +15,8 @@ DATASETS = ("mnist5k", "shapes", "shapes_latents")  # digits, Shapes in pixel sp
 class TrainConfig:
     """Every setting of a training run. Stored in the run's train_state.json; `--resume` reads it back."""
 
-    unet: UNetConfig = field(default_factory=lambda: UNetConfig(num_classes=10))  # its .prediction is the target
+    unet: UNetConfig = field(default_factory=lambda: UNetConfig(num_classes=10))
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)  # schedule, T, what the network predicts
     data: str = "mnist5k"  # the data set (see DATASETS)
     max_images: int | None = None  # train on N images spread evenly over the set (tests); None = all
     # latent diffusion (data "shapes_latents"): which autoencoder, how many Shapes to render and encode once
@@ -27,9 +25,6 @@ class TrainConfig:
     # token conditioning (cross-attention) instead of class labels: the encoder's settings, None = none
     encoder: EncoderConfig | None = None
     token_drop_prob: float = 0.0  # share of single words dropped (partial prompts); the whole condition: class_drop_prob
-    schedule: str = "cosine"  # Nichol & Dhariwal 2021: better than linear for small images and for fewer sampling steps
-    T: int = 1000  # diffusion steps, as in DDPM
-    zero_terminal_snr: bool = False  # Lin et al. 2023; needs prediction "v" or "x0"
     batch_size: int = 128
     lr: float = 5e-4  # peak learning rate; a small U-Net on 28x28 digits takes more than DDPM's 2e-4
     weight_decay: float = 0.0  # DDPM uses none
@@ -49,6 +44,8 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.unet, dict):
             self.unet = UNetConfig.from_dict(self.unet)
+        if isinstance(self.diffusion, dict):
+            self.diffusion = DiffusionConfig.from_dict(self.diffusion)
         if isinstance(self.encoder, dict):
             self.encoder = EncoderConfig(**self.encoder)
         if self.data not in DATASETS:
@@ -57,10 +54,6 @@ class TrainConfig:
             raise ValueError(f"data {self.data!r} is conditioned on attribute tokens: give an encoder (EncoderConfig)")
         if self.data == "shapes_latents" and self.autoencoder is None:
             raise ValueError("data 'shapes_latents' needs an autoencoder (e.g. 'shapes_vae') to encode the images")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
-        if self.unet.prediction not in PREDICTIONS:
-            raise ValueError(f"unknown prediction {self.unet.prediction!r}; choose one of {PREDICTIONS}")
         if self.steps is None and self.minutes is None:
             raise ValueError("give steps or minutes (or both): a run needs a stopping point")
         if self.batch_size < 1 or (self.max_images is not None and self.max_images < self.batch_size):

@@ -13,7 +13,7 @@ import torch
 from minidiff.data.digits import mnist5k
 from minidiff.data.pixels import to_model
 from minidiff.data.shapes import shapes
-from minidiff.files.checkpoint import atomic_write_bytes
+from minidiff.files.atomic import atomic_write_bytes
 from minidiff.models import load_autoencoder
 from minidiff.nets.autoencoder import encode_images
 from minidiff.nets.conditioning import condition_tokens, training_captions

@@ -30,9 +30,9 @@ from minidiff.diffusion.forward import q_sample, training_target
 from minidiff.diffusion.loop import model_denoiser
 from minidiff.diffusion.loss import loss_weights
 from minidiff.diffusion.samplers import sample_ddpm
-from minidiff.diffusion.schedule import NoiseSchedule, make_schedule
+from minidiff.diffusion.schedule import NoiseSchedule
 from minidiff.files.device import resolve_device
-from minidiff.files.images import image_grid, write_png
+from minidiff.files.images import picture_grid, write_png
 from minidiff.models import load_autoencoder
 from minidiff.nets.conditioning import condition_tokens, drop_tokens
 from minidiff.pipeline import sample_shapes, token_denoiser
@@ -74,7 +74,7 @@ def diffusion_loss(run: Run, schedule: NoiseSchedule, x0: torch.Tensor, labels: 
     only the network runs on `device`.
     """
     config, generator = run.config, run.generator
-    prediction = config.unet.prediction
+    prediction = config.diffusion.prediction
     # 1. a random step and noise for each image (Algorithm 1, lines 3-4)
     # $t \sim \mathrm{Uniform}\{0, \dots, T-1\}, \quad \epsilon \sim \mathcal{N}(0, I)$
     t = torch.randint(0, schedule.T, (len(x0),), generator=generator)  # (B,)
@@ -142,7 +142,7 @@ def train(config: TrainConfig, out: Path | str, resume: bool = False, device: to
     if not resume and (out / "train_state.json").exists():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     images, labels = load_images(config, cache_dir=out)
-    schedule = make_schedule(config.schedule, config.T, zero_terminal_snr=config.zero_terminal_snr)
+    schedule = config.diffusion.noise_schedule()
     run = resume_run(out, config, device, command) if resume else new_run(config, device, command)
     start, first_step, saved_at = time.monotonic(), run.step, time.monotonic()
 
@@ -179,21 +179,21 @@ def write_sample_grid(run: Run, schedule: NoiseSchedule, out: Path, device: torc
     if config.data == "shapes_latents":
         autoencoder, autoencoder_info = load_autoencoder(config.autoencoder, device)
         tokens = condition_tokens(grid_attributes(), config.encoder.kind)
-        x0 = sample_shapes(run.ema, schedule, config.unet.prediction, autoencoder, autoencoder_info.scale_factor,
+        x0 = sample_shapes(run.ema, schedule, config.diffusion.prediction, autoencoder, autoencoder_info.scale_factor,
                            tokens, "ddpm", config.sample_grid_steps, generator=generator, device=device)
         columns = 6
     elif config.data == "shapes":
         tokens = condition_tokens(grid_attributes(), config.encoder.kind).to(device)
         x0 = sample_ddpm(token_denoiser(run.ema, tokens), (len(tokens), *config.image_shape()), schedule,
-                         config.unet.prediction, steps=config.sample_grid_steps, generator=generator, device=device)
+                         config.diffusion.prediction, steps=config.sample_grid_steps, generator=generator, device=device)
         columns = 6
     else:
         num_classes = config.unet.num_classes
         n = 2 * num_classes if num_classes is not None else 16
         labels = torch.arange(n, device=device) % num_classes if num_classes is not None else None
         x0 = sample_ddpm(model_denoiser(run.ema, class_labels=labels), (n, *config.image_shape()), schedule,
-                         config.unet.prediction, steps=config.sample_grid_steps, generator=generator, device=device)
+                         config.diffusion.prediction, steps=config.sample_grid_steps, generator=generator, device=device)
         columns = num_classes or 8
     path = out / "samples" / f"step_{run.step:06d}.png"
-    write_png(image_grid(from_model(x0), columns=columns), path)
+    write_png(picture_grid(from_model(x0), columns=columns), path)
     return path

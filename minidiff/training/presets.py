@@ -1,9 +1,9 @@
-"""What a training run is set up with: `TrainConfig`, its named presets, and the data it reads.
-
-Presets: "mnist" (the shipped class-conditional MNIST-5k model), "tiny" (a seconds-long run for tests),
-"shapes_latent" (latent diffusion on the Shapes dataset, conditioned on its attributes) and "tiny_latent".
+"""The named training presets (`python -m minidiff train --config NAME`): "mnist" (the shipped class-conditional MNIST-5k model), "tiny" (a seconds-long run for tests),
+"shapes_latent" (latent diffusion on the Shapes dataset, conditioned on its attributes), its pixel-space twin
+"shapes_pixel", "shapes_text" (text to image) and "tiny_latent".
 """
 
+from minidiff.diffusion.config import DiffusionConfig
 from minidiff.nets.conditioning import EncoderConfig
 from minidiff.nets.text import MAX_LENGTH
 from minidiff.nets.unet import UNetConfig
@@ -17,16 +17,15 @@ def mnist_config() -> TrainConfig:
     1,000 steps of 128 images are 128k images, 26 epochs: about 20 minutes on an idle 2-core CPU (~110 images/s).
     Digits are clean and follow their label from about step 500 on.
     """
-    unet = UNetConfig(in_channels=1, channels=(32, 64, 64), attention_levels=(False, False, True), num_classes=10,
-                      prediction="eps")
-    return TrainConfig(unet=unet, steps=1000, checkpoint_every_minutes=5.0)
+    unet = UNetConfig(in_channels=1, channels=(32, 64, 64), attention_levels=(False, False, True), num_classes=10)
+    return TrainConfig(unet=unet, diffusion=DiffusionConfig(prediction="eps"), steps=1000, checkpoint_every_minutes=5.0)
 
 
 def tiny_config() -> TrainConfig:
     """A run of a few seconds for tests: a two-level 8-16 channel U-Net, T = 100, 64 images, 4 batches per epoch."""
     unet = UNetConfig(in_channels=1, channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2,
                       groups=4, num_classes=10, dropout=0.1)
-    return TrainConfig(unet=unet, max_images=64, T=100, batch_size=16, lr=1e-3, warmup_steps=5, steps=20,
+    return TrainConfig(unet=unet, diffusion=DiffusionConfig(T=100), max_images=64, batch_size=16, lr=1e-3, warmup_steps=5, steps=20,
                        checkpoint_every_minutes=None, sample_every_steps=None, sample_grid_steps=10)
 
 
@@ -39,8 +38,8 @@ def shapes_latent_config() -> TrainConfig:
     and v gives x0 without that division (Salimans & Ho 2022, sec. 4).
     """
     unet = UNetConfig(in_channels=4, channels=(64, 128), attention_levels=(True, True), heads=4, context_dim=64,
-                      prediction="v", dropout=0.1)
-    return TrainConfig(unet=unet, data="shapes_latents", autoencoder="shapes_vae", encoder=EncoderConfig(dim=64),
+                      dropout=0.1)
+    return TrainConfig(unet=unet, diffusion=DiffusionConfig(prediction="v"), data="shapes_latents", autoencoder="shapes_vae", encoder=EncoderConfig(dim=64),
                        token_drop_prob=0.1, batch_size=128, lr=5e-4, steps=6000, checkpoint_every_minutes=5.0,
                        sample_every_steps=1000, sample_grid_steps=50)
 
@@ -57,7 +56,7 @@ def shapes_pixel_config() -> TrainConfig:
 
 def shapes_text_config() -> TrainConfig:
     """Text-to-image: shapes_latent's U-Net, read through cross-attention by a tiny 2-block transformer over the
-    caption's words (minidiff.text), trained together. Captions are full or shortened (training_captions); one in
+    caption's words (minidiff.nets.text), trained together. Captions are full or shortened (training_captions); one in
     ten is dropped to the empty prompt for classifier-free guidance."""
     config = shapes_latent_config()
     config.encoder = EncoderConfig(kind="text", dim=64, length=MAX_LENGTH, layers=2, heads=4)
@@ -68,9 +67,9 @@ def shapes_text_config() -> TrainConfig:
 def tiny_latent_config() -> TrainConfig:
     """A latent run of a few seconds for tests (needs the shipped VAE): 256 Shapes, an 8-16 channel U-Net."""
     unet = UNetConfig(in_channels=4, channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2,
-                      groups=4, context_dim=16, prediction="v", dropout=0.0)
-    return TrainConfig(unet=unet, data="shapes_latents", autoencoder="shapes_vae", encoder=EncoderConfig(dim=16),
-                       dataset_size=256, T=100, batch_size=16, lr=1e-3, warmup_steps=5, steps=20, token_drop_prob=0.1,
+                      groups=4, context_dim=16, dropout=0.0)
+    return TrainConfig(unet=unet, diffusion=DiffusionConfig(T=100, prediction="v"), data="shapes_latents",
+                       autoencoder="shapes_vae", encoder=EncoderConfig(dim=16), dataset_size=256, batch_size=16, lr=1e-3, warmup_steps=5, steps=20, token_drop_prob=0.1,
                        checkpoint_every_minutes=None, sample_every_steps=None, sample_grid_steps=10)
 
 

@@ -84,13 +84,11 @@ def save_run(run: Run, out: Path, device: torch.device, minutes: float) -> None:
         step=run.step, model=run.model.state_dict(), ema=run.ema.state_dict(), optimizer=run.optimizer.state_dict(),
         rng_tensors=rng_tensors, rng_rest=rng_rest, data_generator=run.generator.get_state(), data_order=run.order,
         loss_history=run.losses, training_minutes=minutes, config=config.to_dict(), command=run.command))
-    diffusion = {"schedule": config.schedule, "T": config.T, "zero_terminal_snr": config.zero_terminal_snr,
-                 "prediction": config.unet.prediction}
     data = {"name": config.data, "image_shape": list(config.image_shape())}
     if config.data == "shapes_latents":
         data.update(latent_data_info(config.autoencoder))
     encoder = None if config.encoder is None else config.encoder.to_dict()
-    info = CheckpointInfo(model=config.unet.to_dict(), diffusion=diffusion, data=data, command=run.command,
+    info = CheckpointInfo(model=config.unet.to_dict(), diffusion=config.diffusion.to_dict(), data=data, command=run.command,
                           seed=config.seed, device=str(device), training_minutes=round(minutes, 2), step=run.step,
                           encoder=encoder)
     save_checkpoint(out / "model", run.ema.state_dict(), info)

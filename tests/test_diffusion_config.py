@@ -1,0 +1,38 @@
+"""DiffusionConfig: the diffusion settings of a model, stored once (in a training config and in a checkpoint)."""
+
+import json
+
+import pytest
+import torch
+
+from minidiff.diffusion.config import DiffusionConfig
+from minidiff.diffusion.schedule import make_schedule
+from minidiff.models import load_checkpoint
+from minidiff.training.presets import PRESETS
+
+
+def test_round_trip_through_json_and_the_schedule_it_builds():
+    config = DiffusionConfig(schedule="sigmoid", T=50, zero_terminal_snr=True, prediction="v")
+    back = DiffusionConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert back == config
+    assert torch.equal(back.noise_schedule().alpha_bar, make_schedule("sigmoid", 50, zero_terminal_snr=True).alpha_bar)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(schedule="quadratic"), "unknown schedule"),
+    (dict(prediction="noise"), "unknown prediction"),
+    (dict(T=0), "whole number >= 1"),
+    (dict(T=2.5), "whole number >= 1"),
+])
+def test_bad_settings_raise_a_clear_error(bad, message):
+    with pytest.raises(ValueError, match=message):
+        DiffusionConfig(**bad)
+    with pytest.raises(ValueError, match="unknown DiffusionConfig fields"):
+        DiffusionConfig.from_dict({"schedul": "cosine"})
+
+
+@pytest.mark.parametrize("name", ["mnist", "shapes_latent", "shapes_text"])
+def test_shipped_checkpoints_store_the_prediction_once_and_agree_with_their_preset(name):
+    _, info = load_checkpoint(name)
+    assert "prediction" not in info.model  # the network's config holds no diffusion setting
+    assert info.diffusion_config() == PRESETS[name]().diffusion
