@@ -25,16 +25,17 @@ import torch
 from tqdm import tqdm
 
 from minidiff.data.pixels import to_model
+from minidiff.data.shapes import caption_attributes
 from minidiff.diffusion.editing import Edit, latent_keep
 from minidiff.diffusion.guidance import guided_denoiser
 from minidiff.diffusion.loop import Denoiser, DenoisingStep, model_denoiser
-from minidiff.diffusion.samplers import SAMPLERS
+from minidiff.diffusion.samplers import sample
 from minidiff.diffusion.schedule import NoiseSchedule
 from minidiff.files.device import resolve_device
 from minidiff.models import CheckpointInfo, autoencoder_for, load_model
 from minidiff.nets.attention_maps import CrossAttentionRecorder
 from minidiff.nets.autoencoder import LATENT_SIZE, Autoencoder, decode_latents, encode_images
-from minidiff.nets.conditioning import ConditionedUNet, empty_tokens
+from minidiff.nets.conditioning import ConditionedUNet, attribute_tokens, empty_tokens
 from minidiff.nets.text import tokenize_batch
 
 DEFAULT_MODEL = "shapes_text"
@@ -52,7 +53,7 @@ def token_denoiser(model: ConditionedUNet, tokens: torch.Tensor, guidance: float
     context, context_mask = model.encode(tokens)
     if guidance is None:
         if negative_tokens is not None:
-            raise ValueError("a negative prompt acts through guidance: give a guidance scale as well")
+            raise ValueError("a negative prompt acts through guidance: give a guidance scale as well (e.g. 3)")
         return model_denoiser(model.unet, context=context, context_mask=context_mask)
     if negative_tokens is None:
         negative_tokens = empty_tokens(tokens[:1])  # (1, L)
@@ -80,16 +81,14 @@ def sample_shapes(model: ConditionedUNet, schedule: NoiseSchedule, prediction: s
     guidance, negative_tokens, rescale: classifier-free guidance, as `token_denoiser` takes them.
     callback, if given, receives a `DecodedStep` at every step. x0 is not clipped: latents are not in [-1, 1].
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
     negative_tokens = None if negative_tokens is None else negative_tokens.to(device)
     denoiser = token_denoiser(model, tokens.to(device), guidance, rescale, negative_tokens)
 
     def report(step: DenoisingStep) -> None:
         callback(DecodedStep(step, decode_latents(autoencoder, step.x0, scale_factor)))
     shape = (len(tokens), model.config.in_channels, LATENT_SIZE, LATENT_SIZE)  # (B, 4, 8, 8)
-    z0 = SAMPLERS[sampler](denoiser, shape, schedule, prediction, steps=steps, generator=generator, device=device,
-                           callback=report if callback else None, clip_x0=False, **sampler_options)
+    z0 = sample(sampler, denoiser, shape, schedule, prediction, steps=steps, generator=generator, device=device,
+                callback=report if callback else None, clip_x0=False, **sampler_options)
     return decode_latents(autoencoder, z0, scale_factor)
 
 
@@ -107,14 +106,25 @@ class Generation:
     strength: float | None = None  # the share of the steps that ran, when editing an image
 
 
+def require_token_model(info: CheckpointInfo) -> None:
+    """A clear error for a model the pipeline cannot prompt: one conditioned on class labels (or on nothing)."""
+    if info.encoder is None:
+        raise ValueError("this is a class-conditional model, not one conditioned on tokens: it draws from class "
+                         "labels (python -m minidiff sample --label N), not from prompts; give a latent model "
+                         "conditioned through cross-attention (e.g. shapes_text or shapes_latent)")
+
+
 class TextToImage:
-    """A text-conditioned latent diffusion model with its autoencoder, ready to draw from prompts."""
+    """A token-conditioned latent diffusion model with its autoencoder, ready to draw from prompts.
+
+    Any model conditioned through cross-attention works: a text model (encoder kind "text") reads the prompt's words
+    through its transformer; a model conditioned on Shapes attributes (kind "attributes", chapter 09) reads the
+    attributes the prompt names (`minidiff.data.shapes.caption_attributes`), the others left out.
+    """
 
     def __init__(self, model: ConditionedUNet, info: CheckpointInfo, autoencoder: Autoencoder, scale_factor: float,
                  device: torch.device):
-        if info.encoder is None or info.encoder["kind"] != "text":
-            raise ValueError("TextToImage needs a text-conditioned model (its checkpoint's encoder kind is 'text'); "
-                             f"this one has encoder {info.encoder}")
+        require_token_model(info)
         self.model, self.info, self.device = model, info, device
         self.autoencoder, self.scale_factor = autoencoder, scale_factor
         self.schedule, self.prediction = info.noise_schedule(), info.diffusion["prediction"]
@@ -124,11 +134,15 @@ class TextToImage:
         """The model by shipped name or path, and the autoencoder its checkpoint names (checked by sha256)."""
         device = resolve_device(device)
         model, info = load_model(name, device)
+        require_token_model(info)
         autoencoder, scale_factor = autoencoder_for(info, device)
         return cls(model, info, autoencoder, scale_factor, device)
 
     def tokens(self, prompts: list[str], unknown: str = "error") -> torch.Tensor:
-        """Prompts -> token ids (N, L) of the length the model was trained with."""
+        """Prompts -> token ids (N, L) of the length the model was trained with: words for a text model, the
+        attributes they name for an attribute model."""
+        if self.info.encoder["kind"] == "attributes":
+            return attribute_tokens([caption_attributes(prompt) for prompt in prompts])
         return tokenize_batch(prompts, unknown, max_length=self.info.encoder["length"])
 
     def edit(self, image: np.ndarray, strength: float, mask: torch.Tensor | None, n: int, seed: int) -> Edit:
@@ -166,10 +180,6 @@ class TextToImage:
         prompts = [prompt] * (n or 1) if isinstance(prompt, str) else list(prompt)
         if not prompts:
             raise ValueError("give at least one prompt")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
-        if negative_prompt is not None and guidance is None:
-            raise ValueError("a negative prompt acts through guidance: give guidance as well (e.g. 3)")
         if init_image is None and (mask is not None or strength is not None):
             raise ValueError("a mask or a strength edits an image: give the image (init_image) too")
         if init_image is not None:

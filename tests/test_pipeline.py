@@ -8,16 +8,17 @@ import torch
 from PIL import Image
 
 from minidiff.__main__ import main
+from minidiff.data.shapes import caption_attributes, shapes
 from minidiff.measure.adherence import evaluation_prompts
+from minidiff.measure.shape_checker import ATTRIBUTES
 from minidiff.models import load_checkpoint
 from minidiff.nets.attention_maps import CrossAttentionRecorder, attention_weights
+from minidiff.nets.conditioning import attribute_tokens
 from minidiff.nets.layers import CrossAttention
 from minidiff.nets.text import MAX_LENGTH
-from minidiff.pipeline import TextToImage
+from minidiff.pipeline import TextToImage, sample_shapes
 from minidiff.training.loop import train
 from minidiff.training.presets import PRESETS
-from minidiff.training.vae import PRESETS as VAE_PRESETS
-from minidiff.training.vae import train_vae
 
 PROMPT = "a small red circle in the top left"
 
@@ -83,14 +84,34 @@ def test_the_recorder_refuses_a_model_without_cross_attention():
         CrossAttentionRecorder(torch.nn.Linear(2, 2))
 
 
-def test_an_attribute_model_is_not_a_text_model(tmp_path):
-    vae = tmp_path / "vae"
-    train_vae(VAE_PRESETS["tiny"](), vae, progress=False)
+def test_an_attribute_model_reads_the_attributes_a_prompt_names(tiny_vae, tmp_path):
     config = PRESETS["tiny_latent"]()
-    config.autoencoder, config.steps = str(vae / "autoencoder"), 1
+    config.autoencoder, config.steps = str(tiny_vae), 1
     train(config, tmp_path / "attributes", device="cpu", progress=False)
-    with pytest.raises(ValueError, match="needs a text-conditioned model"):
-        TextToImage.load(tmp_path / "attributes")
+    pipe = TextToImage.load(tmp_path / "attributes")
+    prompts = ["a small red circle in the top left", "a blue square"]
+    wanted = attribute_tokens([caption_attributes(p) for p in prompts])
+    assert torch.equal(pipe.tokens(prompts), wanted)
+    assert wanted[1].tolist()[3:] == [0, 0]  # size and position left out: padding, as training drops them
+    by_prompt = pipe(prompts, steps=3, seed=0).images
+    by_tokens = sample_shapes(pipe.model, pipe.schedule, pipe.prediction, pipe.autoencoder, pipe.scale_factor, wanted,
+                              "dpm++", 3, guidance=3.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(by_prompt, by_tokens)
+    with pytest.raises(ValueError, match="'balloon' names no attribute"):
+        pipe("a red balloon")
+
+
+def test_a_class_model_is_refused_with_what_to_do_instead():
+    with pytest.raises(ValueError, match="class-conditional model.*--label"):
+        TextToImage.load("mnist")
+
+
+def test_captions_parse_back_into_their_attributes():
+    _, captions, attributes = shapes(50, "train", seed=3)
+    assert [caption_attributes(c) for c in captions] == [{k: a[k] for k in ATTRIBUTES} for a in attributes]
+    assert caption_attributes("A Red circle") == {"colour": "red", "shape": "circle", "size": None, "position": None}
+    with pytest.raises(ValueError, match="names two colours"):
+        caption_attributes("a red blue circle")
 
 
 def test_the_cli_writes_every_promised_file(tiny_text_model, tmp_path):

@@ -21,16 +21,16 @@ import shlex
 import torch
 
 from minidiff.diffusion.samplers import SAMPLERS
-from minidiff.measure.adherence import load_any, prompt_adherence, target_report
+from minidiff.measure.adherence import prompt_adherence, target_report
 from minidiff.models import record_metrics
-from minidiff.pipeline import DEFAULT_MODEL
+from minidiff.pipeline import DEFAULT_MODEL, TextToImage
 
 
 def run(args: argparse.Namespace) -> dict:
     """Measure both prompt sets, print the figures and the targets, and record them in the model's JSON."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    pipe = load_any(args.model, args.device)
+    pipe = TextToImage.load(args.model, args.device)
     settings = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance, "seed": args.seed}
     result = {**settings,
               "train_captions": prompt_adherence(pipe, args.n, "train", args.sampler, args.steps, args.guidance,

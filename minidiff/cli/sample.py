@@ -25,7 +25,7 @@ import torch
 from minidiff.data.pixels import from_model
 from minidiff.diffusion.guidance import guided_denoiser
 from minidiff.diffusion.loop import Denoiser, DenoisingStep, model_denoiser
-from minidiff.diffusion.samplers import SAMPLERS
+from minidiff.diffusion.samplers import SAMPLERS, sample
 from minidiff.diffusion.steps import VARIANCES
 from minidiff.diffusion.timesteps import SPACINGS
 from minidiff.files.checkpoint import CheckpointError, checkpoint_stem
@@ -171,10 +171,9 @@ def sample_to_folder(args: argparse.Namespace) -> Path:
     recorder = GifRecorder(total_steps=steps)
 
     start = time.perf_counter()
-    x0 = SAMPLERS[args.sampler](denoiser, (args.n, *info.data["image_shape"]), schedule, info.diffusion["prediction"],
-                                steps=steps, spacing=args.spacing, clip_x0=args.clip_x0,
-                                generator=torch.Generator().manual_seed(args.seed), device=device, callback=recorder,
-                                **options)
+    x0 = sample(args.sampler, denoiser, (args.n, *info.data["image_shape"]), schedule, info.diffusion["prediction"],
+                steps=steps, spacing=args.spacing, clip_x0=args.clip_x0,
+                generator=torch.Generator().manual_seed(args.seed), device=device, callback=recorder, **options)
     seconds = time.perf_counter() - start
 
     settings = {"model": str(checkpoint_stem(args.model)), "model_step": info.step,

@@ -49,6 +49,9 @@ POSITIONS = {  # the centre (cx, cy) of the shape's bounding box: ((x_low, x_hig
 }
 
 
+EXAMPLE_ATTRIBUTES = {"colour": "red", "shape": "circle", "size": "small", "position": "top left"}
+
+
 HELDOUT_PAIRS = (("purple", "triangle"), ("yellow", "square"), ("cyan", "circle"))
 
 
@@ -77,6 +80,41 @@ def short_caption(attributes: dict, rng: np.random.Generator) -> str:
     if rng.random() < 0.5:
         words += ["in", "the", a["position"]]
     return " ".join(words)
+
+
+def caption_attributes(caption: str) -> dict:
+    """The inverse of `full_caption`: the attributes a caption names, None for those it leaves out.
+
+    "a small red circle in the top left" -> {"colour": "red", "shape": "circle", "size": "small", "position":
+    "top left"}; "a red circle" -> colour and shape only. The filler words "a", "in", "the" are skipped; any other
+    word that names no attribute, or a second value for one attribute, is a ValueError listing the known words.
+    """
+    words = caption.lower().replace(",", " ").split()
+    attributes = {"colour": None, "shape": None, "size": None, "position": None}
+    known = {"colour": tuple(COLOURS), "shape": SHAPES, "size": tuple(SIZES)}
+    index = 0
+    while index < len(words):
+        pair = " ".join(words[index:index + 2])
+        name, value, length = None, None, 1
+        if pair in POSITIONS:
+            name, value, length = "position", pair, 2
+        elif words[index] in POSITIONS:
+            name, value = "position", words[index]
+        else:
+            for attribute, values in known.items():
+                if words[index] in values:
+                    name, value = attribute, words[index]
+        if name is None and words[index] not in ("a", "an", "in", "the"):
+            raise ValueError(f"{words[index]!r} names no attribute of a shape; a caption uses the colours "
+                             f"{list(COLOURS)}, shapes {list(SHAPES)}, sizes {list(SIZES)} and positions "
+                             f"{list(POSITIONS)}, e.g. {full_caption(EXAMPLE_ATTRIBUTES)!r}")
+        if name is not None and attributes[name] is not None:
+            raise ValueError(f"the caption {caption!r} names two {name}s ({attributes[name]!r} and {value!r}); "
+                             "give one")
+        if name is not None:
+            attributes[name] = value
+        index += length
+    return attributes
 
 
 def sample_attributes(rng: np.random.Generator, split: str = "train") -> dict:

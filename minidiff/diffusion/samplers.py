@@ -144,3 +144,15 @@ def sample_heun(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSched
 # name -> sampling function; the CLI's --sampler choices
 SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm++": sample_dpm_solver, "dpm++sde": sample_dpm_solver_sde,
             "euler": sample_euler, "heun": sample_heun}
+
+
+def sample(name: str, denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
+           **options) -> torch.Tensor:
+    """Draw images (B, C, H, W) with the sampler called `name` (a key of SAMPLERS): the one entry point.
+
+    options go to that sampler: steps, spacing, clip_x0, generator, device, callback, edit, and its own ones
+    (DDPM's variance, DDIM's eta). Raises ValueError for an unknown name.
+    """
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
+    return SAMPLERS[name](denoiser, shape, schedule, prediction, **options)

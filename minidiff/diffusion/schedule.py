@@ -90,6 +90,29 @@ def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
     return 1.0 - alphas
 
 
+def posterior_coefficients(alpha_bar: torch.Tensor | float, alpha_bar_prev: torch.Tensor | float
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""The posterior q(x_prev | x_t, x0) of one step from alpha_bar_prev down to alpha_bar (Ho et al. 2020, eq. 6-7).
+
+    The one place minidiff writes the posterior. For consecutive steps it gives the schedule's tables; for the
+    bigger steps of a sampler that skips timesteps (Nichol & Dhariwal 2021, sec. 4) the step's own
+    $eta = 1 - arlpha_t / arlpha_{t_{prev}}$ takes the place of $eta_t$. Floats or tensors of any
+    shape, computed in float64. Returns (coef_x0, coef_xt, variance): the posterior mean is
+    coef_x0 * x0 + coef_xt * x_t and its variance is beta_tilde.
+    """
+    alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float64)
+    alpha_bar_prev = torch.as_tensor(alpha_bar_prev, dtype=torch.float64)
+    # $lpha_t = arlpha_t / arlpha_{t-1}, \quad eta_t = 1 - lpha_t$
+    alpha = alpha_bar / alpha_bar_prev
+    beta = 1.0 - alpha
+    # $	ilde\mu_t = rac{\sqrt{arlpha_{t-1}}eta_t}{1-arlpha_t} x_0 + rac{\sqrt{lpha_t}(1-arlpha_{t-1})}{1-arlpha_t} x_t$  (eq. 7)
+    coef_x0 = alpha_bar_prev.sqrt() * beta / (1.0 - alpha_bar)
+    coef_xt = alpha.sqrt() * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
+    # $	ildeeta_t = rac{1 - arlpha_{t-1}}{1 - arlpha_t} eta_t$  (eq. 7)
+    variance = (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * beta
+    return coef_x0, coef_xt, variance
+
+
 @dataclass
 class NoiseSchedule:
     """Every per-step number of the forward process and its posterior, for T steps (index t = 0 ... T-1).
@@ -126,11 +149,8 @@ class NoiseSchedule:
         alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
         # $\mathrm{SNR}_t = \bar\alpha_t / (1 - \bar\alpha_t)$
         snr = alpha_bar / (1.0 - alpha_bar)
-        # $\tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t} \beta_t$  (Ho et al. 2020, eq. 7)
-        posterior_variance = (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * betas
-        # $\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1 - \bar\alpha_t} x_0 + \frac{\sqrt{\alpha_t}(1 - \bar\alpha_{t-1})}{1 - \bar\alpha_t} x_t$  (eq. 7)
-        posterior_coef_x0 = alpha_bar_prev.sqrt() * betas / (1.0 - alpha_bar)
-        posterior_coef_xt = alphas.sqrt() * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
+        # the posterior of each step, q(x_{t-1} | x_t, x0) (Ho et al. 2020, eq. 6-7)
+        posterior_coef_x0, posterior_coef_xt, posterior_variance = posterior_coefficients(alpha_bar, alpha_bar_prev)
         return cls(betas, alphas, alpha_bar, alpha_bar_prev, snr, snr.log(), posterior_variance,
                    posterior_coef_x0, posterior_coef_xt)
 

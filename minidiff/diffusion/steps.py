@@ -35,7 +35,7 @@ import math
 
 import torch
 
-from minidiff.diffusion.schedule import sigma_from_alpha_bar
+from minidiff.diffusion.schedule import posterior_coefficients, sigma_from_alpha_bar
 
 VARIANCES = ("beta_tilde", "beta")
 
@@ -49,21 +49,18 @@ def ddpm_step(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: float, alpha_bar_p
     """
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; choose one of {VARIANCES}")
-    # 1. this step's own alpha and beta (the full schedule's for consecutive t, bigger for respaced steps)
-    # $\alpha_t = \bar\alpha_t / \bar\alpha_{t-1}, \quad \beta_t = 1 - \alpha_t$
-    alpha = alpha_bar / alpha_bar_prev
-    beta = 1.0 - alpha
+    # 1. the posterior of this step, from alpha_bar_prev down to alpha_bar (the schedule's own step for consecutive
+    # t, a bigger one for respaced steps): its mean's two weights and its variance beta_tilde, eq. (7)
+    coef_x0, coef_xt, beta_tilde = (float(c) for c in posterior_coefficients(alpha_bar, alpha_bar_prev))
 
-    # 2. the posterior mean, eq. (7) of Ho et al. 2020
+    # 2. the posterior mean with x0 replaced by its prediction:
     # $\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t} \hat x_0 + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t} x_t$
-    coef_x0 = math.sqrt(alpha_bar_prev) * beta / (1.0 - alpha_bar)
-    coef_xt = math.sqrt(alpha) * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
     mean = coef_x0 * x0 + coef_xt * x_t
     if noise is None:
         return mean
 
-    # 3. the variance: $\sigma_t^2 = \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t$ (eq. 7) or $\sigma_t^2 = \beta_t$
-    sigma_squared = (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * beta if variance == "beta_tilde" else beta
+    # 3. the variance: $\sigma_t^2 = \tilde\beta_t$ or $\sigma_t^2 = \beta_t = 1 - \bar\alpha_t / \bar\alpha_{t-1}$ (sec. 3.2)
+    sigma_squared = beta_tilde if variance == "beta_tilde" else 1.0 - alpha_bar / alpha_bar_prev
 
     # 4. Algorithm 2, line 4: $x_{t-1} = \tilde\mu_t + \sigma_t z$
     return mean + math.sqrt(sigma_squared) * noise

@@ -18,9 +18,7 @@ import torch
 
 from minidiff.data.shapes import shapes
 from minidiff.measure.shape_checker import adherence
-from minidiff.models import autoencoder_for, load_checkpoint, load_model
-from minidiff.nets.conditioning import attribute_tokens
-from minidiff.pipeline import TextToImage, sample_shapes
+from minidiff.pipeline import TextToImage
 
 TARGETS = {"train_captions": {"colour": 0.95, "shape": 0.90, "size": 0.90, "position": 0.90},
            "heldout_pairs": {"colour+shape": 0.70}}
@@ -35,52 +33,26 @@ def evaluation_prompts(n: int, split: str, seed: int = 0) -> tuple[list[str], li
     return captions, attributes
 
 
-class AttributeModel:
-    """A latent model conditioned on attribute tokens (kind "attributes"), with its autoencoder: what `draw` needs."""
-
-    def __init__(self, name: str, device: str = "cpu"):
-        self.model, self.info = load_model(name, device)
-        self.autoencoder, self.scale_factor = autoencoder_for(self.info, device)
-
-    def draw(self, attributes: list[dict], sampler: str, steps: int, guidance: float,
-             generator: torch.Generator) -> torch.Tensor:
-        return sample_shapes(self.model, self.info.noise_schedule(), self.info.diffusion["prediction"],
-                             self.autoencoder, self.scale_factor, attribute_tokens(attributes), sampler, steps,
-                             guidance, generator)
-
-
-def load_any(name: str, device: str = "cpu") -> TextToImage | AttributeModel:
-    """A text model as a TextToImage pipeline, an attribute-conditioned one as an AttributeModel."""
-    _, info = load_checkpoint(name)
-    if info.encoder is not None and info.encoder["kind"] == "attributes":
-        return AttributeModel(name, device)
-    return TextToImage.load(name, device)
-
-
 @torch.inference_mode()
-def draw(pipe: TextToImage | AttributeModel, captions: list[str], attributes: list[dict], sampler: str = "dpm++",
-         steps: int = 20, guidance: float = 3.0, seed: int = 0, batch_size: int = 100) -> torch.Tensor:
+def draw(pipe: TextToImage, captions: list[str], sampler: str = "dpm++", steps: int = 20, guidance: float = 3.0,
+         seed: int = 0, batch_size: int = 100) -> torch.Tensor:
     """One image per caption (N, 3, 32, 32); batches seeded seed, seed + 1, ...: the same call, the same images.
 
-    A text model reads the captions; a model conditioned on attributes (chapter 09) reads the attributes.
+    A text model reads the captions' words; a model conditioned on attributes (chapter 09) the attributes they name.
     """
     images = []
     for index, start in enumerate(range(0, len(captions), batch_size)):
         generator = torch.Generator().manual_seed(seed + index)
-        if isinstance(pipe, TextToImage):
-            batch = pipe(captions[start:start + batch_size], sampler=sampler, steps=steps, guidance=guidance,
-                         generator=generator).images
-        else:
-            batch = pipe.draw(attributes[start:start + batch_size], sampler, steps, guidance, generator)
-        images.append(batch)
+        images.append(pipe(captions[start:start + batch_size], sampler=sampler, steps=steps, guidance=guidance,
+                           generator=generator).images)
     return torch.cat(images)
 
 
-def prompt_adherence(pipe: TextToImage | AttributeModel, n: int, split: str, sampler: str = "dpm++",
+def prompt_adherence(pipe: TextToImage, n: int, split: str, sampler: str = "dpm++",
                      steps: int = 20, guidance: float = 3.0, seed: int = 0) -> dict:
     """Per-attribute accuracy, "all" and "colour+shape" for n prompts of a split (see `evaluation_prompts`)."""
     captions, attributes = evaluation_prompts(n, split, seed)
-    return {"n": n, **adherence(draw(pipe, captions, attributes, sampler, steps, guidance, seed), attributes)}
+    return {"n": n, **adherence(draw(pipe, captions, sampler, steps, guidance, seed), attributes)}
 
 
 def guidance_sweep(pipe: TextToImage, guidances: list[float], n: int = 200, split: str = "train",

@@ -17,7 +17,7 @@ from minidiff.data.digits import mnist5k
 from minidiff.data.pixels import to_model
 from minidiff.diffusion.guidance import guided_denoiser
 from minidiff.diffusion.loop import model_denoiser
-from minidiff.diffusion.samplers import SAMPLERS
+from minidiff.diffusion.samplers import SAMPLERS, sample
 from minidiff.measure.metrics import class_accuracy, digit_features, frechet_distance
 
 
@@ -48,8 +48,8 @@ def generate_digits(model, info, labels: torch.Tensor, sampler: str = "ddpm", st
             denoiser = guided_denoiser(model, guidance, class_labels=batch_labels)
         generator = torch.Generator().manual_seed(seed + index)  # on the CPU: the same noise on any device
         nfe_so_far = []  # only the count: keeping all 1000 steps of 250 digits would take gigabytes
-        x0 = SAMPLERS[sampler](denoiser, (len(batch_labels), *shape), schedule, prediction, steps=steps,
-                               generator=generator, device=device, callback=lambda step: nfe_so_far.append(step.nfe))
+        x0 = sample(sampler, denoiser, (len(batch_labels), *shape), schedule, prediction, steps=steps,
+                    generator=generator, device=device, callback=lambda step: nfe_so_far.append(step.nfe))
         nfe = nfe_so_far[-1]  # network evaluations for one batch = for one image
         images.append(x0.clamp(-1, 1).cpu())
     return torch.cat(images), {"nfe": nfe, "seconds": time.perf_counter() - start}

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from minidiff.diffusion.loop import DenoisingStep, model_denoiser
-from minidiff.diffusion.samplers import SAMPLERS
+from minidiff.diffusion.samplers import SAMPLERS, sample
 from minidiff.files.atomic import atomic_write_bytes
 from minidiff.files.checkpoint import checkpoint_stem
 from minidiff.measure.digits import balanced_labels, digit_quality, generate_digits
@@ -182,7 +182,7 @@ def sampler_paths(model, info, labels: torch.Tensor, steps: int, seed: int = 0,
     for sampler in samplers:
         recorded: list[DenoisingStep] = []
         generator = torch.Generator().manual_seed(seed)  # on the CPU: the same x_T on any device
-        SAMPLERS[sampler](denoiser, shape, schedule, prediction, steps=steps, generator=generator, device=device,
-                          callback=recorded.append)
+        sample(sampler, denoiser, shape, schedule, prediction, steps=steps, generator=generator, device=device,
+               callback=recorded.append)
         paths[sampler] = recorded
     return paths

@@ -24,7 +24,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from minidiff.diffusion.loop import DenoisingStep
-from minidiff.diffusion.schedule import NoiseSchedule
+from minidiff.diffusion.schedule import NoiseSchedule, posterior_coefficients
 from minidiff.views import plots, widgets
 
 EPS_DISPLAY_SCALE = 3.0  # eps is N(0, 1): divided by 3 it fits [-1, 1] (pictures clip outside), so its grain shows
@@ -181,14 +181,13 @@ def step_variances(schedule: NoiseSchedule, timesteps: Sequence[int]) -> tuple[n
     {1 - \bar\alpha_t}\beta$ (Ho et al. 2020, eq. 7; Nichol & Dhariwal 2021, sec. 4 for skipped steps).
     Returns (beta, beta_tilde), one value per timestep.
     """
-    alpha_bar = schedule.alpha_bar.numpy()
-    alpha_bar_t = alpha_bar[list(timesteps)]
-    alpha_bar_prev = np.append(alpha_bar[list(timesteps[1:])], 1.0)  # the last step lands on the clean image
+    alpha_bar_t = schedule.alpha_bar[list(timesteps)]
+    alpha_bar_prev = torch.cat([schedule.alpha_bar[list(timesteps[1:])],
+                                torch.ones(1, dtype=torch.float64)])  # the last step lands on the clean image
     # $\beta = 1 - \bar\alpha_t / \bar\alpha_{t_\text{prev}}$
     beta = 1 - alpha_bar_t / alpha_bar_prev
-    # $\tilde\beta = \frac{1 - \bar\alpha_{t_\text{prev}}}{1 - \bar\alpha_t}\,\beta$
-    beta_tilde = (1 - alpha_bar_prev) / (1 - alpha_bar_t) * beta
-    return beta, beta_tilde
+    _, _, beta_tilde = posterior_coefficients(alpha_bar_t, alpha_bar_prev)  # the posterior's variance, eq. 7
+    return beta.numpy(), beta_tilde.numpy()
 
 
 def variances_figure(schedule: NoiseSchedule, runs: dict[str, Sequence[int]], size: float = 3.2) -> Figure:
