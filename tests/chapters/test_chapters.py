@@ -1,7 +1,7 @@
 """Every chapter runs top to bottom, and every committed chapter is clean (no outputs, no widget state).
 
 Chapters run in quick mode (MINIDIFF_QUICK=1): training and sampling shrink, but no cell is skipped. The run is
-the book build's (tests/book_site.py, shared with tests/test_book.py and tests/test_browser.py), so each chapter
+the book build's (tests/support/book_site.py, shared with test_book.py and test_browser.py), so each chapter
 executes twice per test session in all: once by nbclient for the book, once live in JupyterLab by the browser test.
 """
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from book_site import BUILD_SECONDS, CHAPTERS, built_book
+from support.book_site import BUILD_SECONDS, CHAPTERS, built_book
 
 pytestmark = pytest.mark.chapters  # executes every chapter: not part of `make check`
 
-CHAPTERS_DIR = Path(__file__).resolve().parent.parent / "chapters"
+CHAPTERS_DIR = Path(__file__).resolve().parents[2] / "chapters"
 CHAPTER_BUDGET_S = 240  # quick mode keeps each chapter well inside this on a 2-core CPU, on average
 
 
@@ -38,9 +38,9 @@ def test_chapter_is_committed_clean(path: Path):
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_chapter_runs_top_to_bottom(path: Path, tmp_path_factory):
-    """Every chapter is executed once per test session, by the book build (tests/book_site.py: quick mode, every
+    """Every chapter is executed once per test session, by the book build (tests/support/book_site.py: quick mode, every
     cell, nbclient), which raises CellExecutionError naming the chapter and the cell if any cell fails. Executing
-    it a second time here would double the suite's longest part; the browser test (tests/test_browser.py) runs
+    it a second time here would double the suite's longest part; the browser test (tests/chapters/test_browser.py) runs
     every chapter again, live, in JupyterLab."""
     site = built_book(tmp_path_factory)
     assert (site / f"{path.stem}.html").is_file(), f"{path.name} was not executed into the book"

@@ -1,4 +1,4 @@
-"""What a learner does in JupyterLab, as tests/test_browser.py does it through Playwright.
+"""What a learner does in JupyterLab, as tests/chapters/test_browser.py does it through Playwright.
 
 `exercise_notebook`: open the notebook, Run > Run All Cells, wait for the kernel, then operate the chapter's main
 widget (move its slider, pick another drop-down option, or press its button) and compare screenshots of its picture
@@ -10,10 +10,11 @@ import io
 import time
 from pathlib import Path
 
-from browser import JupyterLab
 from PIL import Image, ImageChops
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
+from support.browser import JupyterLab
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
 # The widget the test operates: the one a chapter marks with add_class("minidiff-main"), else the first output
 # (in page order) that holds a slider, a drop-down or a button.

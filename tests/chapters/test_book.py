@@ -1,6 +1,6 @@
 """`make book`: every chapter executed and exported as a static page that needs neither a kernel nor the internet.
 
-The checks on the real chapters share one build (tests/book_site.py) with the browser test, which also opens the
+The checks on the real chapters share one build (tests/support/book_site.py) with the browser test, which also opens the
 pages in Chromium with the network blocked and moves their scrubbers.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from book_site import CHAPTERS, built_book
+from support.book_site import CHAPTERS, built_book
 
 from minidiff.cli.book import build_book, chapter_title, remote_references
 

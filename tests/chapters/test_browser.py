@@ -14,11 +14,10 @@ under CI=true, where they fail.
 import time
 from pathlib import Path
 
-import browser
-import learner
 import nbformat
 import pytest
-from book_site import CHAPTERS, built_book
+from support import browser, learner
+from support.book_site import CHAPTERS, built_book
 
 pytestmark = pytest.mark.browser  # drives Chromium: not part of `make check`
 

@@ -1,11 +1,11 @@
-"""Support for tests/test_browser.py: JupyterLab and headless Chromium, started and stopped by the test itself.
+"""Support for tests/chapters/test_browser.py: JupyterLab and headless Chromium, started and stopped by the test itself.
 
 - `JupyterLab`: a server on 127.0.0.1 with a random token, its own runtime, config, data and settings folders (so
   nothing of the user's is read or written), autosave off (the chapters on disk are never modified), kernels in
   quick mode (MINIDIFF_QUICK=1).
 - `chromium`: Debian's /usr/bin/chromium driven by Playwright (the Python package only: no browser download),
   a fresh profile, every request that is not local aborted and recorded.
-Every process started here is stopped by its own PID. What a learner does with a page is in tests/learner.py.
+Every process started here is stopped by its own PID. What a learner does with a page is in tests/support/learner.py.
 """
 
 import json

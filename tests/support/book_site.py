@@ -1,5 +1,5 @@
-"""The book of the real chapters, built once per test session and shared by tests/test_book.py and
-tests/test_browser.py (building executes every chapter, so it is worth doing only once)."""
+"""The book of the real chapters, built once per test session and shared by the chapter, book and browser tests
+(tests/chapters/; building executes every chapter, so it is worth doing only once)."""
 
 import time
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 
 from minidiff.cli.book import build_book
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CHAPTERS = sorted((REPO / "chapters").glob("[0-9][0-9]_*.ipynb"))
 BUILT: dict[str, Path] = {}  # "site" -> the folder, once built in this session
 BUILD_SECONDS: dict[str, float] = {}
