@@ -18,10 +18,11 @@ torch.set_num_threads(1)
 def tiny_vae(tmp_path_factory):
     """A seconds-long autoencoder checkpoint (STEM path): its weights are poor, but every path through the code is
     real. Shared by the latent, pipeline, editing and demo tests."""
-    from minidiff.training.vae import PRESETS, train_vae
+    from minidiff.training.presets import AUTOENCODER_PRESETS
+    from minidiff.training.vae import train_vae
 
     folder = tmp_path_factory.mktemp("vae")
-    train_vae(PRESETS["tiny"](), folder, progress=False)
+    train_vae(AUTOENCODER_PRESETS["tiny"](), folder, progress=False)
     return folder / "autoencoder"
 
 

@@ -9,9 +9,11 @@ import torch
 from minidiff.data.pixels import from_model, to_model
 from minidiff.data.shapes import shapes
 from minidiff.files.checkpoint import CheckpointError
+from minidiff.files.training_state import load_training_state
 from minidiff.models import AutoencoderInfo, load_autoencoder, save_autoencoder
 from minidiff.nets.autoencoder import Autoencoder, AutoencoderConfig, estimate_scale_factor, kl_divergence, psnr
-from minidiff.training.vae import PRESETS, train_vae
+from minidiff.training.presets import AUTOENCODER_PRESETS
+from minidiff.training.vae import train_vae
 
 TINY = AutoencoderConfig(channels=(8, 8, 8), groups=4)
 
@@ -69,12 +71,12 @@ def test_the_scale_factor_makes_latents_of_unseen_images_unit_variance():
 
 
 def test_tiny_training_resumes_exactly_and_checkpoints_round_trip(tmp_path):
-    whole = train_vae(PRESETS["tiny"](), tmp_path / "whole", progress=False)
-    half = PRESETS["tiny"]()
+    whole = train_vae(AUTOENCODER_PRESETS["tiny"](), tmp_path / "whole", progress=False)
+    half = AUTOENCODER_PRESETS["tiny"]()
     half.steps = 6
     train_vae(half, tmp_path / "split", progress=False)
-    resumed = train_vae(PRESETS["tiny"](), tmp_path / "split", resume=True, progress=False)
-    losses = [json.loads((tmp_path / name / "train_state.json").read_text())["losses"] for name in ("whole", "split")]
+    resumed = train_vae(AUTOENCODER_PRESETS["tiny"](), tmp_path / "split", resume=True, progress=False)
+    losses = [load_training_state(tmp_path / name / "train_state").loss_history for name in ("whole", "split")]
     assert len(losses[0]) == 12 and losses[0] == losses[1]
     assert np.mean(losses[0][-3:]) < 0.8 * np.mean(losses[0][:3])  # it learns
     assert resumed.step == whole.step == 12

@@ -12,8 +12,7 @@ from minidiff.nets.text import MAX_LENGTH, tokenize_batch
 from minidiff.pipeline import sample_shapes, token_denoiser
 from minidiff.training.data import encoded_shapes
 from minidiff.training.loop import train
-from minidiff.training.presets import PRESETS
-from minidiff.training.vae import PRESETS as VAE_PRESETS
+from minidiff.training.presets import AUTOENCODER_PRESETS, PRESETS
 from minidiff.training.vae import train_vae
 
 RED_CIRCLE = {"colour": "red", "shape": "circle", "size": "small", "position": "top left"}
@@ -94,7 +93,7 @@ def test_each_step_reports_the_latent_and_the_decoded_prediction(tiny_latent_run
 def test_a_changed_autoencoder_is_refused(tiny_latent_run, tmp_path):
     folder, _ = tiny_latent_run
     _, info = load_model(folder)
-    other = VAE_PRESETS["tiny"]()
+    other = AUTOENCODER_PRESETS["tiny"]()
     other.seed = 1  # other weights under the name the model records
     train_vae(other, tmp_path, progress=False)
     info.data["autoencoder"] = str(tmp_path / "autoencoder")

@@ -1,6 +1,7 @@
 """Training: the loss weights against their derivation, EMA, resuming exactly, and stopping cleanly on NaN."""
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -15,8 +16,9 @@ from minidiff.models import load_checkpoint
 from minidiff.nets.unet import UNet
 from minidiff.training import loop as train_module
 from minidiff.training.config import TrainConfig
-from minidiff.training.loop import learning_rate, train, update_ema
+from minidiff.training.loop import train
 from minidiff.training.presets import PRESETS, tiny_config
+from minidiff.training.run import learning_rate, update_ema
 
 
 def tiny(**changes) -> TrainConfig:
@@ -51,6 +53,23 @@ def test_min_snr_weights_at_zero_snr_and_without_gamma():
 def test_learning_rate_warms_up_linearly():
     config = tiny(lr=1e-3, warmup_steps=4)
     assert [learning_rate(config, s) for s in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+
+
+def test_learning_rate_decays_as_a_half_cosine_to_a_tenth_after_the_warm_up():
+    config = tiny(lr=1e-3, warmup_steps=4, decay_steps=10)
+    for step in range(14):
+        warm = min(1.0, (step + 1) / 4)
+        wanted = 1e-3 * warm * (0.1 + 0.9 * (1 + math.cos(math.pi * min(step, 10) / 10)) / 2)  # the textbook form
+        assert learning_rate(config, step) == pytest.approx(wanted, rel=1e-12)
+    assert learning_rate(config, 10) == pytest.approx(1e-4) and learning_rate(config, 500) == pytest.approx(1e-4)
+
+
+def test_every_model_saves_the_same_training_state_format(tmp_path, tiny_vae):
+    train(tiny(steps=2), tmp_path / "diffusion", device="cpu", progress=False)
+    diffusion = load_training_state(tmp_path / "diffusion" / "train_state")
+    autoencoder = load_training_state(tiny_vae.parent / "train_state")  # the session's tiny autoencoder run
+    assert diffusion.step == 2 and len(diffusion.loss_history) == 2 and diffusion.ema  # diffusion keeps an EMA
+    assert autoencoder.step == 12 and len(autoencoder.loss_history) == 12 and autoencoder.ema == {}  # none here
 
 
 def test_ema_update_is_the_weighted_average():

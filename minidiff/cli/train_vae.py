@@ -1,12 +1,9 @@
-"""Training the autoencoder: `python -m minidiff train-vae`. A plain loop, resumable, like `minidiff.train`.
+"""`python -m minidiff train-vae`: train the autoencoder (`minidiff.training.vae`) from a preset, or resume a run.
 
     python -m minidiff train-vae --preset shapes --out runs/vae --minutes 25 --threads 1
     python -m minidiff train-vae --out runs/vae --minutes 40 --resume       # carry on to 40 minutes in all
 
-The run folder holds autoencoder.json + .safetensors (a checkpoint `load_autoencoder` reads, with its scale
-factor and measured PSNR) and train_state.json + .safetensors (weights, optimizer, step, RNG states: a killed run
-resumes exactly). Training images are Shapes of the train split, rendered once from the seed; the metrics are
-measured on the held-out split, whose colour/shape pairs the autoencoder never saw.
+What the run folder holds, and how a run resumes exactly, is `minidiff.training.run`.
 """
 
 import argparse
@@ -15,19 +12,30 @@ from pathlib import Path
 
 import torch
 
-from minidiff.files.checkpoint import read_tensors_and_json
+from minidiff.files.checkpoint import CheckpointError
 from minidiff.models import AutoencoderInfo
-from minidiff.training.vae import PRESETS, VAETrainConfig, train_vae
+from minidiff.training.config import VAETrainConfig
+from minidiff.training.presets import AUTOENCODER_PRESETS
+from minidiff.training.run import saved_training_state
+from minidiff.training.vae import train_vae
 
 
 def run(args: argparse.Namespace) -> AutoencoderInfo:
-    """The train-vae command."""
+    """The train-vae command; a clear message instead of a traceback when the run folder or the loss is wrong."""
+    try:
+        return train_from_arguments(args)
+    except (FileNotFoundError, FileExistsError, CheckpointError, FloatingPointError, ValueError) as error:
+        raise SystemExit(f"minidiff train-vae: {error}") from None
+
+
+def train_from_arguments(args: argparse.Namespace) -> AutoencoderInfo:
+    """The work of `run`, with errors left as exceptions."""
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.resume:
-        config = VAETrainConfig(**read_tensors_and_json(Path(args.out) / "train_state")[1]["config"])
+        config = VAETrainConfig.from_dict(saved_training_state(Path(args.out)).config)
     else:
-        config = PRESETS[args.preset]()
+        config = AUTOENCODER_PRESETS[args.preset]()
         config.seed = args.seed
     if args.steps is not None or args.minutes is not None:
         config.steps, config.minutes = args.steps, args.minutes
@@ -43,7 +51,7 @@ def run(args: argparse.Namespace) -> AutoencoderInfo:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the train-vae command's options."""
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="shapes")
+    parser.add_argument("--preset", choices=sorted(AUTOENCODER_PRESETS), default="shapes")
     parser.add_argument("--out", required=True, help="run folder, e.g. runs/vae")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="train until this many steps in all")

@@ -1,19 +1,70 @@
-"""What a training run of a diffusion model is set up with: `TrainConfig`. Its named presets are
-`minidiff.training.presets`; the data it reads, `minidiff.training.data`.
+"""What a training run is set up with. `LoopConfig`: the settings every run shares, whatever it trains (batch,
+optimizer, learning-rate schedule, budget, checkpoints, seed), read by the one training loop (`minidiff.training.loop`).
+`TrainConfig`: a diffusion model's run (network, diffusion settings, data, conditioning). `VAETrainConfig`: the autoencoder's run
+(`minidiff.training.vae`). The named presets of both are `minidiff.training.presets`; the data a
+diffusion run reads, `minidiff.training.data`.
 """
 
 from dataclasses import asdict, dataclass, field, fields
 
 from minidiff.diffusion.config import DiffusionConfig
+from minidiff.nets.autoencoder import AutoencoderConfig
 from minidiff.nets.conditioning import EncoderConfig
 from minidiff.nets.unet import UNetConfig
 
 DATASETS = ("mnist5k", "shapes", "shapes_latents")  # digits, Shapes in pixel space, Shapes as autoencoder latents
 
 
+BUDGET_FIELDS = ("steps", "minutes", "checkpoint_every_steps", "checkpoint_every_minutes", "sample_every_steps")
+
+
 @dataclass
-class TrainConfig:
-    """Every setting of a training run. Stored in the run's train_state.json; `--resume` reads it back."""
+class LoopConfig:
+    """The settings of the training loop itself. Every run's config extends it; stored in train_state.json."""
+
+    batch_size: int = 128
+    lr: float = 5e-4  # peak learning rate (AdamW, Loshchilov & Hutter 2019)
+    weight_decay: float = 0.0  # DDPM uses none
+    warmup_steps: int = 200  # linear warm-up of the learning rate (Goyal et al. 2017)
+    decay_steps: int | None = None  # then a cosine decay to a tenth over this many steps; None = constant
+    grad_clip: float = 1.0  # clip the gradient's global norm, as DDPM does
+    steps: int | None = 5000  # stop after this many steps in all (None = no step limit)
+    minutes: float | None = None  # stop after this many minutes in all, resumed sessions included (None = no limit)
+    checkpoint_every_steps: int | None = None  # also checkpoint every N steps (None = only by minutes)
+    checkpoint_every_minutes: float | None = 10.0  # checkpoint at least this often (and always at the end)
+    seed: int = 0  # weights, batch order, noise and dropout all follow from it
+
+    def finished(self, step: int, minutes: float) -> bool:
+        """Whether the run has reached its step or time budget."""
+        return (self.steps is not None and step >= self.steps) or (self.minutes is not None and minutes >= self.minutes)
+
+    def checkpoint_due(self, step: int, minutes_since_last: float) -> bool:
+        """Whether to write a checkpoint now (besides the one at the end)."""
+        by_steps = self.checkpoint_every_steps is not None and step % self.checkpoint_every_steps == 0
+        by_time = self.checkpoint_every_minutes is not None and minutes_since_last >= self.checkpoint_every_minutes
+        return by_steps or by_time
+
+    def math_fields(self) -> list[str]:
+        """The settings that change what is computed. The others (budget, checkpoint and grid intervals) may
+        change when a run is resumed."""
+        return [f.name for f in fields(self) if f.name not in BUDGET_FIELDS]
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (nested configs as dicts)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; known fields are {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    """Every setting of a diffusion model's training run: the loop's (LoopConfig) and these."""
 
     unet: UNetConfig = field(default_factory=lambda: UNetConfig(num_classes=10))
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)  # schedule, T, what the network predicts
@@ -25,21 +76,11 @@ class TrainConfig:
     # token conditioning (cross-attention) instead of class labels: the encoder's settings, None = none
     encoder: EncoderConfig | None = None
     token_drop_prob: float = 0.0  # share of single words dropped (partial prompts); the whole condition: class_drop_prob
-    batch_size: int = 128
-    lr: float = 5e-4  # peak learning rate; a small U-Net on 28x28 digits takes more than DDPM's 2e-4
-    weight_decay: float = 0.0  # DDPM uses none
-    warmup_steps: int = 200  # linear warm-up of the learning rate
-    grad_clip: float = 1.0  # clip the gradient's global norm, as DDPM does
     ema_decay: float = 0.999  # short runs: the average spans ~1000 steps (DDPM: 0.9999 over 800k steps)
     min_snr_gamma: float | None = 5.0  # Hang et al. 2023's recommended gamma; None = plain, unweighted MSE
     class_drop_prob: float = 0.1  # share of labels (or token conditions) dropped to the null one, for guidance
-    steps: int | None = 5000  # stop after this many steps in all (None = no step limit); 5000 x 128 = 128 epochs
-    minutes: float | None = None  # stop after this many minutes in all, resumed sessions included (None = no limit)
-    checkpoint_every_steps: int | None = None  # also checkpoint every N steps (None = only by minutes)
-    checkpoint_every_minutes: float | None = 10.0  # checkpoint at least this often (and always at the end)
     sample_every_steps: int | None = 500  # write a sample grid to samples/ every N steps (and at the end)
     sample_grid_steps: int = 100  # DDPM steps for those grids: evenly spaced, so they are quick
-    seed: int = 0  # weights, batch order, noise and dropout all follow from it
 
     def __post_init__(self):
         if isinstance(self.unet, dict):
@@ -67,30 +108,22 @@ class TrainConfig:
             return (3, 32, 32)
         return (1, 28, 28)
 
-    def finished(self, step: int, minutes: float) -> bool:
-        """Whether the run has reached its step or time budget."""
-        return (self.steps is not None and step >= self.steps) or (self.minutes is not None and minutes >= self.minutes)
 
-    def checkpoint_due(self, step: int, minutes_since_last: float) -> bool:
-        """Whether to write a checkpoint now (besides the one at the end)."""
-        by_steps = self.checkpoint_every_steps is not None and step % self.checkpoint_every_steps == 0
-        by_time = self.checkpoint_every_minutes is not None and minutes_since_last >= self.checkpoint_every_minutes
-        return by_steps or by_time
+@dataclass
+class VAETrainConfig(LoopConfig):
+    """Every setting of an autoencoder's training run: the loop's (LoopConfig, with these defaults) and its own."""
 
-    def math_fields(self) -> list[str]:
-        """The settings that change what is computed. The others (budget, checkpoint and grid intervals) may
-        change when a run is resumed."""
-        schedule_only = {"steps", "minutes", "checkpoint_every_steps", "checkpoint_every_minutes", "sample_every_steps"}
-        return [f.name for f in fields(self) if f.name not in schedule_only]
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    dataset_size: int = 20000  # Shapes of the train split, rendered once
+    eval_images: int = 500  # held-out images for the final PSNR
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    decay_steps: int | None = 3000  # the learning rate decays (cosine) to a tenth over this many steps, then stays
+    steps: int | None = None
+    minutes: float | None = 25.0
+    checkpoint_every_minutes: float | None = 5.0
 
-    def to_dict(self) -> dict:
-        """A JSON-ready dict (the U-Net config nested)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; known fields are {sorted(known)}")
-        return cls(**d)
+    def __post_init__(self):
+        if isinstance(self.autoencoder, dict):
+            self.autoencoder = AutoencoderConfig.from_dict(self.autoencoder)

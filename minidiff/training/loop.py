@@ -1,28 +1,29 @@
-r"""Training a diffusion model: a plain loop, one idea per function.
+r"""Training a diffusion model: a batch, DDPM's loss, an optimizer step, in the one loop every model trains in.
+
+The loop itself (`minidiff.training.run.train_loop`) is the same whatever trains in it: take a step, show progress,
+checkpoint when due and at the end, stop when the budget (steps or minutes, earlier sessions included) is spent.
+This module gives it the diffusion model's step (`train_step`: `next_batch`, `diffusion_loss`, `optimizer_step`) and
+sample grids; the autoencoder's step is in `minidiff.training.vae`.
 
 Papers followed:
 - Ho, Jain & Abbeel 2020 (DDPM): the training loop, Algorithm 1; an EMA of the weights for sampling (appendix B).
 - Salimans & Ho 2022: the v target (see `minidiff.diffusion.forward.training_target`).
 - Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy", sec. 3.4: per-step loss weights.
 - Ho & Salimans 2022, "Classifier-Free Diffusion Guidance", Algorithm 1: train with the label dropped to a null class.
-- Loshchilov & Hutter 2019: AdamW; Goyal et al. 2017: linear learning-rate warm-up.
+- Loshchilov & Hutter 2019: AdamW; Goyal et al. 2017: linear learning-rate warm-up; Loshchilov & Hutter 2017: cosine
+  decay.
 
     python -m minidiff train --config mnist --out runs/mnist --minutes 60     # a new run
     python -m minidiff train --out runs/mnist --minutes 120 --resume         # carry on to 120 minutes in all
-
-What a run folder holds, and how --resume restores a run exactly, is `minidiff.run_folder`.
 
 Reproducibility: every random draw of a step (batch order, t, eps, class drop) comes from one CPU generator,
 dropout from torch's global RNG; both are saved in each checkpoint, so a resumed run has exactly the losses
 that an uninterrupted run would have had.
 """
 
-import math
-import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from minidiff.data.pixels import from_model
 from minidiff.data.shapes import grid_attributes
@@ -38,7 +39,7 @@ from minidiff.nets.conditioning import condition_tokens, drop_tokens
 from minidiff.pipeline import sample_shapes, token_denoiser
 from minidiff.training.config import TrainConfig
 from minidiff.training.data import load_images
-from minidiff.training.run import Run, new_run, resume_run, save_run
+from minidiff.training.run import Run, new_run, optimizer_step, resume_run, save_run, train_loop
 
 
 def next_batch(run: Run, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,83 +92,34 @@ def diffusion_loss(run: Run, schedule: NoiseSchedule, x0: torch.Tensor, labels: 
     return (weights * per_image).mean()
 
 
-def learning_rate(config: TrainConfig, step: int) -> float:
-    """Linear warm-up from ~0 to config.lr over config.warmup_steps, then constant."""
-    # $\eta_s = \eta \cdot \min(1, (s + 1) / s_{\mathrm{warmup}})$
-    return config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
-
-
-def ema_decay(config: TrainConfig, step: int) -> float:
-    """The EMA decay at a step: small at first, so the average forgets the random initial weights quickly.
-
-    The warm-up (1 + s) / (10 + s) is TensorFlow's ExponentialMovingAverage with num_updates.
-    """
-    return min(config.ema_decay, (1 + step) / (10 + step))
-
-
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """Move each EMA weight a fraction (1 - decay) towards the model's weight."""
-    with torch.no_grad():
-        for ema_weight, weight in zip(ema.parameters(), model.parameters()):
-            # $\theta_{\mathrm{ema}} \leftarrow \beta\, \theta_{\mathrm{ema}} + (1 - \beta)\, \theta$
-            ema_weight.lerp_(weight, 1.0 - decay)
-        for ema_buffer, buffer in zip(ema.buffers(), model.buffers()):
-            ema_buffer.copy_(buffer)
-
-
 def train_step(run: Run, schedule: NoiseSchedule, images: torch.Tensor, labels: torch.Tensor,
                device: torch.device) -> float:
-    """One optimizer step: batch, loss, gradient (clipped), AdamW, EMA. Returns the loss."""
+    """One optimizer step of a diffusion model: batch, loss (`diffusion_loss`), `optimizer_step`. Returns the loss."""
     x0, y = next_batch(run, images, labels)
-    loss = diffusion_loss(run, schedule, x0, y, device)
-    value = loss.item()
-    if not math.isfinite(value):
-        raise FloatingPointError(f"the loss is {value} at step {run.step}")
-    for group in run.optimizer.param_groups:
-        group["lr"] = learning_rate(run.config, run.step)
-    run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
-    run.optimizer.step()
-    update_ema(run.ema, run.model, ema_decay(run.config, run.step))
-    run.step += 1
+    value = optimizer_step(run, diffusion_loss(run, schedule, x0, y, device))
     run.losses.append(value)
     return value
 
 
 def train(config: TrainConfig, out: Path | str, resume: bool = False, device: torch.device | str = "auto",
           command: str = "", progress: bool = True) -> Run:
-    """Train until config.steps or config.minutes (counting earlier sessions); checkpoint on the way and at the end."""
+    """Train a diffusion model in `train_loop`; checkpoint (state, EMA model) on the way and at the end, and write a
+    sample grid every config.sample_every_steps steps and at the end."""
     out, device = Path(out), resolve_device(device)
     if not resume and (out / "train_state.json").exists():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     images, labels = load_images(config, cache_dir=out)
     schedule = config.diffusion.noise_schedule()
     run = resume_run(out, config, device, command) if resume else new_run(config, device, command)
-    start, first_step, saved_at = time.monotonic(), run.step, time.monotonic()
 
-    def minutes() -> float:
-        """Training time of all sessions together."""
-        return run.minutes + (time.monotonic() - start) / 60
+    def take_step(run: Run) -> dict[str, str]:
+        return {"loss": f"{train_step(run, schedule, images, labels, device):.4f}"}
 
-    bar = tqdm(total=config.steps, initial=run.step, disable=not progress, unit="step", desc=str(out))
-    try:
-        while not config.finished(run.step, minutes()):
-            loss = train_step(run, schedule, images, labels, device)
-            images_per_second = (run.step - first_step) * config.batch_size / max(time.monotonic() - start, 1e-9)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", images_per_s=f"{images_per_second:.0f}")
-            if config.sample_every_steps and run.step % config.sample_every_steps == 0:
-                write_sample_grid(run, schedule, out, device)
-            if config.checkpoint_due(run.step, (time.monotonic() - saved_at) / 60):
-                save_run(run, out, device, minutes())
-                saved_at = time.monotonic()
-    except FloatingPointError as error:
-        raise FloatingPointError(f"{error}: training stopped. The last good checkpoint in {out} is kept; lower the "
-                                 "learning rate or raise the warm-up, then continue with --resume") from None
-    finally:
-        bar.close()
-    save_run(run, out, device, minutes())
+    def sample_now_and_then(run: Run) -> None:
+        if config.sample_every_steps and run.step % config.sample_every_steps == 0:
+            write_sample_grid(run, schedule, out, device)
+
+    train_loop(run, out, take_step, lambda run: save_run(run, out, device), sample_now_and_then, progress)
     write_sample_grid(run, schedule, out, device)
     return run
 

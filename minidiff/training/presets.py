@@ -1,13 +1,15 @@
-"""The named training presets (`python -m minidiff train --config NAME`): "mnist" (the shipped class-conditional MNIST-5k model), "tiny" (a seconds-long run for tests),
+"""The named training presets: PRESETS for diffusion models (`python -m minidiff train --config NAME`): "mnist" (the shipped class-conditional MNIST-5k model), "tiny" (a seconds-long run for tests),
 "shapes_latent" (latent diffusion on the Shapes dataset, conditioned on its attributes), its pixel-space twin
-"shapes_pixel", "shapes_text" (text to image) and "tiny_latent".
+"shapes_pixel", "shapes_text" (text to image) and "tiny_latent"; AUTOENCODER_PRESETS for the autoencoder
+(`python -m minidiff train-vae --preset NAME`): "shapes" (the shipped shapes_vae) and "tiny".
 """
 
 from minidiff.diffusion.config import DiffusionConfig
+from minidiff.nets.autoencoder import AutoencoderConfig
 from minidiff.nets.conditioning import EncoderConfig
 from minidiff.nets.text import MAX_LENGTH
 from minidiff.nets.unet import UNetConfig
-from minidiff.training.config import TrainConfig
+from minidiff.training.config import TrainConfig, VAETrainConfig
 
 
 def mnist_config() -> TrainConfig:
@@ -73,5 +75,18 @@ def tiny_latent_config() -> TrainConfig:
                        checkpoint_every_minutes=None, sample_every_steps=None, sample_grid_steps=10)
 
 
+def shapes_vae_config() -> VAETrainConfig:
+    """The shipped shapes_vae: 32 x 32 x 3 Shapes to 8 x 8 x 4 latents, 25 minutes on the CPU."""
+    return VAETrainConfig()
+
+
+def tiny_vae_config() -> VAETrainConfig:
+    """An autoencoder run of a few seconds for tests: 64 Shapes, 8 channels per level, 12 steps."""
+    return VAETrainConfig(autoencoder=AutoencoderConfig(channels=(8, 8, 8), groups=4), dataset_size=64, batch_size=16,
+                          warmup_steps=3, decay_steps=12, steps=12, minutes=None, checkpoint_every_minutes=None,
+                          eval_images=16)
+
+
 PRESETS = {"mnist": mnist_config, "tiny": tiny_config, "shapes_latent": shapes_latent_config,
            "shapes_pixel": shapes_pixel_config, "shapes_text": shapes_text_config, "tiny_latent": tiny_latent_config}
+AUTOENCODER_PRESETS = {"shapes": shapes_vae_config, "tiny": tiny_vae_config}  # train-vae --preset

@@ -1,15 +1,32 @@
-"""A training run's state and its folder: what a checkpoint saves, how --resume restores it, the sample grids.
+"""A training run: what changes while a model trains, the one format every run is saved in, and the one loop.
 
-A run folder holds model.json + model.safetensors (the EMA weights: a checkpoint that samplers load),
-train_state.json + train_state.safetensors (all that resuming needs) and samples/step_NNNNNN.png.
-The training loop itself is `minidiff.train`.
+Whatever it trains (a diffusion model, the autoencoder), a run folder holds train_state.json + train_state.safetensors
+(`minidiff.files.training_state`): the online weights, their EMA if the run keeps one, the optimizer, every random
+state, the data order, the losses and the minutes so far. `--resume` rebuilds the run from its config and restores all
+of it, so a resumed run takes exactly the steps an uninterrupted one would have taken.
+
+A diffusion run also writes model.json + model.safetensors (the EMA weights: a checkpoint that samplers load) and
+samples/step_NNNNNN.png; an autoencoder run writes autoencoder.json + .safetensors when it ends
+(`minidiff.training.vae`).
+
+The loop (`train_loop`) and the update (`optimizer_step`: learning-rate schedule, clipped gradient, AdamW, EMA) are
+the same for every model; each model brings its own step: `minidiff.training.loop.train_step` for diffusion,
+`minidiff.training.vae.vae_step` for the autoencoder.
+
+Papers: Loshchilov & Hutter 2019 (AdamW) and 2017 (cosine decay); Goyal et al. 2017 (linear warm-up); Ho et al. 2020,
+appendix B (an EMA of the weights for sampling).
 """
 
 import copy
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
+from tqdm import tqdm
 
 from minidiff.files.training_state import (
     TrainingState,
@@ -21,31 +38,30 @@ from minidiff.files.training_state import (
 from minidiff.models import CheckpointInfo, latent_data_info, save_checkpoint
 from minidiff.nets.conditioning import ConditionedUNet
 from minidiff.nets.unet import UNet
-from minidiff.training.config import TrainConfig
+from minidiff.training.config import LoopConfig, TrainConfig
 
 
 @dataclass
 class Run:
     """What changes while training; every checkpoint saves it and --resume restores it."""
 
-    config: TrainConfig
-    model: UNet | ConditionedUNet  # the online weights, which the optimizer updates
-    ema: UNet | ConditionedUNet  # their exponential moving average: what samplers use
+    config: LoopConfig  # a TrainConfig (diffusion) or a VAETrainConfig (autoencoder)
+    model: nn.Module  # the online weights, which the optimizer updates
+    ema: nn.Module | None  # their exponential moving average, what samplers use; None for a run that keeps none
     optimizer: torch.optim.AdamW
-    generator: torch.Generator  # on the CPU: draws batch order, t, eps and class drop
+    generator: torch.Generator  # on the CPU: draws batch order, t, eps and condition dropout
     order: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))  # this epoch's permutation
     step: int = 0  # optimizer steps taken
     losses: list[float] = field(default_factory=list)  # one per step
-    minutes: float = 0.0  # training time of earlier sessions
+    minutes: float = 0.0  # training time so far, all sessions (brought up to date at every checkpoint)
     command: str = ""  # every command that worked on this run, one per line
 
 
-def new_run(config: TrainConfig, device: torch.device, command: str) -> Run:
-    """Fresh weights, optimizer and generator, all from config.seed."""
-    torch.manual_seed(config.seed)  # the weights' initialisation and, later, dropout
-    model = UNet(config.unet) if config.encoder is None else ConditionedUNet(config.unet, config.encoder)
+def start_run(config: LoopConfig, model: nn.Module, device: torch.device, command: str, keep_ema: bool) -> Run:
+    """A new run of `model` (built by the caller right after torch.manual_seed(config.seed)): AdamW, an EMA copy if
+    keep_ema, and the generator of the run's random draws, seeded with config.seed."""
     model = model.to(device)
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if keep_ema else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     return Run(config, model, ema, optimizer, torch.Generator().manual_seed(config.seed), command=command)
 
@@ -57,38 +73,150 @@ def saved_training_state(out: Path) -> TrainingState:
     return load_training_state(out / "train_state")
 
 
-def resume_run(out: Path, config: TrainConfig, device: torch.device, command: str) -> Run:
-    """The run saved in `out`, exactly as it was at its last checkpoint, to continue under `config`."""
-    state = saved_training_state(out)
-    saved = TrainConfig.from_dict(state.config)
-    changed = [name for name in saved.math_fields() if getattr(saved, name) != getattr(config, name)]
+def restore_run(run: Run, state: TrainingState, out: Path) -> Run:
+    """Put a saved state back into a freshly started run of the same config: weights, EMA, optimizer, data order,
+    losses, minutes, commands and every random state, so the run continues exactly where it was saved."""
+    saved = type(run.config).from_dict(state.config)
+    changed = [name for name in saved.math_fields() if getattr(saved, name) != getattr(run.config, name)]
     if changed:
         raise ValueError(f"{out} was trained with other settings for {changed}; resume it with its own config "
                          f"(the CLI does: `--resume` reads it from {out}/train_state.json)")
-    run = new_run(config, device, command=f"{state.command}\n{command}")
     run.model.load_state_dict(state.model)
-    run.ema.load_state_dict(state.ema)
+    if run.ema is not None:
+        run.ema.load_state_dict(state.ema)
     run.optimizer.load_state_dict(state.optimizer)
     run.generator.set_state(state.data_generator)
     run.order, run.step, run.losses = state.data_order, state.step, state.loss_history
-    run.minutes = state.training_minutes
-    restore_rng_states(state.rng_tensors, state.rng_rest)  # last: building the model above drew from the RNG
+    run.minutes, run.command = state.training_minutes, f"{state.command}\n{run.command}"
+    restore_rng_states(state.rng_tensors, state.rng_rest)  # last: building the model drew from the RNG
     return run
 
 
-def save_run(run: Run, out: Path, device: torch.device, minutes: float) -> None:
-    """Write the training state, then the model checkpoint (the EMA weights), each atomically."""
-    config = run.config
+def save_state(run: Run, out: Path) -> None:
+    """Write the run's training state, atomically: all that --resume needs."""
     rng_tensors, rng_rest = capture_rng_states()
     save_training_state(out / "train_state", TrainingState(
-        step=run.step, model=run.model.state_dict(), ema=run.ema.state_dict(), optimizer=run.optimizer.state_dict(),
-        rng_tensors=rng_tensors, rng_rest=rng_rest, data_generator=run.generator.get_state(), data_order=run.order,
-        loss_history=run.losses, training_minutes=minutes, config=config.to_dict(), command=run.command))
+        step=run.step, model=run.model.state_dict(), ema={} if run.ema is None else run.ema.state_dict(),
+        optimizer=run.optimizer.state_dict(), rng_tensors=rng_tensors, rng_rest=rng_rest,
+        data_generator=run.generator.get_state(), data_order=run.order, loss_history=run.losses,
+        training_minutes=run.minutes, config=run.config.to_dict(), command=run.command))
+
+
+# ------------------------------------------------------------------ a diffusion model's run
+
+
+def new_run(config: TrainConfig, device: torch.device, command: str) -> Run:
+    """A new diffusion run: fresh weights (a U-Net, with its token encoder when conditioned on tokens), an EMA of
+    them, AdamW and the generator, all from config.seed."""
+    torch.manual_seed(config.seed)  # the weights' initialisation and, later, dropout
+    model = UNet(config.unet) if config.encoder is None else ConditionedUNet(config.unet, config.encoder)
+    return start_run(config, model, device, command, keep_ema=True)
+
+
+def resume_run(out: Path, config: TrainConfig, device: torch.device, command: str) -> Run:
+    """The diffusion run saved in `out`, exactly as it was at its last checkpoint, to continue under `config`."""
+    return restore_run(new_run(config, device, command), saved_training_state(out), out)
+
+
+def save_run(run: Run, out: Path, device: torch.device) -> None:
+    """Write the training state, then the model checkpoint (the EMA weights), each atomically."""
+    save_state(run, out)
+    config = run.config
     data = {"name": config.data, "image_shape": list(config.image_shape())}
     if config.data == "shapes_latents":
         data.update(latent_data_info(config.autoencoder))
     encoder = None if config.encoder is None else config.encoder.to_dict()
-    info = CheckpointInfo(model=config.unet.to_dict(), diffusion=config.diffusion.to_dict(), data=data, command=run.command,
-                          seed=config.seed, device=str(device), training_minutes=round(minutes, 2), step=run.step,
-                          encoder=encoder)
+    info = CheckpointInfo(model=config.unet.to_dict(), diffusion=config.diffusion.to_dict(), data=data,
+                          command=run.command, seed=config.seed, device=str(device),
+                          training_minutes=round(run.minutes, 2), step=run.step, encoder=encoder)
     save_checkpoint(out / "model", run.ema.state_dict(), info)
+
+
+# ------------------------------------------------------------------ the one loop, for every model
+
+
+def learning_rate(config: LoopConfig, step: int) -> float:
+    """Linear warm-up from ~0 to config.lr over config.warmup_steps; then constant, or (with config.decay_steps) a
+    cosine decay to a tenth of config.lr over decay_steps, then constant. The schedule does not depend on the budget
+    (steps or minutes), so a run cut short and resumed is the same run."""
+    # $\eta_s = \eta \cdot \min(1, (s + 1) / s_{\mathrm{warmup}})$
+    rate = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+    if config.decay_steps is None:
+        return rate
+    progress = min(step, config.decay_steps) / config.decay_steps
+    # $\eta_s \leftarrow \eta_s\,(0.55 + 0.45 \cos(\pi s / S))$: from $\eta$ down to $\eta / 10$
+    return rate * (0.55 + 0.45 * math.cos(math.pi * progress))
+
+
+def ema_decay(config: TrainConfig, step: int) -> float:
+    """The EMA decay at a step: small at first, so the average forgets the random initial weights quickly.
+
+    The warm-up (1 + s) / (10 + s) is TensorFlow's ExponentialMovingAverage with num_updates.
+    """
+    return min(config.ema_decay, (1 + step) / (10 + step))
+
+
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """Move each EMA weight a fraction (1 - decay) towards the model's weight."""
+    with torch.no_grad():
+        for ema_weight, weight in zip(ema.parameters(), model.parameters()):
+            # $\theta_{\mathrm{ema}} \leftarrow \beta\, \theta_{\mathrm{ema}} + (1 - \beta)\, \theta$
+            ema_weight.lerp_(weight, 1.0 - decay)
+        for ema_buffer, buffer in zip(ema.buffers(), model.buffers()):
+            ema_buffer.copy_(buffer)
+
+
+def optimizer_step(run: Run, loss: torch.Tensor) -> float:
+    """One update from a batch's loss, for any model: learning rate, gradient (clipped), AdamW, the EMA if the run
+    keeps one. Returns the loss; a loss that is not finite stops training (FloatingPointError) before any update."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise FloatingPointError(f"the loss is {value} at step {run.step}")
+    for group in run.optimizer.param_groups:
+        group["lr"] = learning_rate(run.config, run.step)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
+    run.optimizer.step()
+    if run.ema is not None:
+        update_ema(run.ema, run.model, ema_decay(run.config, run.step))
+    run.step += 1
+    return value
+
+
+def train_loop(run: Run, out: Path, take_step: Callable[[Run], dict[str, str]], save: Callable[[Run], None],
+               after_step: Callable[[Run], None] | None = None, progress: bool = True) -> Run:
+    """Train until config.steps or config.minutes (earlier sessions included), the one loop of every model.
+
+    take_step(run) takes one optimizer step and returns what the progress bar shows; save(run) writes a checkpoint,
+    whenever one is due (config.checkpoint_due) and at the end, with run.minutes brought up to date first;
+    after_step(run), if given, runs after every step (e.g. a sample grid now and then).
+    """
+    config, start = run.config, time.monotonic()
+    earlier_minutes, first_step, saved_at = run.minutes, run.step, start
+
+    def minutes() -> float:
+        """Training time of all sessions together."""
+        return earlier_minutes + (time.monotonic() - start) / 60
+
+    bar = tqdm(total=config.steps, initial=run.step, disable=not progress, unit="step", desc=str(out))
+    try:
+        while not config.finished(run.step, minutes()):
+            shown = take_step(run)
+            images_per_second = (run.step - first_step) * config.batch_size / max(time.monotonic() - start, 1e-9)
+            bar.update(1)
+            bar.set_postfix(**shown, images_per_s=f"{images_per_second:.0f}")
+            if after_step is not None:
+                after_step(run)
+            if config.checkpoint_due(run.step, (time.monotonic() - saved_at) / 60):
+                run.minutes = minutes()
+                save(run)
+                saved_at = time.monotonic()
+    except FloatingPointError as error:
+        raise FloatingPointError(f"{error}: training stopped. The last good checkpoint in {out} is kept; lower the "
+                                 "learning rate or raise the warm-up, then continue with --resume") from None
+    finally:
+        bar.close()
+    run.minutes = minutes()
+    save(run)
+    return run
