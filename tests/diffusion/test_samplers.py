@@ -1,30 +1,17 @@
-"""Samplers: each step against its paper's identities and against diffusers' schedulers, the loop against exact
-denoisers, timestep spacings, network evaluations, the CLI."""
-
-import json
-import math
+"""Samplers: each one's trajectory against diffusers' schedulers, the loop against exact denoisers, network
+evaluations, seeds, zero terminal SNR. (One step of each: test_steps.py; the timesteps: test_timesteps.py; the
+sample command: tests/cli/test_cli_sample.py.)"""
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from support.tiny import tiny_unet
 
-from minidiff.__main__ import main
-from minidiff.diffusion.dpm_solver import dpm_solver_2m_step
-from minidiff.diffusion.forward import PREDICTIONS, eps_from_x0, q_posterior, q_sample, x0_and_eps_from_output
+from minidiff.diffusion.forward import PREDICTIONS, x0_and_eps_from_output
 from minidiff.diffusion.loop import DenoisingStep, model_denoiser, predict_x0_and_eps
 from minidiff.diffusion.samplers import SAMPLERS, sample_ddim, sample_ddpm, sample_dpm_solver, sample_dpm_solver_sde
-from minidiff.diffusion.schedule import NoiseSchedule, alpha_bar_at, make_schedule, sigma_from_alpha_bar
-from minidiff.diffusion.steps import ddim_step, ddpm_step, euler_step
-from minidiff.diffusion.timesteps import (
-    SPACINGS,
-    karras_sigmas,
-    karras_timesteps,
-    sampling_timesteps,
-    timestep_from_sigma,
-)
-from minidiff.files.images import GIF_SCALE
-from minidiff.nets.unet import UNet, UNetConfig
+from minidiff.diffusion.schedule import NoiseSchedule, alpha_bar_at, make_schedule
+from minidiff.diffusion.timesteps import SPACINGS, sampling_timesteps
 
 
 def one_point_denoiser(schedule, x_star):
@@ -39,76 +26,6 @@ def one_point_denoiser(schedule, x_star):
     return denoiser
 
 
-def tiny_unet(num_classes=None):
-    torch.manual_seed(0)
-    config = UNetConfig(channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2, groups=4,
-                        num_classes=num_classes)
-    return UNet(config).eval()
-
-
-# ------------------------------------------------------------------ one step
-
-
-@pytest.mark.parametrize("name", ["linear", "cosine"])
-def test_ddpm_step_given_the_true_noise_is_the_posterior_mean(name):
-    schedule = make_schedule(name, 1000)
-    generator = torch.Generator().manual_seed(0)
-    x0 = torch.rand((3, 1, 4, 4), generator=generator, dtype=torch.float64) * 2 - 1
-    eps = torch.randn((3, 1, 4, 4), generator=generator, dtype=torch.float64)
-    for t in [0, 1, 10, 250, 500, 998, 999]:
-        x_t = q_sample(schedule, x0, t, eps)
-        x0_hat, _ = predict_x0_and_eps(lambda x, t_batch: eps, "eps", x_t, t, float(schedule.alpha_bar[t]))
-        mean = ddpm_step(x_t, x0_hat, float(schedule.alpha_bar[t]), float(schedule.alpha_bar_prev[t]))
-        expected_mean, _ = q_posterior(schedule, x0, x_t, t)
-        torch.testing.assert_close(mean, expected_mean, rtol=1e-9, atol=1e-9)
-
-
-@pytest.mark.parametrize("variance, table", [("beta_tilde", "posterior_variance"), ("beta", "betas")])
-def test_ddpm_step_noise_has_the_chosen_variance(variance, table):
-    schedule = make_schedule("linear", 1000)
-    generator = torch.Generator().manual_seed(1)
-    x_t, x0, noise = (torch.randn((2, 1, 3, 3), generator=generator, dtype=torch.float64) for _ in range(3))
-    for t in [1, 100, 999]:
-        args = (x_t, x0, float(schedule.alpha_bar[t]), float(schedule.alpha_bar_prev[t]))
-        difference = ddpm_step(*args, noise=noise, variance=variance) - ddpm_step(*args)
-        torch.testing.assert_close(difference, getattr(schedule, table)[t].sqrt() * noise, rtol=1e-9, atol=1e-12)
-
-
-def test_unknown_variance_is_refused():
-    with pytest.raises(ValueError, match="beta_tilde"):
-        ddpm_step(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), 0.5, 0.6, torch.zeros(1, 1, 2, 2), variance="large")
-
-
-def consistent_pair(alpha_bar, seed=0):
-    """A random x_t, x0 and the eps that makes them consistent: x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps."""
-    generator = torch.Generator().manual_seed(seed)
-    x_t, x0, noise = (torch.randn((2, 1, 3, 3), generator=generator, dtype=torch.float64) for _ in range(3))
-    return x_t, x0, eps_from_x0(x_t, x0, alpha_bar), noise
-
-
-@pytest.mark.parametrize("t, t_prev", [(999, 949), (500, 100), (10, 0), (0, -1)])
-def test_ddim_with_eta_1_is_the_ddpm_step_with_beta_tilde(t, t_prev):
-    """Song et al. 2021, eq. 16: eta = 1 makes DDIM's step DDPM's, in mean and in variance."""
-    schedule = make_schedule("linear", 1000)
-    alpha_bar, alpha_bar_prev = float(schedule.alpha_bar[t]), float(schedule.alpha_bar[t_prev]) if t_prev >= 0 else 1.0
-    x_t, x0, eps, noise = consistent_pair(alpha_bar)
-    ddim = ddim_step(x0, eps, alpha_bar, alpha_bar_prev, eta=1.0, noise=noise)
-    ddpm = ddpm_step(x_t, x0, alpha_bar, alpha_bar_prev, noise=noise, variance="beta_tilde")
-    torch.testing.assert_close(ddim, ddpm, rtol=1e-9, atol=1e-9)
-
-
-@pytest.mark.parametrize("t, t_prev", [(999, 949), (500, 100), (10, 0), (0, -1)])
-def test_deterministic_ddim_euler_in_sigma_and_first_order_dpm_solver_are_one_step(t, t_prev):
-    """Song et al. 2021, sec. 4.3, and Lu et al. 2022b: DDIM (eta = 0) is Euler's method in sigma, and
-    DPM-Solver++ of first order is DDIM."""
-    schedule = make_schedule("cosine", 1000)
-    alpha_bar, alpha_bar_prev = float(schedule.alpha_bar[t]), float(schedule.alpha_bar[t_prev]) if t_prev >= 0 else 1.0
-    x_t, x0, eps, _ = consistent_pair(alpha_bar)
-    ddim = ddim_step(x0, eps, alpha_bar, alpha_bar_prev)
-    euler = euler_step(x_t, eps, sigma_from_alpha_bar(alpha_bar), sigma_from_alpha_bar(alpha_bar_prev))
-    torch.testing.assert_close(euler, ddim, rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(dpm_solver_2m_step(x_t, x0, alpha_bar, alpha_bar_prev), ddim, rtol=1e-9, atol=1e-9)
-
 
 def test_ddim_refuses_eta_outside_0_to_1():
     schedule = make_schedule("linear", 50)
@@ -117,75 +34,6 @@ def test_ddim_refuses_eta_outside_0_to_1():
             sample_ddim(lambda x, t: x, (1, 1, 2, 2), schedule, eta=eta, generator=torch.Generator().manual_seed(0))
 
 
-# ------------------------------------------------------------------ timesteps
-
-
-def test_sampling_timesteps_are_evenly_spaced_and_run_from_T_minus_1_to_0():
-    assert sampling_timesteps(10) == list(range(9, -1, -1))
-    assert sampling_timesteps(1000, 1) == [999]
-    assert sampling_timesteps(1000, 4) == [999, 666, 333, 0]
-    for steps in [2, 7, 50, 999, 1000]:
-        timesteps = sampling_timesteps(1000, steps)
-        assert len(timesteps) == steps and timesteps[0] == 999 and timesteps[-1] == 0
-        gaps = np.diff(timesteps)
-        assert (gaps < 0).all() and gaps.max() - gaps.min() <= 1  # strictly falling, even up to rounding
-    for bad in [0, 1001]:
-        with pytest.raises(ValueError, match="steps must lie in 1"):
-            sampling_timesteps(1000, bad)
-
-
-
-def test_spacings_match_diffusers_ddim_scheduler():
-    """Lin et al. 2023, Table 2, as diffusers' DDIMScheduler lays them out.
-
-    trailing is compared where steps divides T: diffusers builds it with np.arange and a fractional stride, which
-    for other step counts can round a timestep the other way or even return one timestep too many (T = 50 and
-    29 steps gives 30); ours computes each timestep directly. linspace with one step is ours alone: T-1 (pure
-    noise), where diffusers would give 0.
-    """
-    from diffusers import DDIMScheduler
-
-    for T in [50, 1000]:
-        scheduler = DDIMScheduler(num_train_timesteps=T, beta_schedule="linear")
-        for steps in range(2, T + 1):
-            for spacing in SPACINGS:
-                if spacing == "trailing" and T % steps != 0:
-                    continue
-                scheduler.register_to_config(timestep_spacing=spacing)
-                scheduler.set_timesteps(steps)
-                assert sampling_timesteps(T, steps, spacing) == scheduler.timesteps.tolist(), (T, steps, spacing)
-
-
-@pytest.mark.parametrize("T", [50, 1000])
-def test_spacings_fall_evenly_and_have_their_ends(T):
-    for steps in range(1, T + 1):
-        linspace, leading, trailing = (sampling_timesteps(T, steps, spacing) for spacing in SPACINGS)
-        for timesteps in [linspace, leading, trailing]:
-            gaps = np.diff(timesteps)
-            assert len(timesteps) == steps and (gaps < 0).all() and (steps == 1 or gaps.max() - gaps.min() <= 1)
-        assert linspace[0] == T - 1 and linspace[-1] == (0 if steps > 1 else T - 1)
-        assert leading[-1] == 0 and leading[0] == (steps - 1) * (T // steps)  # starts below T-1 unless steps = 1 or T
-        assert trailing[0] == T - 1 and trailing[-1] == round(T / steps) - 1  # starts at pure noise
-    with pytest.raises(ValueError, match="unknown spacing 'even'"):
-        sampling_timesteps(T, 10, "even")
-
-
-def test_karras_sigmas_are_even_in_sigma_to_the_one_over_rho_and_fractional_timesteps_invert():
-    sigmas = karras_sigmas(80.0, 0.002, 12, rho=7.0)  # EDM's own range
-    assert sigmas[0] == pytest.approx(80.0) and sigmas[-1] == pytest.approx(0.002)
-    roots = np.array(sigmas) ** (1 / 7)
-    np.testing.assert_allclose(np.diff(roots), np.diff(roots)[0], rtol=1e-9)  # eq. 5: a straight line in sigma^(1/rho)
-    schedule = make_schedule("linear", 1000)
-    for t in [0, 1, 17, 500, 998, 999]:  # integer timesteps: the table's own sigma
-        assert timestep_from_sigma(schedule, sigma_from_alpha_bar(float(schedule.alpha_bar[t]))) == pytest.approx(t)
-    for t in [0.25, 17.5, 800.9, 998.01]:  # in between: alpha_bar_at and timestep_from_sigma undo each other
-        assert timestep_from_sigma(schedule, sigma_from_alpha_bar(alpha_bar_at(schedule, t))) == pytest.approx(t)
-        below, above = float(schedule.alpha_bar[math.ceil(t)]), float(schedule.alpha_bar[math.floor(t)])
-        assert below < alpha_bar_at(schedule, t) < above
-    timesteps = karras_timesteps(schedule, sampling_timesteps(1000, 10, "trailing"))
-    assert timesteps[0] == pytest.approx(999) and timesteps[-1] == pytest.approx(99)  # the spacing's range
-    with pytest.raises(ValueError, match="zero terminal SNR"):
-        karras_timesteps(make_schedule("linear", 100, zero_terminal_snr=True), sampling_timesteps(100, 5))
 
 # ------------------------------------------------------------------ against diffusers
 
@@ -573,86 +421,3 @@ def test_zero_terminal_snr_samplers_start_from_pure_noise(name):
     for karras in ["euler", "heun"]:
         with pytest.raises(ValueError, match="zero terminal SNR"):
             SAMPLERS[karras](lambda x_t, t: x_t, (1, 1, 2, 2), schedule, "x0", generator=torch.Generator())
-
-# ------------------------------------------------------------------ the sample command
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    main(["train", "--config", "tiny", "--out", str(out), "--steps", "4", "--device", "cpu", "--quiet"])
-    return out
-
-
-def test_sample_command_writes_every_promised_file(tiny_run, tmp_path):
-    out = tmp_path / "samples"
-    main(["sample", "--model", str(tiny_run), "--label", "7", "--n", "5", "--seed", "0", "--sampler", "ddpm",
-          "--steps", "6", "--out", str(out), "--device", "cpu"])
-    for i in range(5):
-        with Image.open(out / f"{i:03d}.png") as image:
-            assert image.size == (28, 28) and image.mode == "L"
-    with Image.open(out / "grid.png") as grid:
-        assert grid.size == (5 * 30 + 2, 30 + 2)  # 5 columns of 28 + 2 padding, one row
-    with Image.open(out / "denoise.gif") as gif:
-        assert gif.size == ((4 * 30 + 2) * GIF_SCALE, 32 * GIF_SCALE)  # the first 4 images, enlarged
-        assert gif.n_frames == 1 + 6  # x_T, then after each of the 6 steps
-    meta = json.loads((out / "meta.json").read_text())
-    assert meta["labels"] == [7] * 5 and meta["n"] == 5 and meta["steps"] == 6 and meta["nfe"] == 6
-    assert meta["seed"] == 0 and meta["sampler"] == "ddpm" and meta["seconds"] > 0
-    assert sorted(meta["files"]) == sorted(p.name for p in out.iterdir() if p.name != "meta.json")
-
-
-def test_sample_command_is_reproducible_and_labels_cycle_by_default(tiny_run, tmp_path):
-    for name in ["a", "b"]:
-        main(["sample", "--model", str(tiny_run / "model.json"), "--n", "3", "--steps", "3",
-              "--out", str(tmp_path / name), "--device", "cpu"])
-    assert (tmp_path / "a" / "grid.png").read_bytes() == (tmp_path / "b" / "grid.png").read_bytes()
-    assert json.loads((tmp_path / "a" / "meta.json").read_text())["labels"] == [0, 1, 2]
-
-
-@pytest.mark.parametrize("arguments, message", [
-    (["--model", "no_such_model"], "no checkpoint named 'no_such_model'"),
-    (["--label", "12"], r"label 12 is outside 0 \.\.\. 9"),
-    (["--steps", "1000"], "steps must lie in 1"),
-    (["--n", "0"], "--n must be at least 1"),
-])
-def test_sample_command_errors_say_what_is_wrong(tiny_run, tmp_path, arguments, message):
-    argv = ["sample", "--model", str(tiny_run), "--out", str(tmp_path), "--device", "cpu", *arguments]
-    if "--model" in arguments:
-        argv = ["sample", "--out", str(tmp_path), "--device", "cpu", *arguments]
-    with pytest.raises(SystemExit, match=message):
-        main(argv)
-
-
-@pytest.mark.parametrize("sampler, options, nfe", [
-    ("ddim", ["--eta", "0.5", "--spacing", "trailing"], 4),
-    ("dpm++", ["--guidance", "3"], 4),
-    ("dpm++sde", ["--spacing", "trailing"], 4),
-    ("euler", ["--spacing", "leading"], 4),
-    ("heun", ["--guidance", "2", "--guidance-rescale", "0.7"], 2 * 4 - 1),
-])
-def test_sample_command_runs_every_sampler_and_records_its_settings(tiny_run, tmp_path, sampler, options, nfe):
-    out = tmp_path / sampler
-    main(["sample", "--model", str(tiny_run), "--n", "3", "--steps", "4", "--sampler", sampler, *options,
-          "--out", str(out), "--device", "cpu"])
-    meta = json.loads((out / "meta.json").read_text())
-    given = dict(zip(options[::2], options[1::2]))
-    assert meta["sampler"] == sampler and meta["steps"] == 4 and meta["nfe"] == nfe
-    assert meta["spacing"] == given.get("--spacing", "linspace")
-    assert meta["eta"] == (float(given.get("--eta", 0.0)) if sampler == "ddim" else None)
-    assert meta["guidance"] == (float(given["--guidance"]) if "--guidance" in given else None)
-    with Image.open(out / "denoise.gif") as gif:
-        assert gif.n_frames == 1 + 4  # one frame per step, whatever a step costs
-    assert sorted(meta["files"]) == sorted(p.name for p in out.iterdir() if p.name != "meta.json")
-
-
-@pytest.mark.parametrize("arguments, message", [
-    (["--sampler", "dpm++", "--eta", "0.5"], "--eta is DDIM's"),
-    (["--sampler", "ddim", "--eta", "2"], "eta must lie in 0 ... 1"),
-    (["--guidance-rescale", "0.7"], "--guidance-rescale needs --guidance"),
-    (["--guidance", "3", "--guidance-rescale", "1.5"], "rescale is a mixing weight"),
-])
-def test_sample_command_option_errors_say_what_to_do(tiny_run, tmp_path, arguments, message):
-    with pytest.raises(SystemExit, match=message):
-        main(["sample", "--model", str(tiny_run), "--n", "1", "--steps", "2", "--out", str(tmp_path),
-              "--device", "cpu", *arguments])

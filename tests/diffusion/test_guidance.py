@@ -2,20 +2,13 @@
 
 import pytest
 import torch
+from support.tiny import tiny_unet
 
 from minidiff.diffusion.forward import PREDICTIONS, x0_and_eps_from_output
 from minidiff.diffusion.guidance import classifier_free_guidance, guided_denoiser
 from minidiff.diffusion.loop import model_denoiser
 from minidiff.diffusion.samplers import SAMPLERS
 from minidiff.diffusion.schedule import make_schedule
-from minidiff.nets.unet import UNet, UNetConfig
-
-
-def tiny_unet(**conditioning):
-    torch.manual_seed(0)
-    config = UNetConfig(channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2, groups=4,
-                        **conditioning)
-    return UNet(config).eval()
 
 
 def inputs(B=3, seed=0):

@@ -1,7 +1,7 @@
 """Noise schedules, checked against the papers' formulas written out here and against diffusers' DDPMScheduler.
 
 Each reference below is computed a second way (plain Python floats, a loop instead of a cumprod, the paper's
-continuous function) so that a mistake in minidiff/schedule.py cannot hide in the test.
+continuous function) so that a mistake in minidiff/diffusion/schedule.py cannot hide in the test.
 """
 
 import math

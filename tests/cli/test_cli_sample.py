@@ -1,0 +1,91 @@
+"""`python -m minidiff sample` on a class-conditional model: every promised file, seeds, every sampler and its
+options, and errors that say what to do."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from minidiff.__main__ import main
+from minidiff.files.images import GIF_SCALE
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    main(["train", "--config", "tiny", "--out", str(out), "--steps", "4", "--device", "cpu", "--quiet"])
+    return out
+
+
+def test_sample_command_writes_every_promised_file(tiny_run, tmp_path):
+    out = tmp_path / "samples"
+    main(["sample", "--model", str(tiny_run), "--label", "7", "--n", "5", "--seed", "0", "--sampler", "ddpm",
+          "--steps", "6", "--out", str(out), "--device", "cpu"])
+    for i in range(5):
+        with Image.open(out / f"{i:03d}.png") as image:
+            assert image.size == (28, 28) and image.mode == "L"
+    with Image.open(out / "grid.png") as grid:
+        assert grid.size == (5 * 30 + 2, 30 + 2)  # 5 columns of 28 + 2 padding, one row
+    with Image.open(out / "denoise.gif") as gif:
+        assert gif.size == ((4 * 30 + 2) * GIF_SCALE, 32 * GIF_SCALE)  # the first 4 images, enlarged
+        assert gif.n_frames == 1 + 6  # x_T, then after each of the 6 steps
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["labels"] == [7] * 5 and meta["n"] == 5 and meta["steps"] == 6 and meta["nfe"] == 6
+    assert meta["seed"] == 0 and meta["sampler"] == "ddpm" and meta["seconds"] > 0
+    assert sorted(meta["files"]) == sorted(p.name for p in out.iterdir() if p.name != "meta.json")
+
+
+def test_sample_command_is_reproducible_and_labels_cycle_by_default(tiny_run, tmp_path):
+    for name in ["a", "b"]:
+        main(["sample", "--model", str(tiny_run / "model.json"), "--n", "3", "--steps", "3",
+              "--out", str(tmp_path / name), "--device", "cpu"])
+    assert (tmp_path / "a" / "grid.png").read_bytes() == (tmp_path / "b" / "grid.png").read_bytes()
+    assert json.loads((tmp_path / "a" / "meta.json").read_text())["labels"] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--model", "no_such_model"], "no checkpoint named 'no_such_model'"),
+    (["--label", "12"], r"label 12 is outside 0 \.\.\. 9"),
+    (["--steps", "1000"], "steps must lie in 1"),
+    (["--n", "0"], "--n must be at least 1"),
+])
+def test_sample_command_errors_say_what_is_wrong(tiny_run, tmp_path, arguments, message):
+    argv = ["sample", "--model", str(tiny_run), "--out", str(tmp_path), "--device", "cpu", *arguments]
+    if "--model" in arguments:
+        argv = ["sample", "--out", str(tmp_path), "--device", "cpu", *arguments]
+    with pytest.raises(SystemExit, match=message):
+        main(argv)
+
+
+@pytest.mark.parametrize("sampler, options, nfe", [
+    ("ddim", ["--eta", "0.5", "--spacing", "trailing"], 4),
+    ("dpm++", ["--guidance", "3"], 4),
+    ("dpm++sde", ["--spacing", "trailing"], 4),
+    ("euler", ["--spacing", "leading"], 4),
+    ("heun", ["--guidance", "2", "--guidance-rescale", "0.7"], 2 * 4 - 1),
+])
+def test_sample_command_runs_every_sampler_and_records_its_settings(tiny_run, tmp_path, sampler, options, nfe):
+    out = tmp_path / sampler
+    main(["sample", "--model", str(tiny_run), "--n", "3", "--steps", "4", "--sampler", sampler, *options,
+          "--out", str(out), "--device", "cpu"])
+    meta = json.loads((out / "meta.json").read_text())
+    given = dict(zip(options[::2], options[1::2]))
+    assert meta["sampler"] == sampler and meta["steps"] == 4 and meta["nfe"] == nfe
+    assert meta["spacing"] == given.get("--spacing", "linspace")
+    assert meta["eta"] == (float(given.get("--eta", 0.0)) if sampler == "ddim" else None)
+    assert meta["guidance"] == (float(given["--guidance"]) if "--guidance" in given else None)
+    with Image.open(out / "denoise.gif") as gif:
+        assert gif.n_frames == 1 + 4  # one frame per step, whatever a step costs
+    assert sorted(meta["files"]) == sorted(p.name for p in out.iterdir() if p.name != "meta.json")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--sampler", "dpm++", "--eta", "0.5"], "--eta is DDIM's"),
+    (["--sampler", "ddim", "--eta", "2"], "eta must lie in 0 ... 1"),
+    (["--guidance-rescale", "0.7"], "--guidance-rescale needs --guidance"),
+    (["--guidance", "3", "--guidance-rescale", "1.5"], "rescale is a mixing weight"),
+])
+def test_sample_command_option_errors_say_what_to_do(tiny_run, tmp_path, arguments, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["sample", "--model", str(tiny_run), "--n", "1", "--steps", "2", "--out", str(tmp_path),
+              "--device", "cpu", *arguments])
