@@ -1,26 +1,16 @@
-"""The text-to-image pipeline, its attention maps, and `python -m minidiff sample --prompt`."""
-
-import json
-import shutil
+"""The text-to-image pipeline: seeds, guidance, negative prompts, recorded steps and attention maps, attribute and
+class models, and guidance through tokens. (The command line: tests/cli/test_cli_sample.py.)"""
 
 import pytest
 import torch
-from PIL import Image
+from support.tiny import PROMPT, RED_CIRCLE, tiny_conditioned_unet
 
-from minidiff.__main__ import main
-from minidiff.data.shapes import caption_attributes, shapes
-from minidiff.measure.adherence import evaluation_prompts
-from minidiff.measure.shape_checker import ATTRIBUTES
-from minidiff.models import load_checkpoint
-from minidiff.nets.attention_maps import CrossAttentionRecorder, attention_weights
-from minidiff.nets.conditioning import attribute_tokens
-from minidiff.nets.layers import CrossAttention
+from minidiff.data.shapes import caption_attributes
+from minidiff.nets.conditioning import attribute_tokens, empty_tokens
 from minidiff.nets.text import MAX_LENGTH
-from minidiff.pipeline import TextToImage, sample_shapes
+from minidiff.pipeline import TextToImage, sample_shapes, token_denoiser
 from minidiff.training.loop import train
 from minidiff.training.presets import PRESETS
-
-PROMPT = "a small red circle in the top left"
 
 
 def test_a_seed_gives_the_same_images_twice_and_another_seed_others(tiny_text_model):
@@ -67,23 +57,6 @@ def test_steps_and_attention_maps_are_recorded_per_step(tiny_text_model):
     assert result.steps[0].x0_image.shape == (2, 3, 32, 32)
 
 
-def test_recorded_weights_are_the_ones_the_layer_uses():
-    torch.manual_seed(0)
-    layer = CrossAttention(channels=8, context_dim=6, heads=1, groups=2).eval()
-    x, context = torch.randn(2, 8, 4, 4), torch.randn(2, 5, 6)
-    mask = torch.tensor([[True, True, True, False, False], [True] * 5])
-    with torch.no_grad():
-        weights = attention_weights(layer, x, context, mask).flatten(2).transpose(1, 2)  # (B, L, H, W) -> (B, HW, L)
-        values = layer.to_kv(context).chunk(2, dim=2)[1]  # (B, L, C)
-        mixed = (weights @ values).transpose(1, 2).reshape(2, 8, 4, 4)  # (B, HW, C) -> (B, C, H, W)
-        assert torch.allclose(layer(x, context, mask), x + layer.to_out(mixed), atol=1e-5)
-
-
-def test_the_recorder_refuses_a_model_without_cross_attention():
-    with pytest.raises(ValueError, match="no cross-attention"):
-        CrossAttentionRecorder(torch.nn.Linear(2, 2))
-
-
 def test_an_attribute_model_reads_the_attributes_a_prompt_names(tiny_vae, tmp_path):
     config = PRESETS["tiny_latent"]()
     config.autoencoder, config.steps = str(tiny_vae), 1
@@ -106,44 +79,15 @@ def test_a_class_model_is_refused_with_what_to_do_instead():
         TextToImage.load("mnist")
 
 
-def test_captions_parse_back_into_their_attributes():
-    _, captions, attributes = shapes(50, "train", seed=3)
-    assert [caption_attributes(c) for c in captions] == [{k: a[k] for k in ATTRIBUTES} for a in attributes]
-    assert caption_attributes("A Red circle") == {"colour": "red", "shape": "circle", "size": None, "position": None}
-    with pytest.raises(ValueError, match="names two colours"):
-        caption_attributes("a red blue circle")
-
-
-def test_the_cli_writes_every_promised_file(tiny_text_model, tmp_path):
-    out = tmp_path / "out"
-    main(["sample", "--model", str(tiny_text_model), "--prompt", PROMPT, "--n", "3", "--steps", "4", "--threads", "1",
-          "--seed", "0", "--out", str(out)])
-    for name in ("000.png", "001.png", "002.png"):
-        with Image.open(out / name) as image:
-            assert image.size == (32, 32) and image.mode == "RGB"
-    with Image.open(out / "denoise.gif") as gif:
-        assert gif.n_frames >= 2
-    meta = json.loads((out / "meta.json").read_text())
-    assert meta["prompt"] == PROMPT and meta["sampler"] == "dpm++" and meta["guidance"] == 3.0
-    assert meta["nfe"] == 4 and meta["image_shape"] == [3, 32, 32]
-    assert sorted(meta["files"]) == ["000.png", "001.png", "002.png", "denoise.gif", "grid.png"]
-
-
-def test_the_cli_explains_an_unknown_word(tiny_text_model, tmp_path):
-    with pytest.raises(SystemExit, match="'pink' .* is not in the vocabulary"):
-        main(["sample", "--model", str(tiny_text_model), "--prompt", "a pink circle", "--out", str(tmp_path)])
-
-
-def test_evaluate_text_measures_both_prompt_sets_and_records_them(tiny_text_model, capsys):
-    captions, attributes = evaluation_prompts(6, "heldout", seed=0)
-    assert all((a["colour"], a["shape"]) in {("purple", "triangle"), ("yellow", "square"), ("cyan", "circle")}
-               for a in attributes)
-    assert captions[0].startswith("a ") and len(set(captions)) > 1
-    model = tiny_text_model.parent / "evaluated"
-    shutil.copytree(tiny_text_model, model)
-    main(["evaluate-text", "--model", str(model), "--n", "4", "--heldout-n", "3", "--steps", "2", "--record"])
-    printed = capsys.readouterr().out
-    assert "train_captions colour" in printed and "heldout_pairs colour+shape" in printed
-    metrics = load_checkpoint(model)[1].metrics["adherence_dpm++_2_steps_guidance_3.0"]
-    assert metrics["train_captions"]["n"] == 4 and metrics["heldout_pairs"]["n"] == 3
-    assert 0 <= metrics["train_captions"]["colour"] <= 1
+def test_token_guidance_with_w_1_is_conditional_and_w_0_is_the_empty_condition():
+    model = tiny_conditioned_unet(attention_levels=(True, True), dropout=0.0)
+    x_t, t = torch.randn(3, 4, 8, 8), torch.tensor([5, 400, 999])
+    tokens = attribute_tokens([RED_CIRCLE, {**RED_CIRCLE, "colour": "blue"}, {**RED_CIRCLE, "shape": "square"}])
+    with torch.no_grad():
+        conditional = model(x_t, t, tokens)
+        unconditional = model(x_t, t, empty_tokens(tokens))
+        assert torch.allclose(token_denoiser(model, tokens)(x_t, t), conditional, atol=1e-5)
+        assert torch.allclose(token_denoiser(model, tokens, guidance=1.0)(x_t, t), conditional, atol=1e-5)
+        assert torch.allclose(token_denoiser(model, tokens, guidance=0.0)(x_t, t), unconditional, atol=1e-5)
+        guided = token_denoiser(model, tokens, guidance=3.0)(x_t, t)
+    assert torch.allclose(guided, unconditional + 3.0 * (conditional - unconditional), atol=1e-4)

@@ -1,10 +1,11 @@
-"""`python -m minidiff sample` on a class-conditional model: every promised file, seeds, every sampler and its
-options, and errors that say what to do."""
+"""`python -m minidiff sample`: on a class-conditional model (every promised file, seeds, every sampler and its
+options, errors that say what to do), and with --prompt on a text model."""
 
 import json
 
 import pytest
 from PIL import Image
+from support.tiny import PROMPT
 
 from minidiff.__main__ import main
 from minidiff.files.images import GIF_SCALE
@@ -89,3 +90,26 @@ def test_sample_command_option_errors_say_what_to_do(tiny_run, tmp_path, argumen
     with pytest.raises(SystemExit, match=message):
         main(["sample", "--model", str(tiny_run), "--n", "1", "--steps", "2", "--out", str(tmp_path),
               "--device", "cpu", *arguments])
+
+
+# ------------------------------------------------------------------ with --prompt, on a text model
+
+
+def test_the_cli_writes_every_promised_file(tiny_text_model, tmp_path):
+    out = tmp_path / "out"
+    main(["sample", "--model", str(tiny_text_model), "--prompt", PROMPT, "--n", "3", "--steps", "4", "--threads", "1",
+          "--seed", "0", "--out", str(out)])
+    for name in ("000.png", "001.png", "002.png"):
+        with Image.open(out / name) as image:
+            assert image.size == (32, 32) and image.mode == "RGB"
+    with Image.open(out / "denoise.gif") as gif:
+        assert gif.n_frames >= 2
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["prompt"] == PROMPT and meta["sampler"] == "dpm++" and meta["guidance"] == 3.0
+    assert meta["nfe"] == 4 and meta["image_shape"] == [3, 32, 32]
+    assert sorted(meta["files"]) == ["000.png", "001.png", "002.png", "denoise.gif", "grid.png"]
+
+
+def test_the_cli_explains_an_unknown_word(tiny_text_model, tmp_path):
+    with pytest.raises(SystemExit, match="'pink' .* is not in the vocabulary"):
+        main(["sample", "--model", str(tiny_text_model), "--prompt", "a pink circle", "--out", str(tmp_path)])

@@ -1,7 +1,9 @@
-"""Token conditioning: attribute tokens, condition dropout, the encoder's mask, and guidance through tokens."""
+"""Token conditioning: attribute tokens, condition dropout, the encoder's mask. (Guidance through tokens is the
+pipeline's token_denoiser: tests/test_pipeline.py.)"""
 
 import pytest
 import torch
+from support.tiny import RED_CIRCLE, tiny_conditioned_unet, tiny_unet_config
 
 from minidiff.nets.conditioning import (
     ATTRIBUTE_VOCABULARY,
@@ -10,20 +12,12 @@ from minidiff.nets.conditioning import (
     attribute_tokens,
     describe_tokens,
     drop_tokens,
-    empty_tokens,
 )
 from minidiff.nets.text import PAD, START
-from minidiff.nets.unet import UNetConfig
-from minidiff.pipeline import token_denoiser
-
-RED_CIRCLE = {"colour": "red", "shape": "circle", "size": "small", "position": "top left"}
 
 
 def small_model(seed: int = 0) -> ConditionedUNet:
-    torch.manual_seed(seed)
-    config = UNetConfig(in_channels=4, channels=(8, 16), blocks_per_level=1, attention_levels=(True, True), heads=2,
-                        groups=4, context_dim=16, dropout=0.0)
-    return ConditionedUNet(config, EncoderConfig(dim=16)).eval()
+    return tiny_conditioned_unet(seed, attention_levels=(True, True), dropout=0.0)
 
 
 def test_attribute_tokens_name_each_word_after_the_start_token():
@@ -75,21 +69,6 @@ def test_a_dropped_word_has_no_effect_whatever_the_padding_vector_is():
 
 
 def test_context_width_must_match_the_encoder():
-    config = UNetConfig(in_channels=4, channels=(8, 16), attention_levels=(False, True), heads=2, groups=4,
-                        context_dim=32)
+    config = tiny_unet_config(in_channels=4, context_dim=32)
     with pytest.raises(ValueError, match="context_dim"):
         ConditionedUNet(config, EncoderConfig(dim=16))
-
-
-def test_token_guidance_with_w_1_is_conditional_and_w_0_is_the_empty_condition():
-    model = small_model()
-    x_t, t = torch.randn(3, 4, 8, 8), torch.tensor([5, 400, 999])
-    tokens = attribute_tokens([RED_CIRCLE, {**RED_CIRCLE, "colour": "blue"}, {**RED_CIRCLE, "shape": "square"}])
-    with torch.no_grad():
-        conditional = model(x_t, t, tokens)
-        unconditional = model(x_t, t, empty_tokens(tokens))
-        assert torch.allclose(token_denoiser(model, tokens)(x_t, t), conditional, atol=1e-5)
-        assert torch.allclose(token_denoiser(model, tokens, guidance=1.0)(x_t, t), conditional, atol=1e-5)
-        assert torch.allclose(token_denoiser(model, tokens, guidance=0.0)(x_t, t), unconditional, atol=1e-5)
-        guided = token_denoiser(model, tokens, guidance=3.0)(x_t, t)
-    assert torch.allclose(guided, unconditional + 3.0 * (conditional - unconditional), atol=1e-4)

@@ -10,7 +10,16 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from minidiff.data.shapes import COLOURS, full_caption, render, sample_attributes, shapes, short_caption
+from minidiff.data.shapes import (
+    COLOURS,
+    caption_attributes,
+    full_caption,
+    render,
+    sample_attributes,
+    shapes,
+    short_caption,
+)
+from minidiff.measure.shape_checker import ATTRIBUTES
 
 # The spec, written out independently of minidiff/shapes.py.
 SPEC_SIZES = {"small": (7, 10), "large": (13, 18)}  # side / diameter s in pixels, inclusive
@@ -195,3 +204,11 @@ def test_unknown_split_and_shape_are_rejected():
         sample_attributes(np.random.default_rng(0), "test")
     with pytest.raises(ValueError, match="unknown shape 'star'"):
         render({"shape": "star", "s": 10, "cx": 16.0, "cy": 16.0, "rgb": (0, 0, 0)})
+
+
+def test_captions_parse_back_into_their_attributes():
+    _, captions, attributes = shapes(50, "train", seed=3)
+    assert [caption_attributes(c) for c in captions] == [{k: a[k] for k in ATTRIBUTES} for a in attributes]
+    assert caption_attributes("A Red circle") == {"colour": "red", "shape": "circle", "size": None, "position": None}
+    with pytest.raises(ValueError, match="names two colours"):
+        caption_attributes("a red blue circle")

@@ -1,138 +1,18 @@
-"""The U-Net and its layers, checked against direct formulas, torch's own attention and diffusers' UNet2DModel."""
+"""The U-Net, checked against direct formulas and diffusers' UNet2DModel (its layers: test_layers.py)."""
 
 import json
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from support.tiny import tiny_unet, tiny_unet_config
 from torch import nn
 
 from minidiff.data.digits import mnist5k
 from minidiff.data.pixels import to_model
 from minidiff.diffusion.forward import q_sample
 from minidiff.diffusion.schedule import make_schedule
-from minidiff.nets.layers import CrossAttention, Downsample, ResBlock, SelfAttention, Upsample, timestep_embedding
 from minidiff.nets.unet import UNet, UNetConfig, count_parameters, shapes_per_level
-
-SMALL = dict(channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2, groups=4)
-
-
-def small_unet(seed: int = 0, **overrides) -> UNet:
-    torch.manual_seed(seed)
-    return UNet(UNetConfig(**{**SMALL, **overrides})).eval()
-
-
-# --- timestep embedding -------------------------------------------------------------------------------------------
-
-def test_timestep_embedding_matches_the_formula_and_its_properties():
-    t = torch.tensor([0, 1, 2, 10, 500, 999])
-    dim = 32
-    e = timestep_embedding(t, dim)
-    assert e.shape == (6, dim)
-    assert e.abs().max() <= 1.0
-    # written out element by element: dim i < dim/2 is sin(t * 10000^(-i / (dim/2))), dim i + dim/2 the cosine
-    for b, step in enumerate(t.tolist()):
-        for i in range(dim // 2):
-            angle = step * 10000 ** (-i / (dim // 2))
-            assert math.isclose(e[b, i].item(), math.sin(angle), abs_tol=1e-4)
-            assert math.isclose(e[b, i + dim // 2].item(), math.cos(angle), abs_tol=1e-4)
-    # distinct steps get distinct embeddings
-    distances = torch.cdist(e, e) + torch.eye(6) * 10
-    assert distances.min() > 0.1
-    # different dimensions oscillate at different speeds: over steps 1..100, the first sine changes sign often, the last never
-    sweep = timestep_embedding(torch.arange(1, 101), dim)
-    sign_changes = (sweep[1:].sign() != sweep[:-1].sign()).sum(dim=0)
-    assert sign_changes[0] > 20 and sign_changes[dim // 2 - 1] == 0
-
-
-def test_timestep_embedding_matches_diffusers():
-    from diffusers.models.embeddings import get_timestep_embedding
-
-    t = torch.tensor([0.0, 3.5, 42.0, 999.0])  # fractional steps too
-    theirs = get_timestep_embedding(t, 64, flip_sin_to_cos=False, downscale_freq_shift=0)
-    torch.testing.assert_close(timestep_embedding(t, 64), theirs)
-
-
-# --- attention against torch.nn.MultiheadAttention ----------------------------------------------------------------
-
-def test_self_attention_matches_torch_multihead_attention():
-    torch.manual_seed(0)
-    B, C, H, W, heads = 2, 16, 4, 5, 4
-    ours = SelfAttention(C, heads, groups=4)
-    reference = nn.MultiheadAttention(C, heads, batch_first=True)
-    with torch.no_grad():
-        reference.in_proj_weight.copy_(ours.to_qkv.weight[:, :, 0, 0])  # our 1x1 conv (out, in, 1, 1) is a Linear
-        reference.in_proj_bias.copy_(ours.to_qkv.bias)
-        reference.out_proj.weight.copy_(ours.to_out.weight[:, :, 0, 0])
-        reference.out_proj.bias.copy_(ours.to_out.bias)
-    x = torch.randn(B, C, H, W)
-    tokens = ours.norm(x).flatten(2).transpose(1, 2)  # (B, H*W, C)
-    expected = x + reference(tokens, tokens, tokens, need_weights=False)[0].transpose(1, 2).reshape(B, C, H, W)
-    torch.testing.assert_close(ours(x), expected, atol=1e-5, rtol=1e-5)
-
-
-def cross_attention_and_reference(C=16, context_dim=12, heads=4):
-    torch.manual_seed(0)
-    ours = CrossAttention(C, context_dim, heads, groups=4)
-    reference = nn.MultiheadAttention(C, heads, kdim=context_dim, vdim=context_dim, batch_first=True)
-    to_k, to_v = ours.to_kv.weight.chunk(2)
-    with torch.no_grad():
-        reference.q_proj_weight.copy_(ours.to_q.weight[:, :, 0, 0])
-        reference.k_proj_weight.copy_(to_k)
-        reference.v_proj_weight.copy_(to_v)
-        reference.in_proj_bias.copy_(torch.cat([ours.to_q.bias, ours.to_kv.bias]))
-        reference.out_proj.weight.copy_(ours.to_out.weight[:, :, 0, 0])
-        reference.out_proj.bias.copy_(ours.to_out.bias)
-    return ours, reference
-
-
-def test_cross_attention_matches_torch_multihead_attention_with_padding():
-    ours, reference = cross_attention_and_reference()
-    B, C, H, W, L = 2, 16, 3, 3, 5
-    x, context = torch.randn(B, C, H, W), torch.randn(B, L, 12)
-    mask = torch.tensor([[True, True, True, False, False], [True, True, True, True, True]])
-    out = ours(x, context, mask)
-    assert out.shape == (B, C, H, W)
-    tokens = ours.norm(x).flatten(2).transpose(1, 2)  # (B, H*W, C)
-    attended = reference(tokens, context, context, key_padding_mask=~mask, need_weights=False)[0]  # True = ignore there
-    torch.testing.assert_close(out, x + attended.transpose(1, 2).reshape(B, C, H, W), atol=1e-5, rtol=1e-5)
-
-
-def test_cross_attention_ignores_padded_tokens_but_not_real_ones():
-    ours, _ = cross_attention_and_reference()
-    x, context = torch.randn(2, 16, 3, 3), torch.randn(2, 5, 12)
-    mask = torch.tensor([[True, True, False, False, False], [True, True, True, True, False]])
-    changed_padding = torch.where(mask[:, :, None], context, torch.randn_like(context) * 5)
-    changed_real = torch.where(mask[:, :, None], torch.randn_like(context), context)
-    with torch.no_grad():
-        out = ours(x, context, mask)
-        torch.testing.assert_close(ours(x, changed_padding, mask), out, atol=1e-6, rtol=0)
-        assert not torch.allclose(ours(x, changed_real, mask), out, atol=1e-3)
-        assert not torch.allclose(ours(x, context, None), out, atol=1e-3)  # without the mask the padding counts
-
-
-# --- the small layers ---------------------------------------------------------------------------------------------
-
-def test_res_block_down_and_upsample_shapes():
-    torch.manual_seed(0)
-    x, embedding = torch.randn(2, 8, 6, 6), torch.randn(2, 32)
-    block = ResBlock(8, 16, embed_dim=32, groups=4, dropout=0.0)
-    assert isinstance(block.skip, nn.Conv2d) and block.skip.kernel_size == (1, 1)  # channels change: 1x1 skip
-    assert block(x, embedding).shape == (2, 16, 6, 6)
-    assert isinstance(ResBlock(8, 8, 32, 4, 0.0).skip, nn.Identity)
-    assert Downsample(8)(x).shape == (2, 8, 3, 3)
-    assert Upsample(8)(x).shape == (2, 8, 12, 12)
-
-
-def test_res_block_reads_the_embedding_per_sample():
-    torch.manual_seed(0)
-    block = ResBlock(8, 8, embed_dim=32, groups=4, dropout=0.0)
-    x, embedding = torch.randn(1, 8, 5, 5).repeat(2, 1, 1, 1), torch.randn(2, 32)
-    out = block(x, embedding)
-    assert not torch.allclose(out[0], out[1], atol=1e-3)  # same image, different embeddings
-    torch.testing.assert_close(block(x[:1], embedding[:1]), out[:1])  # and no leak between samples
-
 
 # --- the U-Net ----------------------------------------------------------------------------------------------------
 
@@ -147,7 +27,7 @@ CONFIGS = {
 @pytest.mark.parametrize("name", CONFIGS)
 def test_output_shape_and_not_degenerate_at_init(name):
     overrides, (C, H, W) = CONFIGS[name]
-    model = small_unet(**overrides)
+    model = tiny_unet(**overrides)
     B = 3
     conditioning = {}
     if model.config.num_classes is not None:
@@ -166,7 +46,7 @@ def test_output_shape_and_not_degenerate_at_init(name):
 
 
 def test_missing_class_labels_mean_the_null_class():
-    model = small_unet(num_classes=10)
+    model = tiny_unet(num_classes=10)
     x_t, t = torch.randn(4, 1, 16, 16), torch.tensor([1, 10, 100, 900])
     with torch.inference_mode():
         implicit = model(x_t, t)
@@ -177,7 +57,7 @@ def test_missing_class_labels_mean_the_null_class():
 
 
 def test_padded_context_tokens_change_nothing_in_the_unet():
-    model = small_unet(in_channels=4, context_dim=12)
+    model = tiny_unet(in_channels=4, context_dim=12)
     x_t, t = torch.randn(2, 4, 8, 8), torch.tensor([5, 50])
     context = torch.randn(2, 6, 12)
     mask = torch.tensor([[True, True, True, False, False, False], [True] * 5 + [False]])
@@ -252,7 +132,7 @@ def our_weights_under_diffusers_names(model: UNet) -> dict:
 
 
 def test_same_network_as_diffusers_unet2d_with_the_same_weights():
-    model = small_unet(channels=(8, 16, 16), blocks_per_level=2, attention_levels=(False, True, True), num_classes=10)
+    model = tiny_unet(channels=(8, 16, 16), blocks_per_level=2, attention_levels=(False, True, True), num_classes=10)
     theirs = diffusers_twin(model.config).eval()
     assert count_parameters(theirs) == count_parameters(model)
     theirs.load_state_dict(our_weights_under_diffusers_names(model), strict=True)
@@ -262,7 +142,7 @@ def test_same_network_as_diffusers_unet2d_with_the_same_weights():
 
 
 def test_shapes_per_level_walk_down_and_up():
-    model = small_unet(channels=(8, 16, 32), attention_levels=(False, False, True))
+    model = tiny_unet(channels=(8, 16, 32), attention_levels=(False, False, True))
     rows = shapes_per_level(model, torch.randn(2, 1, 28, 28), torch.tensor([3, 4]))
     names = [name for name, _, _ in rows]
     assert names[0] == "conv_in" and names[-1] == "conv_out"
@@ -283,7 +163,7 @@ def test_overfits_one_batch():
     t = torch.linspace(50, 950, 8).long()
     x_t = q_sample(make_schedule("linear", 1000), x0, t, eps).float()
     torch.manual_seed(0)
-    model = UNet(UNetConfig(**{**SMALL, "groups": 8}, num_classes=10, dropout=0.0))
+    model = UNet(tiny_unet_config(groups=8, num_classes=10, dropout=0.0))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(40):
@@ -323,7 +203,7 @@ def test_bad_config_raises_a_clear_error(bad, message):
 
 
 def test_bad_inputs_raise_clear_errors():
-    model = small_unet(num_classes=10)
+    model = tiny_unet(num_classes=10)
     x_t, t = torch.randn(2, 1, 16, 16), torch.tensor([1, 2])
     with pytest.raises(ValueError, match="divisible by 2"):
         model(torch.randn(2, 1, 15, 16), t)
@@ -336,10 +216,10 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="class_labels must be integers"):
         model(x_t, t, class_labels=torch.tensor([3.0, 1.0]))
     with pytest.raises(ValueError, match="no class embedding"):
-        small_unet()(x_t, t, class_labels=torch.tensor([1, 2]))
+        tiny_unet()(x_t, t, class_labels=torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="no cross-attention"):
         model(x_t, t, context=torch.randn(2, 3, 8))
-    with_context = small_unet(context_dim=8)
+    with_context = tiny_unet(context_dim=8)
     with pytest.raises(ValueError, match="context must be"):
         with_context(x_t, t)
     with pytest.raises(ValueError, match="at least one real token"):
