@@ -1,11 +1,15 @@
 """The text-to-image pipeline: seeds, guidance, negative prompts, recorded steps and attention maps, attribute and
-class models, and guidance through tokens. (The command line: tests/cli/test_cli_sample.py.)"""
+class models, guidance through tokens, img2img and inpainting. (The command line: tests/cli/test_cli_sample.py.)"""
 
+import numpy as np
 import pytest
 import torch
 from support.tiny import PROMPT, RED_CIRCLE, tiny_conditioned_unet
 
-from minidiff.data.shapes import caption_attributes
+from minidiff.data.pixels import to_model
+from minidiff.data.shapes import caption_attributes, render, shapes
+from minidiff.diffusion.samplers import SAMPLERS
+from minidiff.nets.autoencoder import decode_latents, encode_images
 from minidiff.nets.conditioning import attribute_tokens, empty_tokens
 from minidiff.nets.text import MAX_LENGTH
 from minidiff.pipeline import TextToImage, sample_shapes, token_denoiser
@@ -91,3 +95,51 @@ def test_token_guidance_with_w_1_is_conditional_and_w_0_is_the_empty_condition()
         assert torch.allclose(token_denoiser(model, tokens, guidance=0.0)(x_t, t), unconditional, atol=1e-5)
         guided = token_denoiser(model, tokens, guidance=3.0)(x_t, t)
     assert torch.allclose(guided, unconditional + 3.0 * (conditional - unconditional), atol=1e-4)
+
+
+# ------------------------------------------------------------------ img2img and inpainting
+
+
+def test_pipeline_strength_0_gives_the_inputs_reconstruction(tiny_text_model):
+    pipe = TextToImage.load(tiny_text_model)
+    image = shapes(1, "train", seed=0)[0][0]
+    result = pipe("a blue circle", init_image=image, strength=0.0)
+    z0 = encode_images(pipe.autoencoder, to_model(image[None]), pipe.scale_factor)
+    assert torch.allclose(result.images, decode_latents(pipe.autoencoder, z0, pipe.scale_factor), atol=1e-6)
+    assert result.nfe == 0
+
+
+def test_pipeline_inpainting_keeps_the_latent_outside_the_mask(tiny_text_model):
+    pipe = TextToImage.load(tiny_text_model)
+    image = shapes(1, "train", seed=0)[0][0]
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 16:, :] = 1.0  # regenerate the bottom half
+    edit = pipe.edit(image, 1.0, mask, n=2, seed=0)
+    z0 = encode_images(pipe.autoencoder, to_model(image[None]), pipe.scale_factor)
+    assert torch.equal(edit.keep[0, 0, :4], torch.ones(4, 8)) and torch.equal(edit.keep[0, 0, 4:], torch.zeros(4, 8))
+    z = SAMPLERS["dpm++"](token_denoiser(pipe.model, pipe.tokens(["a green square"] * 2), 3.0), (2, 4, 8, 8),
+                          pipe.schedule, pipe.prediction, steps=4, clip_x0=False, edit=edit,
+                          generator=torch.Generator().manual_seed(0))
+    assert torch.equal(z[:, :, :4], z0[:, :, :4].expand(2, -1, -1, -1))
+    result = pipe("a green square", n=2, init_image=image, mask=mask, steps=4)
+    assert result.images.shape == (2, 3, 32, 32) and result.nfe == 4
+    with pytest.raises(ValueError, match="give the image"):
+        pipe("a green square", mask=mask)
+    with pytest.raises(ValueError, match="init_image must be uint8"):
+        pipe("a green square", init_image=np.zeros((28, 28, 3), np.uint8))
+
+
+def test_shipped_inpainting_changes_nothing_far_from_the_mask():
+    pipe = TextToImage.load()  # the shipped text model and autoencoder
+    image = render({"shape": "circle", "s": 9, "cx": 10.0, "cy": 10.0, "rgb": (220, 30, 30)})
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 16:, 16:] = 1.0  # regenerate the bottom-right quarter
+    result = pipe("a small blue square in the bottom right", n=2, init_image=image, mask=mask, seed=0)
+    z0 = encode_images(pipe.autoencoder, to_model(image[None]), pipe.scale_factor)
+    reconstruction = decode_latents(pipe.autoencoder, z0, pipe.scale_factor)
+    outside = torch.ones(32, 32, dtype=torch.bool)
+    outside[12:, 12:] = False  # the mask and a 4-pixel margin, which the decoder blends
+    difference = (result.images - reconstruction)[..., outside]
+    assert 10 * torch.log10(4 / difference.pow(2).mean()) > 35  # dB: as close as the autoencoder's own error
+    inside = (result.images - reconstruction)[..., 18:30, 18:30]
+    assert inside.abs().max() > 0.5  # something new was drawn in the mask

@@ -1,5 +1,5 @@
 """`python -m minidiff sample`: on a class-conditional model (every promised file, seeds, every sampler and its
-options, errors that say what to do), and with --prompt on a text model."""
+options, errors that say what to do), and with --prompt on a text model, img2img and inpainting included."""
 
 import json
 
@@ -8,6 +8,7 @@ from PIL import Image
 from support.tiny import PROMPT
 
 from minidiff.__main__ import main
+from minidiff.data.shapes import shapes
 from minidiff.files.images import GIF_SCALE
 
 
@@ -113,3 +114,23 @@ def test_the_cli_writes_every_promised_file(tiny_text_model, tmp_path):
 def test_the_cli_explains_an_unknown_word(tiny_text_model, tmp_path):
     with pytest.raises(SystemExit, match="'pink' .* is not in the vocabulary"):
         main(["sample", "--model", str(tiny_text_model), "--prompt", "a pink circle", "--out", str(tmp_path)])
+
+
+def test_cli_img2img_and_inpainting(tiny_text_model, tmp_path):
+    Image.fromarray(shapes(1, "train", seed=0)[0][0]).save(tmp_path / "in.png")
+    Image.new("L", (32, 32), 255).save(tmp_path / "mask.png")
+    main(["sample", "--model", str(tiny_text_model), "--prompt", "a blue circle", "--init-image",
+          str(tmp_path / "in.png"), "--strength", "0.5", "--steps", "4", "--n", "2", "--out", str(tmp_path / "a")])
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    assert meta["strength"] == 0.5 and meta["nfe"] == 2 and Image.open(tmp_path / "a" / "001.png").size == (32, 32)
+    main(["sample", "--model", str(tiny_text_model), "--prompt", "a blue circle", "--init-image",
+          str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"), "--steps", "4", "--out", str(tmp_path / "b")])
+    assert json.loads((tmp_path / "b" / "meta.json").read_text())["strength"] == 1.0
+    with pytest.raises(SystemExit, match="strength must lie in"):
+        main(["sample", "--model", str(tiny_text_model), "--prompt", "a blue circle", "--init-image",
+              str(tmp_path / "in.png"), "--strength", "2", "--out", str(tmp_path / "c")])
+    with pytest.raises(SystemExit, match="give it with --init-image"):
+        main(["sample", "--model", str(tiny_text_model), "--prompt", "a blue circle", "--strength", "0.5",
+              "--out", str(tmp_path / "d")])
+    with pytest.raises(SystemExit, match="goes with --prompt"):
+        main(["sample", "--model", "mnist", "--init-image", str(tmp_path / "in.png"), "--out", str(tmp_path / "e")])
