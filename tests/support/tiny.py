@@ -4,12 +4,16 @@ Every tiny U-Net is the same recipe, two levels of 8 and 16 channels with attent
 overrides only what it is about (classes, a context width, latent channels).
 """
 
+from dataclasses import replace
+
 import torch
 
 from minidiff.nets.autoencoder import AutoencoderConfig
 from minidiff.nets.conditioning import ConditionedUNet, EncoderConfig
 from minidiff.nets.text import MAX_LENGTH
 from minidiff.nets.unet import UNet, UNetConfig
+from minidiff.training.config import TrainConfig
+from minidiff.training.presets import tiny_config
 
 TINY_UNET = dict(channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2, groups=4)
 TINY_AUTOENCODER = AutoencoderConfig(channels=(8, 8, 8), groups=4)
@@ -39,3 +43,8 @@ def tiny_conditioned_unet(seed: int = 0, **overrides) -> ConditionedUNet:
 def tiny_text_encoder() -> EncoderConfig:
     """A one-layer text encoder, 16 wide: what the tiny text-conditioned models train with."""
     return EncoderConfig(kind="text", dim=16, length=MAX_LENGTH, layers=1, heads=2)
+
+
+def tiny_train_config(**changes) -> TrainConfig:
+    """The `tiny` training preset (a class-conditional digit model, seconds on a CPU), with `changes` on top."""
+    return replace(tiny_config(), **changes)
