@@ -1,4 +1,5 @@
-"""Test-wide settings.
+"""Test-wide settings, and the fixtures that several folders of tests share: the tiny trained models below (each
+trained once per session, in seconds) and the widget modes. Tiny configs and helpers are plain modules in support/.
 
 Unit tests use small tensors, where torch's thread pool costs more than it saves on a 2-core machine
 (measured: the training and sampler tests ran about 4x slower with 2 threads). Chapters run in their own
@@ -17,7 +18,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tiny_vae(tmp_path_factory):
     """A seconds-long autoencoder checkpoint (STEM path): its weights are poor, but every path through the code is
-    real. Shared by the latent, pipeline, editing and demo tests."""
+    real. Shared by the model, pipeline, training and command-line tests."""
     from minidiff.training.presets import AUTOENCODER_PRESETS
     from minidiff.training.vae import train_vae
 
@@ -29,14 +30,40 @@ def tiny_vae(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_text_model(tiny_vae, tmp_path_factory):
     """A text-conditioned latent model trained for 3 steps on the tiny autoencoder: a run folder to load."""
-    from minidiff.nets.conditioning import EncoderConfig
-    from minidiff.nets.text import MAX_LENGTH
+    from support.tiny import tiny_text_encoder
+
     from minidiff.training.loop import train
     from minidiff.training.presets import PRESETS
 
     folder = tmp_path_factory.mktemp("text")
     config = PRESETS["tiny_latent"]()
     config.autoencoder, config.steps = str(tiny_vae), 3
-    config.encoder = EncoderConfig(kind="text", dim=16, length=MAX_LENGTH, layers=1, heads=2)
+    config.encoder = tiny_text_encoder()
     train(config, folder, device="cpu", progress=False)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_latent_run(tiny_vae, tmp_path_factory):
+    """An attribute-conditioned latent model trained for the tiny_latent preset's 20 steps on the tiny autoencoder:
+    (its run folder, the finished run). Shared by the training-loop, pipeline and model tests."""
+    from minidiff.training.loop import train
+    from minidiff.training.presets import PRESETS
+
+    folder = tmp_path_factory.mktemp("latent")
+    config = PRESETS["tiny_latent"]()
+    config.autoencoder = str(tiny_vae)
+    run = train(config, folder, device="cpu", progress=False)
+    return folder, run
+
+
+@pytest.fixture(scope="session")
+def tiny_digit_model(tmp_path_factory):
+    """A class-conditional digit model of the `tiny` preset (STEM path of its checkpoint). Shared by the digit
+    measuring tests and the evaluate command's, which records metrics in it."""
+    from minidiff.training.loop import train
+    from minidiff.training.presets import tiny_config
+
+    out = tmp_path_factory.mktemp("run")
+    train(tiny_config(), out, device="cpu", progress=False)
+    return out / "model"

@@ -1,15 +1,32 @@
-"""Saved networks: a model checkpoint round trips bit for bit into a working model, metrics are recorded beside
-the weights, and a file of another kind is refused."""
+"""Saved networks (minidiff.models): a model checkpoint round trips bit for bit into a working model, metrics are
+recorded beside the weights, a file of another kind is refused; autoencoder checkpoints likewise, the shipped one
+reconstructs held-out shapes, and a latent model refuses an autoencoder other than its own."""
 
+import json
 from dataclasses import replace
 
 import pytest
 import torch
 from support.checkpoints import CONFIG, assert_same_tensors, make_info, trained_model_and_optimizer
+from support.tiny import TINY_AUTOENCODER
 
+from minidiff.data.pixels import from_model, to_model
+from minidiff.data.shapes import shapes
 from minidiff.files.checkpoint import CheckpointError
 from minidiff.files.training_state import TrainingState, capture_rng_states, save_training_state
-from minidiff.models import load_checkpoint, load_model, record_metrics, save_checkpoint
+from minidiff.models import (
+    AutoencoderInfo,
+    autoencoder_for,
+    load_autoencoder,
+    load_checkpoint,
+    load_model,
+    record_metrics,
+    save_autoencoder,
+    save_checkpoint,
+)
+from minidiff.nets.autoencoder import Autoencoder, AutoencoderConfig, psnr
+from minidiff.training.presets import AUTOENCODER_PRESETS
+from minidiff.training.vae import train_vae
 
 
 def test_model_checkpoint_round_trips_bit_for_bit(tmp_path):
@@ -46,3 +63,65 @@ def test_a_training_state_is_not_a_model_checkpoint(tmp_path):
         data_order=torch.arange(4), loss_history=[1.0], training_minutes=0.0, config={}, command=""))
     with pytest.raises(CheckpointError, match="not a minidiff diffusion model checkpoint"):
         load_checkpoint(tmp_path / "train_state")
+
+
+# ------------------------------------------------------------------ autoencoders
+
+
+def test_a_diffusion_checkpoint_is_not_an_autoencoder():
+    with pytest.raises(CheckpointError, match="not an autoencoder checkpoint"):
+        load_autoencoder("mnist")
+
+
+def small_checkpoint(stem, config=TINY_AUTOENCODER):
+    torch.manual_seed(0)
+    info = AutoencoderInfo(config=config.to_dict(), scale_factor=1.0, command="test", seed=0, device="cpu",
+                           training_minutes=0.0, step=0, data={}, metrics={})
+    save_autoencoder(stem, Autoencoder(config), info)
+    return info
+
+
+def test_save_and_load_round_trip(tmp_path):
+    info = small_checkpoint(tmp_path / "vae")
+    model, loaded = load_autoencoder(tmp_path / "vae.json")
+    torch.manual_seed(0)
+    original = Autoencoder(TINY_AUTOENCODER)
+    assert all(torch.equal(value, model.state_dict()[name]) for name, value in original.state_dict().items())
+    assert AutoencoderConfig.from_dict(loaded.config) == TINY_AUTOENCODER and loaded.command == info.command
+
+
+def test_a_corrupt_or_mismatched_checkpoint_fails_clearly(tmp_path):
+    small_checkpoint(tmp_path / "vae")
+    data = bytearray((tmp_path / "vae.safetensors").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "vae.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match the sha256"):
+        load_autoencoder(tmp_path / "vae")
+    small_checkpoint(tmp_path / "wide", AutoencoderConfig(channels=(8, 16, 16), groups=4))
+    small_checkpoint(tmp_path / "narrow")
+    meta = json.loads((tmp_path / "narrow.json").read_text())
+    (tmp_path / "wide.json").write_text(json.dumps({**meta, "tensors_sha256": json.loads(
+        (tmp_path / "wide.json").read_text())["tensors_sha256"]}))  # narrow's config, wide's weights
+    with pytest.raises(CheckpointError, match="does not fit the config"):
+        load_autoencoder(tmp_path / "wide")
+
+
+def test_the_shipped_vae_reconstructs_heldout_shapes_above_32_db():
+    autoencoder, info = load_autoencoder("shapes_vae")
+    images = to_model(shapes(64, "heldout", seed=123)[0])  # unseen colour/shape pairs, unseen seed
+    with torch.no_grad():
+        reconstruction = autoencoder.decode(autoencoder.encode_mean(images)).clamp(-1, 1)
+    assert psnr(reconstruction, images).mean().item() >= 32.0
+    assert from_model(reconstruction).shape == (64, 32, 32, 3)
+    assert info.metrics["psnr_heldout_db"] >= 32.0
+
+
+def test_a_changed_autoencoder_is_refused(tiny_latent_run, tmp_path):
+    folder, _ = tiny_latent_run
+    _, info = load_model(folder)
+    other = AUTOENCODER_PRESETS["tiny"]()
+    other.seed = 1  # other weights under the name the model records
+    train_vae(other, tmp_path, progress=False)
+    info.data["autoencoder"] = str(tmp_path / "autoencoder")
+    with pytest.raises(ValueError, match="not the one this model was trained with"):
+        autoencoder_for(info)

@@ -8,7 +8,8 @@ from support.tiny import PROMPT, RED_CIRCLE, tiny_conditioned_unet
 
 from minidiff.data.pixels import to_model
 from minidiff.data.shapes import caption_attributes, render, shapes
-from minidiff.diffusion.samplers import SAMPLERS
+from minidiff.diffusion.samplers import SAMPLERS, sample_ddim
+from minidiff.models import autoencoder_for, load_model
 from minidiff.nets.autoencoder import decode_latents, encode_images
 from minidiff.nets.conditioning import attribute_tokens, empty_tokens
 from minidiff.nets.text import MAX_LENGTH
@@ -143,3 +144,36 @@ def test_shipped_inpainting_changes_nothing_far_from_the_mask():
     assert 10 * torch.log10(4 / difference.pow(2).mean()) > 35  # dB: as close as the autoencoder's own error
     inside = (result.images - reconstruction)[..., 18:30, 18:30]
     assert inside.abs().max() > 0.5  # something new was drawn in the mask
+
+
+# ------------------------------------------------------------------ sampling latents, decoding each step
+
+
+def test_latent_sampling_is_the_pixel_samplers_code_path_plus_a_decode(tiny_latent_run):
+    folder, _ = tiny_latent_run
+    model, info = load_model(folder)
+    autoencoder, scale_factor = autoencoder_for(info)
+    tokens = attribute_tokens([RED_CIRCLE, {**RED_CIRCLE, "colour": "blue"}])
+    schedule, prediction = info.noise_schedule(), info.diffusion["prediction"]
+    images = sample_shapes(model, schedule, prediction, autoencoder, scale_factor, tokens, "ddim", steps=5,
+                           guidance=2.0, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        z0 = sample_ddim(token_denoiser(model, tokens, 2.0), (2, 4, 8, 8), schedule, prediction, steps=5,
+                         clip_x0=False, generator=torch.Generator().manual_seed(0))
+        by_hand = decode_latents(autoencoder, z0, scale_factor)
+    assert images.shape == (2, 3, 32, 32)
+    assert torch.equal(images, by_hand)
+
+
+def test_each_step_reports_the_latent_and_the_decoded_prediction(tiny_latent_run):
+    folder, _ = tiny_latent_run
+    model, info = load_model(folder)
+    autoencoder, scale_factor = autoencoder_for(info)
+    steps = []
+    sample_shapes(model, info.noise_schedule(), info.diffusion["prediction"], autoencoder, scale_factor,
+                  attribute_tokens([RED_CIRCLE]), "dpm++", steps=4, callback=steps.append)
+    assert len(steps) == 4
+    for step in steps:
+        assert step.latent.x_t.shape == step.latent.x0.shape == (1, 4, 8, 8)
+        assert step.x0_image.shape == (1, 3, 32, 32)
+        assert torch.allclose(step.x0_image, decode_latents(autoencoder, step.latent.x0, scale_factor))

@@ -5,6 +5,7 @@ import pytest
 import torch
 from support.tiny import RED_CIRCLE, tiny_conditioned_unet, tiny_unet_config
 
+from minidiff.data.shapes import shapes
 from minidiff.nets.conditioning import (
     ATTRIBUTE_VOCABULARY,
     ConditionedUNet,
@@ -12,6 +13,7 @@ from minidiff.nets.conditioning import (
     attribute_tokens,
     describe_tokens,
     drop_tokens,
+    training_captions,
 )
 from minidiff.nets.text import PAD, START
 
@@ -72,3 +74,12 @@ def test_context_width_must_match_the_encoder():
     config = tiny_unet_config(in_channels=4, context_dim=32)
     with pytest.raises(ValueError, match="context_dim"):
         ConditionedUNet(config, EncoderConfig(dim=16))
+
+
+def test_text_training_captions_mix_full_and_shortened_ones():
+    _, captions, attributes = shapes(400, "train", seed=0)
+    mixed = training_captions(attributes, seed=0)
+    full = sum(m == c for m, c in zip(mixed, captions))
+    assert 150 < full < 250  # about half full (a short caption can equal the full one by chance)
+    assert all(a["shape"] in m for m, a in zip(mixed, attributes))  # the shape word is always there
+    assert mixed == training_captions(attributes, seed=0)

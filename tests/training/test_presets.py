@@ -2,6 +2,9 @@
 
 import json
 
+import pytest
+
+from minidiff.models import load_checkpoint
 from minidiff.training.config import TrainConfig
 from minidiff.training.presets import PRESETS
 
@@ -11,3 +14,10 @@ def test_presets_are_valid_and_mnist_is_class_conditional():
     mnist = PRESETS["mnist"]()
     assert mnist.unet.num_classes == 10 and mnist.data == "mnist5k" and 0 < mnist.class_drop_prob < 1
     assert TrainConfig.from_dict(json.loads(json.dumps(mnist.to_dict()))) == mnist
+
+
+@pytest.mark.parametrize("name", ["mnist", "shapes_latent", "shapes_text"])
+def test_shipped_checkpoints_store_the_prediction_once_and_agree_with_their_preset(name):
+    _, info = load_checkpoint(name)
+    assert "prediction" not in info.model  # the network's config holds no diffusion setting
+    assert info.diffusion_config() == PRESETS[name]().diffusion

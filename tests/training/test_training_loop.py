@@ -3,12 +3,16 @@ refuses to overwrite a run or resume one with other settings."""
 
 import pytest
 import torch
-from support.tiny import tiny_train_config
+from support.tiny import tiny_text_encoder, tiny_train_config
 
 from minidiff.files.training_state import load_training_state
-from minidiff.models import load_checkpoint
+from minidiff.models import autoencoder_for, load_checkpoint, load_model
+from minidiff.nets.conditioning import ConditionedUNet
+from minidiff.nets.text import tokenize_batch
+from minidiff.pipeline import sample_shapes
 from minidiff.training import loop as train_module
 from minidiff.training.loop import train
+from minidiff.training.presets import PRESETS
 
 # 4 batches per epoch: a break at step 13 falls mid-epoch
 RESUMABLE = tiny_train_config(steps=20, checkpoint_every_steps=5)
@@ -84,3 +88,32 @@ def test_a_new_run_refuses_to_overwrite_and_a_resume_refuses_other_settings(tmp_
         train(tiny_train_config(steps=4, lr=0.1), out, resume=True, device="cpu", progress=False)
     with pytest.raises(FileNotFoundError, match="no run to resume"):
         train(tiny_train_config(steps=4), tmp_path / "elsewhere", resume=True, device="cpu", progress=False)
+
+
+# ------------------------------------------------------------------ token-conditioned models on latents
+
+
+def test_the_training_loop_trains_a_token_conditioned_unet_on_latents(tiny_latent_run):
+    folder, run = tiny_latent_run
+    assert isinstance(run.model, ConditionedUNet) and run.step == 20
+    assert all(torch.isfinite(torch.tensor(run.losses)))
+    model, info = load_model(folder)
+    assert isinstance(model, ConditionedUNet)
+    assert info.data["name"] == "shapes_latents" and info.data["image_shape"] == [4, 8, 8]
+    assert info.data["scale_factor"] > 0 and len(info.data["autoencoder_sha256"]) == 64
+    assert info.encoder["kind"] == "attributes"
+
+
+def test_the_same_loop_trains_a_text_conditioned_model(tiny_vae, tmp_path):
+    config = PRESETS["tiny_latent"]()
+    config.autoencoder = str(tiny_vae)
+    config.encoder = tiny_text_encoder()
+    config.steps = 5
+    run = train(config, tmp_path, device="cpu", progress=False)
+    model, info = load_model(tmp_path)
+    assert info.encoder["kind"] == "text" and run.step == 5
+    autoencoder, scale_factor = autoencoder_for(info)
+    images = sample_shapes(model, info.noise_schedule(), info.diffusion["prediction"], autoencoder, scale_factor,
+                           tokenize_batch(["a red circle", "a large blue square in the center"]), "ddim", steps=3,
+                           guidance=3.0, generator=torch.Generator().manual_seed(0))
+    assert images.shape == (2, 3, 32, 32) and torch.isfinite(images).all()

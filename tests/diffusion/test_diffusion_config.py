@@ -7,8 +7,6 @@ import torch
 
 from minidiff.diffusion.config import DiffusionConfig
 from minidiff.diffusion.schedule import make_schedule
-from minidiff.models import load_checkpoint
-from minidiff.training.presets import PRESETS
 
 
 def test_round_trip_through_json_and_the_schedule_it_builds():
@@ -29,10 +27,3 @@ def test_bad_settings_raise_a_clear_error(bad, message):
         DiffusionConfig(**bad)
     with pytest.raises(ValueError, match="unknown DiffusionConfig fields"):
         DiffusionConfig.from_dict({"schedul": "cosine"})
-
-
-@pytest.mark.parametrize("name", ["mnist", "shapes_latent", "shapes_text"])
-def test_shipped_checkpoints_store_the_prediction_once_and_agree_with_their_preset(name):
-    _, info = load_checkpoint(name)
-    assert "prediction" not in info.model  # the network's config holds no diffusion setting
-    assert info.diffusion_config() == PRESETS[name]().diffusion

@@ -1,0 +1,17 @@
+"""`python -m minidiff evaluate`: a digit model's figures, printed and recorded in its checkpoint."""
+
+import json
+
+from minidiff.__main__ import main
+
+
+def test_evaluate_command_prints_and_records_the_figures(tiny_digit_model, capsys):
+    main(["evaluate", "--model", str(tiny_digit_model), "--n", "20", "--sampler", "dpm++", "--steps", "4",
+          "--device", "cpu", "--record"])
+    printed = capsys.readouterr().out
+    report = json.loads(printed[: printed.rindex("}") + 1])
+    assert 0 <= report["class_accuracy"] <= 1 and report["frechet_distance"] > 0
+    assert report["real_vs_real_frechet_distance"] > 0 and report["nfe"] == 4
+    recorded = json.loads(tiny_digit_model.with_suffix(".json").read_text())["metrics"]["dpm++_4_steps"]
+    assert recorded["class_accuracy"] == report["class_accuracy"]
+    assert recorded["command"].startswith("python -m minidiff evaluate")
