@@ -67,3 +67,19 @@ def tiny_digit_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     train(tiny_config(), out, device="cpu", progress=False)
     return out / "model"
+
+
+@pytest.fixture
+def live_widgets(monkeypatch):
+    """The views return live ipywidgets, as in JupyterLab."""
+    from minidiff.views import widgets
+
+    monkeypatch.delenv(widgets.BOOK_ENV, raising=False)
+
+
+@pytest.fixture
+def book_widgets(monkeypatch):
+    """The views return static HTML players, as in the book build."""
+    from minidiff.views import widgets
+
+    monkeypatch.setenv(widgets.BOOK_ENV, "1")

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import torch
 from IPython.display import HTML
-from test_widgets import decode, embedded_frames, find
+from support.tiny import TINY_AUTOENCODER, tiny_conditioned_unet
+from support.widgets import decode, embedded_frames, find
 
 from minidiff.diffusion.schedule import make_schedule
-from minidiff.nets.autoencoder import Autoencoder, AutoencoderConfig
-from minidiff.nets.conditioning import ConditionedUNet, EncoderConfig, attribute_tokens
-from minidiff.nets.unet import UNetConfig
+from minidiff.nets.autoencoder import Autoencoder
+from minidiff.nets.conditioning import attribute_tokens
 from minidiff.pipeline import sample_shapes
-from minidiff.views import latent_view, widgets
+from minidiff.views import latent_view
 
 SCALE_FACTOR = 0.8
 PROMPTS = [{"colour": "red", "shape": "circle", "size": "small", "position": "top left"},
@@ -20,24 +20,11 @@ PROMPTS = [{"colour": "red", "shape": "circle", "size": "small", "position": "to
            {"colour": "green", "shape": "triangle", "size": "small", "position": "bottom right"}]
 
 
-@pytest.fixture
-def live(monkeypatch):
-    monkeypatch.delenv(widgets.BOOK_ENV, raising=False)
-
-
-@pytest.fixture
-def book(monkeypatch):
-    monkeypatch.setenv(widgets.BOOK_ENV, "1")
-
-
 @pytest.fixture(scope="module")
 def recorded():
     """The DecodedSteps of a real (untrained, tiny) latent run: 5 DPM-Solver++ steps, T = 50, 3 prompts."""
-    torch.manual_seed(0)
-    unet = UNetConfig(in_channels=4, channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2,
-                      groups=4, context_dim=16)
-    model = ConditionedUNet(unet, EncoderConfig(dim=16)).eval()
-    autoencoder = Autoencoder(AutoencoderConfig(channels=(8, 8, 8), groups=4)).eval()
+    model = tiny_conditioned_unet()  # seeds torch with 0: the autoencoder's weights follow from the same stream
+    autoencoder = Autoencoder(TINY_AUTOENCODER).eval()
     schedule = make_schedule("cosine", 50)
     steps = []
     images = sample_shapes(model, schedule, "v", autoencoder, SCALE_FACTOR, attribute_tokens(PROMPTS), "dpm++",
@@ -91,7 +78,7 @@ def test_the_decoded_row_is_the_decoder_applied_to_the_predicted_latent(recorded
     torch.testing.assert_close(steps[-1].x0_image, images)  # the last step's prediction is the sample
 
 
-def test_widget_scrubs_every_recorded_step(live, recorded):
+def test_widget_scrubs_every_recorded_step(live_widgets, recorded):
     schedule, steps, _, _ = recorded
     view = latent_view.latent_denoising_widget(steps, schedule, labels=["a", "b", "c"])
     assert "minidiff-main" in view._dom_classes  # the chapter's main widget, for the browser test
@@ -105,7 +92,7 @@ def test_widget_scrubs_every_recorded_step(live, recorded):
     assert label.value == f"t = {steps[-1].latent.t}"
 
 
-def test_widget_is_a_static_player_in_book_mode(book, recorded):
+def test_widget_is_a_static_player_in_book_mode(book_widgets, recorded):
     schedule, steps, _, _ = recorded
     view = latent_view.latent_denoising_widget(steps, schedule)
     assert isinstance(view, HTML)

@@ -10,21 +10,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.tiny import tiny_unet_config
 
 from minidiff.measure import race
 from minidiff.measure.digits import balanced_labels
 from minidiff.models import CheckpointInfo, load_model, save_checkpoint
-from minidiff.nets.unet import UNet, UNetConfig
+from minidiff.nets.unet import UNet
 from minidiff.views import race_figures
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def tiny_model_path(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    config = UNetConfig(in_channels=1, channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2,
-                        groups=4, num_classes=10)
+    config = tiny_unet_config(in_channels=1, num_classes=10)
     info = CheckpointInfo(model=config.to_dict(), diffusion={"schedule": "cosine", "T": 100,
                                                              "zero_terminal_snr": False, "prediction": "eps"},
                           data={"name": "mnist5k", "image_shape": [1, 28, 28]}, command="untrained, for tests",

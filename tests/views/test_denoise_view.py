@@ -5,34 +5,21 @@ import numpy as np
 import pytest
 import torch
 from IPython.display import HTML
-from test_widgets import decode, embedded_frames, find
+from support.tiny import tiny_unet
+from support.widgets import decode, embedded_frames, find
 
 from minidiff.diffusion.loop import model_denoiser
 from minidiff.diffusion.samplers import sample_ddpm
 from minidiff.diffusion.schedule import make_schedule
 from minidiff.diffusion.steps import ddpm_step
 from minidiff.diffusion.timesteps import sampling_timesteps
-from minidiff.nets.unet import UNet, UNetConfig
-from minidiff.views import denoise_view, widgets
-
-
-@pytest.fixture
-def live(monkeypatch):
-    monkeypatch.delenv(widgets.BOOK_ENV, raising=False)
-
-
-@pytest.fixture
-def book(monkeypatch):
-    monkeypatch.setenv(widgets.BOOK_ENV, "1")
+from minidiff.views import denoise_view
 
 
 @pytest.fixture(scope="module")
 def recorded():
     """The DenoisingSteps of a real (untrained, tiny) DDPM run: 6 steps of a T = 30 schedule, 3 images."""
-    torch.manual_seed(0)
-    config = UNetConfig(channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2, groups=4,
-                        num_classes=10)
-    model = UNet(config).eval()
+    model = tiny_unet(num_classes=10)
     schedule = make_schedule("cosine", 30)
     steps = []
     sample_ddpm(model_denoiser(model, class_labels=torch.tensor([0, 1, 2])), (3, 1, 28, 28), schedule, steps=6,
@@ -69,7 +56,7 @@ def test_step_variances_are_the_noise_the_sampler_adds_on_skipped_steps(variance
     assert beta_tilde[-1] == 0.0 and 0 < beta[-1] < 1e-3  # into the clean image: nothing left to be unsure about
 
 
-def test_denoising_widget_scrubs_every_recorded_step(live, recorded):
+def test_denoising_widget_scrubs_every_recorded_step(live_widgets, recorded):
     schedule, steps = recorded
     view = denoise_view.denoising_widget(steps, schedule, labels=["a", "b", "c"])
     assert "minidiff-main" in view._dom_classes  # the chapter's main widget, for the browser test
@@ -84,7 +71,7 @@ def test_denoising_widget_scrubs_every_recorded_step(live, recorded):
     assert label.value == f"t = {steps[-1].t}"
 
 
-def test_denoising_widget_is_a_static_player_in_book_mode(book, recorded):
+def test_denoising_widget_is_a_static_player_in_book_mode(book_widgets, recorded):
     schedule, steps = recorded
     view = denoise_view.denoising_widget(steps, schedule)
     assert isinstance(view, HTML)

@@ -1,5 +1,5 @@
-"""Tests for minidiff.metrics and minidiff.classifier: the Fréchet distance against closed forms, the shipped
-classifier against held-out real digits, and clear errors for bad inputs and corrupt checkpoints."""
+"""Tests for minidiff.measure.metrics and minidiff.measure.classifier: the Fréchet distance against closed forms, the
+shipped classifier against held-out real digits, and clear errors for bad inputs and corrupt checkpoints."""
 
 import json
 import shutil
