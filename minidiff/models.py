@@ -1,17 +1,16 @@
-"""Checkpoints: weights in safetensors, and a JSON file beside them that says how they were made. No pickle.
+"""Saved networks: model and autoencoder checkpoints, what their JSON records, and the networks built from them.
 
-A checkpoint is two files with one stem: `STEM.safetensors` (the tensors) and `STEM.json` (everything else,
-plus the sha256 of the tensors file). Two kinds are stored this way:
+A model checkpoint (`save_checkpoint`, `load_checkpoint`) is the weights a sampler uses and a `CheckpointInfo`: the
+U-Net's config, the diffusion settings (`minidiff.diffusion.config.DiffusionConfig`), the data it was trained on
+(for a latent model also its autoencoder and scale factor), the command that trained it, seed, device, minutes,
+step, measured metrics (`record_metrics`), and the token encoder's config for a model conditioned through
+cross-attention. `load_model` builds the network the JSON describes (a `UNet`, or a `ConditionedUNet`) and loads its
+weights. An autoencoder checkpoint (`save_autoencoder`, `load_autoencoder`) holds the autoencoder of latent
+diffusion with its scale factor and measured PSNR; `autoencoder_for` returns the one a latent model was trained
+with, checked by its weights' sha256.
 
-- a model checkpoint (`save_checkpoint`, `load_model`): the weights a sampler uses and a `CheckpointInfo`
-  (model config, diffusion settings, the command that trained it, seed, device, minutes, step, metrics).
-  The shipped ones live in data/checkpoints/ (`mnist` -> data/checkpoints/mnist.json + .safetensors).
-- a training state (`save_training_state`, `load_training_state`): all a run needs to resume exactly
-  (online and EMA weights, optimizer state, RNG states, data order, loss history). Sampling never needs it.
-
-Every file is written atomically (a temp file in the same folder, then `os.replace`), tensors first, JSON last.
-Loading checks the sha256, so the JSON of one checkpoint is never used with the tensors of another, and a
-truncated or corrupt file is reported by name.
+The shipped checkpoints live in data/checkpoints/ (`mnist` -> data/checkpoints/mnist.json + .safetensors). The file
+format (safetensors beside JSON, sha256, atomic writes) is `minidiff.files.checkpoint`.
 """
 
 import json
@@ -47,7 +46,7 @@ class CheckpointInfo:
     device: str
     training_minutes: float
     step: int
-    metrics: dict = field(default_factory=dict)  # filled by evaluation code (e.g. minidiff.metrics)
+    metrics: dict = field(default_factory=dict)  # filled by `record_metrics` (e.g. python -m minidiff evaluate)
     encoder: dict | None = None  # EncoderConfig.to_dict() of a token-conditioned model (ConditionedUNet), else None
 
     def unet_config(self) -> UNetConfig:

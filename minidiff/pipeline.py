@@ -5,13 +5,16 @@ r"""Text to image, the whole system in one place: prompt -> tokens -> text encod
     result.images                                              # (4, 3, 32, 32) in [-1, 1]
 
 Every stage is a module of its own, and this file only connects them, in the order Stable Diffusion does
-(Rombach et al. 2022, fig. 3): the prompt is tokenized (`minidiff.text`) and encoded once; a latent starts as
-noise and is denoised by the U-Net, guided towards the prompt and away from the negative prompt
-(`minidiff.pipeline.token_denoiser`, classifier-free guidance, Ho & Salimans 2022), with any sampler
-(`minidiff.samplers`); the autoencoder decodes the clean latent (`minidiff.latent`). On request it keeps the
-whole trajectory (each step's latent and decoded prediction) and each word's cross-attention map per step
-(`minidiff.attention_maps`). Given an input image it edits instead: img2img (SDEdit) with a strength, and
-inpainting with a mask (`minidiff.editing`).
+(Rombach et al. 2022, fig. 3): the prompt is tokenized (`minidiff.nets.text`; a model conditioned on Shapes
+attributes reads the attributes the prompt names, `minidiff.data.shapes.caption_attributes`) and encoded once; a
+latent starts as noise and is denoised by the U-Net, guided towards the prompt and away from the negative prompt
+(`token_denoiser`: classifier-free guidance, Ho & Salimans 2022, `minidiff.diffusion.guidance`), with any sampler
+(`minidiff.diffusion.samplers.sample`); the autoencoder the model was trained with (`minidiff.models.autoencoder_for`)
+decodes the clean latent (`minidiff.nets.autoencoder.decode_latents`). `sample_shapes` is that path from tokens to
+images; training's sample grids use it too. On request the pipeline keeps the whole trajectory (each step's latent
+and decoded prediction, `DecodedStep`) and each word's cross-attention map per step (`minidiff.nets.attention_maps`).
+Given an input image it edits instead: img2img (SDEdit) with a strength, and inpainting with a mask
+(`minidiff.diffusion.editing`).
 """
 
 import contextlib
@@ -46,8 +49,9 @@ def token_denoiser(model: ConditionedUNet, tokens: torch.Tensor, guidance: float
     """A denoiser(x_t, t) for any sampler: the tokens (B, L) encoded once, then the U-Net at every step.
 
     guidance None: plain conditional predictions. A number w: classifier-free guidance against the empty
-    condition, which training dropped to (`drop_tokens`), or against negative_tokens (1, L) or (B, L) when given:
-    a negative prompt's prediction takes the unconditional one's place, so guidance pushes away from it.
+    condition, which training dropped to (`minidiff.nets.conditioning.drop_tokens`), or against negative_tokens
+    (1, L) or (B, L) when given: a negative prompt's prediction takes the unconditional one's place, so guidance
+    pushes away from it.
     One batched forward pass of 2B per step.
     """
     context, context_mask = model.encode(tokens)

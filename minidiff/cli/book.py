@@ -13,7 +13,7 @@ Before a page is written it is checked by `remote_references`; the build fails w
 ship a page that needs the network. The site is built in a sibling folder (site.partial) and swapped in for the
 old one only when complete, so a failed or interrupted build never leaves a half-written site.
 
-    python -m minidiff.book [--chapters chapters] [--out site] [--full]
+    python -m minidiff.cli.book [--chapters chapters] [--out site] [--full]
 """
 
 import argparse
@@ -243,7 +243,7 @@ def build_book(chapters: list[Path], out_dir: Path, quick: bool = True) -> list[
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m minidiff.book`: build site/ from chapters/ (what `make book` runs)."""
+    """`python -m minidiff.cli.book`: build site/ from chapters/ (what `make book` runs)."""
     parser = argparse.ArgumentParser(prog="python -m minidiff.book", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chapters", type=Path, default=REPO / "chapters", help="folder of NN_name.ipynb chapters")

@@ -1,12 +1,15 @@
 """`python -m minidiff evaluate`: how good is a class-conditional digit model, measured.
 
-Two numbers, both from the shipped digit classifier (`minidiff.metrics`), which never saw a generated digit:
+Two numbers, both from the shipped digit classifier (`minidiff.measure.metrics`), which never saw a generated digit:
 - class accuracy: the share of samples asked for digit k that the classifier reads as k;
 - Fréchet distance between the classifier's features of the samples and of real digits, printed beside
   the real-vs-real baseline at the same n (two disjoint sets of real digits), the floor any generator is
   compared against.
 
-The same function serves the sampler race (benchmarks/) and the chapters: any sampler, any steps, any guidance.
+The sampling and the scoring are `minidiff.measure.digits`, which the sampler race and the chapters use too; this
+command prints the figures with their cost (NFE, seconds) and, with --record, writes them into the checkpoint's JSON.
+
+    python -m minidiff evaluate --model mnist --n 1000 --sampler dpm++ --steps 20
 """
 
 import argparse

@@ -2,14 +2,15 @@
 
 (Also for chapter 09's model conditioned on attributes instead of text: the same prompts, as attribute tokens.)
 
-The rule-based attribute checker (`minidiff.shape_checker`, which never saw a generated image) reads colour,
-shape, size and position off every sample, and `adherence` counts how often each matches the prompt.
-
-Two sets of prompts, as the project's issue asks:
+The rule-based attribute checker (`minidiff.measure.shape_checker`, which never saw a generated image) reads colour,
+shape, size and position off every sample, and `minidiff.measure.adherence` counts how often each matches the
+prompt. Two sets of prompts, as the project's issue asks:
 - full captions with attributes drawn like the training data's (the train split's distribution, but not its
   images: another seed), 600 by default. Targets: colour >= 95%, shape, size and position >= 90% each;
 - the held-out colour/shape pairs (purple triangle, yellow square, cyan circle), which never appeared in training:
   is the pair drawn right (colour and shape both)? Target: >= 70%.
+
+The command prints the figures and which targets are met; with --record it writes them into the model's JSON.
 
     python -m minidiff evaluate-text --model shapes_text --n 600 --heldout-n 300 --record
 """

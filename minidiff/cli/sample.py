@@ -11,8 +11,8 @@ guidance to 3, and the GIF shows each step's decoded prediction (minidiff.pipeli
 
 writes DIR/000.png, DIR/001.png, ... (each image at its native resolution), DIR/grid.png (all of them),
 DIR/denoise.gif (the first few images on their way from noise to picture) and DIR/meta.json (every setting:
-sampler, steps, spacing, eta, guidance, the number of network evaluations and the time taken).
-The image helpers here also draw training's sample grids.
+sampler, steps, spacing, eta, guidance, the number of network evaluations and the time taken), each atomically
+(`minidiff.files.images.write_folder`). The sampling itself is `minidiff.diffusion.samplers.sample`.
 """
 
 import argparse

@@ -1,20 +1,13 @@
-r"""Training a diffusion model: a plain loop, one idea per function.
-
-Papers followed:
-- Ho, Jain & Abbeel 2020 (DDPM): the training loop, Algorithm 1; an EMA of the weights for sampling (appendix B).
-- Salimans & Ho 2022: the v target (see `minidiff.diffusion.forward.training_target`).
-- Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy", sec. 3.4: per-step loss weights.
-- Ho & Salimans 2022, "Classifier-Free Diffusion Guidance", Algorithm 1: train with the label dropped to a null class.
-- Loshchilov & Hutter 2019: AdamW; Goyal et al. 2017: linear learning-rate warm-up.
+r"""`python -m minidiff train`: train a diffusion model from a preset, or resume a run exactly.
 
     python -m minidiff train --config mnist --out runs/mnist --minutes 60     # a new run
     python -m minidiff train --out runs/mnist --minutes 120 --resume         # carry on to 120 minutes in all
 
-What a run folder holds, and how --resume restores a run exactly, is `minidiff.run_folder`.
-
-Reproducibility: every random draw of a step (batch order, t, eps, class drop) comes from one CPU generator,
-dropout from torch's global RNG; both are saved in each checkpoint, so a resumed run has exactly the losses
-that an uninterrupted run would have had.
+A new run starts from a preset of `minidiff.training.presets` (--config) and a seed; --resume reads the run's own
+config from its train_state.json, and only the budget (--steps or --minutes, earlier sessions included) may change.
+Each invocation is recorded with every setting spelled out (`command_line`). The training itself, and the papers it
+follows, is `minidiff.training.loop`; what a run folder holds, and how a resumed run takes exactly the steps an
+uninterrupted one would have taken, is `minidiff.training.run`.
 """
 
 import argparse

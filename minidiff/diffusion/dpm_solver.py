@@ -1,31 +1,33 @@
-r"""Where samplers step (timesteps, noise levels) and the steps that solve the probability-flow ODE: DPM-Solver++(2M),
-and Euler and Heun on Karras sigmas.
+r"""DPM-Solver++(2M), for the probability-flow ODE and for the reverse SDE: its two steps and its multistep update.
+
+`dpm_solver_2m_step` (the ODE) and `dpm_solver_sde_2m_step` (the SDE) each move x_t to x_prev, holding the
+predicted x0 at `dpm_solver_2m_x0` over the step: the prediction itself (first order), or extrapolated from the
+step before's (second order, at no extra network evaluation). `dpm_solver_2m_update` remembers that earlier
+prediction from one step to the next; it is the update that `minidiff.diffusion.samplers` hands to the one loop,
+`minidiff.diffusion.loop.denoising_loop`.
 
 Papers followed:
-- Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", sec. 4, and Lin, Liu, Li & Yang 2023,
-  "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2: fewer steps, and where they fall.
-- Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models", sec. 4.3: in the coordinates x_t / sqrt(alpha_bar)
-  = x0 + sigma eps, deterministic DDIM is Euler's method for an ODE in sigma.
-- Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative Models" (EDM):
-  the ODE dx/dsigma = (x - D(x; sigma)) / sigma (eq. 1 and 3 with sigma(t) = t), the VP model in those terms
-  (Table 1), the noise levels sigma_i (eq. 5, rho = 7), and deterministic sampling (Algorithm 1): an Euler step,
-  corrected by Heun's rule (the trapezoid) except on the last step, into sigma = 0.
 - Lu, Zhou, Bao, Chen, Li & Zhu 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
-  Models": the multistep second-order solver DPM-Solver++(2M), Algorithm 2 (its bookkeeping in the sampling loop,
-  and its SDE variant, are in `minidiff.samplers_dpm`).
+  Models" (Lu et al. 2022b): the multistep second-order solver DPM-Solver++(2M) of the probability-flow ODE,
+  Algorithm 2, and SDE-DPM-Solver++(2M), the same multistep solver for the reverse diffusion SDE, written with the
+  data prediction x_theta (their appendix on diffusion SDEs).
+- Lu, Zhou, Bao, Chen, Li & Zhu 2022, "DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic Model Sampling in
+  Around 10 Steps" (Lu et al. 2022a), sec. 3.1: the change of variable from t to lambda that makes the linear
+  part of the equations exactly solvable.
+- Song, Sohl-Dickstein, Kingma, Kumar, Ermon & Poole 2021, "Score-Based Generative Modeling through Stochastic
+  Differential Equations", eq. (6): the reverse-time SDE.
 
-These are pure functions of tensors and noise levels; `minidiff.samplers` runs them in its one loop.
-The loop's state is always the noisy image x_t as the network sees it; the Euler and Heun steps move to EDM's
-x = x_t / sqrt(alpha_bar) and back inside the step.
+Why two variants. The ODE maps each x_T to one image; its solvers (DDIM, DPM-Solver++, Euler, Heun) all converge
+to the ODE's images as the steps grow, errors in eps included. The SDE adds fresh noise on every step and takes
+out more of the old: errors made early are partly forgotten, at the price of a noisier path. For a small model
+whose eps is least accurate at high noise, that can give better samples at the same number of network evaluations.
 
-Notation (variable -> symbol). t is 0-based, as everywhere in minidiff; it may be fractional here.
+Notation (variable -> symbol; Lu et al.'s alpha_t and sigma_t are our sqrt(alpha_bar) and sqrt(1 - alpha_bar)).
 
-    sigma           \sigma           sqrt((1 - alpha_bar) / alpha_bar), the EDM noise level:
-                                     x = x_t / sqrt(alpha_bar) = x0 + sigma eps
-    sigma_prev      \sigma_{i+1}     the noise level of the next step (0 for the clean image)
     lam             \lambda_t        half_log_snr(alpha_bar) = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)) = -log(sigma)
-    h               h_i              lam_prev - lam: the step's length in lambda
-    rho             \rho             the Karras schedule's exponent (7): larger rho spends more steps at low noise
+    h               h_i              lam_prev - lam: the step's length in lambda (> 0: towards the clean image)
+    D               D_i              the x0 held over the step (`dpm_solver_2m_x0`): first or second order
+    noise           z                standard normal noise, the shape of x_t
 """
 
 import math
@@ -42,7 +44,7 @@ def dpm_solver_2m_x0(x0: torch.Tensor, alpha_bar: float, alpha_bar_prev: float, 
 
     First order (x0_earlier = None): the prediction itself. Second order: x0 extrapolated linearly in lambda from
     the prediction one step earlier (x0_earlier, made at alpha_bar_earlier), which costs no network evaluation.
-    The ODE step below and the SDE step (`minidiff.samplers_dpm`) both use it.
+    The ODE step (`dpm_solver_2m_step`) and the SDE step (`dpm_solver_sde_2m_step`) below both use it.
     """
     if x0_earlier is None:
         return x0

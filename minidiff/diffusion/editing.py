@@ -10,8 +10,10 @@ Papers followed:
   current step, $x_t \leftarrow m \odot q(x_t \mid x_0) + (1 - m) \odot x_t$, so the model fills the rest in a way
   that agrees with it. After the last step the kept region is the input itself.
 
-Every sampler in `minidiff.samplers` takes an `Edit`; the pipeline (`minidiff.pipeline`) builds one from an image
-file, a strength and a mask file, in latent space (the mask shrunk to the latent grid).
+Every sampler in `minidiff.diffusion.samplers` takes an `Edit`: `starting_point` gives its x_T and timesteps, and the
+sampling loop calls `keep_known` before every step. The pipeline (`minidiff.pipeline.TextToImage.edit`) builds one
+from an image and a mask, in latent space (the mask shrunk to the latent grid by `latent_keep`); the image and
+mask files are read by `minidiff.files.images`.
 """
 
 from dataclasses import dataclass

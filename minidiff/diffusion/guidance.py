@@ -2,9 +2,9 @@ r"""Classifier-free guidance: push each prediction away from the unconditional o
 
 Papers followed:
 - Ho & Salimans 2022, "Classifier-Free Diffusion Guidance", eq. (6): one network trained with the condition
-  sometimes dropped (minidiff.train) predicts both eps(x_t, c) and eps(x_t); sampling uses
-  eps_uncond + w (eps_cond - eps_uncond). Their w is our guidance - 1 (see docs/notation.md): here w = 1 is
-  plain conditional sampling, w = 0 unconditional, w > 1 exaggerates the condition.
+  sometimes dropped (`minidiff.training.loop.conditioning_inputs`) predicts both eps(x_t, c) and eps(x_t);
+  sampling uses eps_uncond + w (eps_cond - eps_uncond). Their w is our guidance - 1 (see docs/notation.md):
+  here w = 1 is plain conditional sampling, w = 0 unconditional, w > 1 exaggerates the condition.
 - Lin, Liu, Li & Yang 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", sec. 3.4 and
   Algorithm 2: guidance rescale. A large w inflates the guided prediction's standard deviation (over-exposed
   images); rescaling it back to the conditional prediction's, mixed in by phi = `rescale`, undoes that.
@@ -45,7 +45,8 @@ def classifier_free_guidance(output_cond: torch.Tensor, output_uncond: torch.Ten
 
 
 def null_class_labels(model: nn.Module, class_labels: torch.Tensor) -> torch.Tensor:
-    """The unconditional labels: the null class, index num_classes, that training drops labels to (minidiff.train)."""
+    """The unconditional labels: the null class, index num_classes, that training drops labels to
+    (`minidiff.training.loop.conditioning_inputs`)."""
     if getattr(model, "config", None) is None or model.config.num_classes is None:
         raise ValueError("class-label guidance needs a class-conditional model (config.num_classes set); "
                          "this model has no classes, so leave out class_labels and --guidance")

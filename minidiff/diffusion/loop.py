@@ -1,32 +1,32 @@
-r"""Reverse samplers: from pure noise back to an image, one denoising step at a time.
+r"""The one sampling loop every sampler runs, and what it passes around: denoisers, reported steps, counted NFE.
+
+`denoising_loop` walks down a sampler's timesteps: at each one it asks the network for its prediction at x_t,
+reads it as (x0, eps) whatever the network was trained to predict (`predict_x0_and_eps`), and lets the sampler's
+update (a step of `minidiff.diffusion.steps` or `minidiff.diffusion.dpm_solver`) move x_t to the next, smaller
+timestep; a corrector (Heun) may evaluate the network again at the result. Each step is reported to a callback as a
+`DenoisingStep`, and `CountedDenoiser` counts the network evaluations. A denoiser is any function (x_t, t) ->
+output: `model_denoiser` binds a network's conditioning, `minidiff.diffusion.guidance.guided_denoiser` adds
+classifier-free guidance. The samplers, which choose the timesteps and the update, are `minidiff.diffusion.samplers`.
 
 Papers followed:
-- Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models": ancestral sampling, Algorithm 2;
-  the posterior q(x_{t-1} | x_t, x0), eq. (6)-(7); the two variance choices beta and beta_tilde, sec. 3.2.
-- Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", sec. 4: sampling with fewer
-  steps on a sub-sequence of the T training steps, with betas recomputed for it.
-- Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models" (DDIM): the step eq. (12) with the noise scale
-  sigma_t(eta) of eq. (16); eta = 0 is deterministic, eta = 1 is DDPM.
-- Lin, Liu, Li & Yang 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2: the
-  timestep spacings linspace, leading and trailing (`sampling_timesteps`, in `minidiff.samplers_ode`).
-- DPM-Solver++(2M), Euler and Heun on Karras sigmas: their steps live in `minidiff.samplers_ode`; DPM-Solver's
-  multistep bookkeeping and its SDE variant, SDE-DPM-Solver++(2M), in `minidiff.samplers_dpm`.
+- Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models", Algorithm 2: the reverse process as a loop
+  from x_T down to the clean image.
+- Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative Models",
+  Algorithm 1: a second network evaluation at the Euler step's result (Heun), never on the last step, into the
+  clean image; sec. 3: network evaluations (NFE) as the honest cost of a sampler.
+- Lin, Liu, Li & Yang 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", sec. 3.2: at zero
+  terminal SNR an eps prediction says nothing about x0, so such a schedule needs a model that predicts v or x0.
+- Lugmayr et al. 2022, "RePaint", eq. 8: the kept region of an inpainting edit is reset before every step
+  (`minidiff.diffusion.editing.keep_known`).
 
-Every sampler is the same loop (`denoising_loop`): ask the network for its prediction at x_t, read it as
-(x0, eps), and let the sampler's step function move x_t to the next, smaller timestep. Each sampler is a step
-function plus a `sample_*` function that picks the timesteps and runs the loop; `SAMPLERS` lists them by name.
-
-Notation (variable -> symbol in Ho et al. 2020). t is 0-based: t = 0 is one step of noise, t = T-1 the last.
+Notation (variable -> symbol in Ho et al. 2020). t is 0-based: t = 0 is one step of noise, t = T-1 the last;
+t is fractional for Karras sigmas.
 
     x_t             x_t            the noisy image at timestep t
-    x_prev          x_{t-1}        the image at the next timestep the sampler visits (t_prev < t)
+    x_prev          x_{t-1}        the image at the next timestep the sampler visits (t_prev < t; -1: the clean image)
     alpha_bar       \bar\alpha_t   signal kept at t;  alpha_bar_prev = \bar\alpha_{t_prev}, 1 for the clean image
-                                   (DDIM's paper writes \alpha_t for it)
-    beta            \beta_t        1 - \bar\alpha_t / \bar\alpha_{t_prev}: the noise added from t_prev to t
     eps             \epsilon_\theta(x_t, t)   the predicted noise
     x0              \hat x_0       the predicted clean image
-    eta             \eta           DDIM's share of fresh noise per step: 0 deterministic ... 1 like DDPM
-    sigma           \sigma         sqrt((1 - alpha_bar) / alpha_bar), the Karras/EDM noise level
     denoiser        (x_t, t) -> the network's output (eps, x0 or v, whichever it was trained to predict)
     NFE             network evaluations (calls of the denoiser): the honest cost of a sample
 """
@@ -125,7 +125,7 @@ def denoising_loop(denoiser: Denoiser, x_t: torch.Tensor, schedule: NoiseSchedul
                    correct: Correct | None = None, edit: Edit | None = None) -> torch.Tensor:
     """The loop all samplers share: at each timestep predict (x0, eps), take `update`'s step, report it.
 
-    `timesteps` run downwards (see `sampling_timesteps`), ints or fractional (Karras sigmas); after the last
+    `timesteps` run downwards (see `minidiff.diffusion.timesteps`), ints or fractional (Karras sigmas); after the last
     one the result is the clean image. With `correct` (predictor-corrector samplers, i.e. Heun), the network is
     evaluated again at the update's result, and `correct` makes the step from both predictions; not on the
     last step, into the clean image. NFE counts calls of `denoiser`: one per step, two with a correction.

@@ -1,20 +1,11 @@
-r"""Training a diffusion model: a plain loop, one idea per function.
+r"""The per-step weights of the diffusion loss: Min-SNR-gamma, for each prediction target (eps, x0, v).
 
-Papers followed:
-- Ho, Jain & Abbeel 2020 (DDPM): the training loop, Algorithm 1; an EMA of the weights for sampling (appendix B).
-- Salimans & Ho 2022: the v target (see `minidiff.diffusion.forward.training_target`).
-- Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy", sec. 3.4: per-step loss weights.
-- Ho & Salimans 2022, "Classifier-Free Diffusion Guidance", Algorithm 1: train with the label dropped to a null class.
-- Loshchilov & Hutter 2019: AdamW; Goyal et al. 2017: linear learning-rate warm-up.
+The loss itself (DDPM's Algorithm 1: noise an image to a random step, ask the network, square the error) is
+`minidiff.training.loop.diffusion_loss`, which multiplies each image's error by these weights; what the network is
+asked to output is `minidiff.diffusion.forward.training_target`.
 
-    python -m minidiff train --config mnist --out runs/mnist --minutes 60     # a new run
-    python -m minidiff train --out runs/mnist --minutes 120 --resume         # carry on to 120 minutes in all
-
-What a run folder holds, and how --resume restores a run exactly, is `minidiff.run_folder`.
-
-Reproducibility: every random draw of a step (batch order, t, eps, class drop) comes from one CPU generator,
-dropout from torch's global RNG; both are saved in each checkpoint, so a resumed run has exactly the losses
-that an uninterrupted run would have had.
+Papers followed: Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy", sec. 3.4: weight
+the x0 error by min(SNR_t, gamma), and the eps and v errors by that divided by what turns them into an x0 error.
 """
 
 import torch

@@ -1,32 +1,28 @@
-r"""Reverse samplers: from pure noise back to an image, one denoising step at a time.
+r"""The samplers, by name: each picks its timesteps, draws x_T ~ N(0, I) and runs the one loop with its own step.
+
+`sample(name, ...)` is the one entry point: the pipeline, the sample command, the sampler race and the digit
+evaluation all call it. `SAMPLERS` maps the names of the CLI's --sampler to the `sample_*` functions, each a few
+lines: the timesteps (`minidiff.diffusion.timesteps`: a spacing of the T steps, or Karras sigmas), the starting
+point (pure noise, or for an edit the input noised part of the way, `minidiff.diffusion.editing`), and the update
+that `minidiff.diffusion.loop.denoising_loop` applies at every step (`minidiff.diffusion.steps`,
+`minidiff.diffusion.dpm_solver`). The equations are in those modules.
 
 Papers followed:
-- Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models": ancestral sampling, Algorithm 2;
-  the posterior q(x_{t-1} | x_t, x0), eq. (6)-(7); the two variance choices beta and beta_tilde, sec. 3.2.
-- Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", sec. 4: sampling with fewer
-  steps on a sub-sequence of the T training steps, with betas recomputed for it.
-- Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models" (DDIM): the step eq. (12) with the noise scale
-  sigma_t(eta) of eq. (16); eta = 0 is deterministic, eta = 1 is DDPM.
-- Lin, Liu, Li & Yang 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2: the
-  timestep spacings linspace, leading and trailing (`sampling_timesteps`, in `minidiff.samplers_ode`).
-- DPM-Solver++(2M), Euler and Heun on Karras sigmas: their steps live in `minidiff.samplers_ode`; DPM-Solver's
-  multistep bookkeeping and its SDE variant, SDE-DPM-Solver++(2M), in `minidiff.samplers_dpm`.
+- Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models": ancestral sampling, Algorithm 2.
+- Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", sec. 4, and Lin, Liu, Li & Yang
+  2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2: fewer steps, and where they fall.
+- Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models" (DDIM): eq. (12) and (16), from deterministic
+  (eta = 0) to DDPM's variance (eta = 1).
+- Lu, Zhou, Bao, Chen, Li & Zhu 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
+  Models" (Lu et al. 2022b): DPM-Solver++(2M), Algorithm 2, and its SDE variant SDE-DPM-Solver++(2M).
+- Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative Models" (EDM):
+  the noise levels of eq. 5, and Euler's and Heun's method on them, Algorithm 1.
 
-Every sampler is the same loop (`denoising_loop`): ask the network for its prediction at x_t, read it as
-(x0, eps), and let the sampler's step function move x_t to the next, smaller timestep. Each sampler is a step
-function plus a `sample_*` function that picks the timesteps and runs the loop; `SAMPLERS` lists them by name.
+Notation (variable -> symbol). t is 0-based: t = 0 is one step of noise, t = T-1 the last.
 
-Notation (variable -> symbol in Ho et al. 2020). t is 0-based: t = 0 is one step of noise, t = T-1 the last.
-
-    x_t             x_t            the noisy image at timestep t
-    x_prev          x_{t-1}        the image at the next timestep the sampler visits (t_prev < t)
-    alpha_bar       \bar\alpha_t   signal kept at t;  alpha_bar_prev = \bar\alpha_{t_prev}, 1 for the clean image
-                                   (DDIM's paper writes \alpha_t for it)
-    beta            \beta_t        1 - \bar\alpha_t / \bar\alpha_{t_prev}: the noise added from t_prev to t
-    eps             \epsilon_\theta(x_t, t)   the predicted noise
-    x0              \hat x_0       the predicted clean image
+    x_T             x_T            the starting point: N(0, I) noise (for an edit, the input noised to the first step)
+    steps           S              how many timesteps the sampler visits, out of the T it was trained on
     eta             \eta           DDIM's share of fresh noise per step: 0 deterministic ... 1 like DDPM
-    sigma           \sigma         sqrt((1 - alpha_bar) / alpha_bar), the Karras/EDM noise level
     denoiser        (x_t, t) -> the network's output (eps, x0 or v, whichever it was trained to predict)
     NFE             network evaluations (calls of the denoiser): the honest cost of a sample
 """
@@ -106,7 +102,8 @@ def sample_dpm_solver_sde(denoiser: Denoiser, shape: tuple[int, ...], schedule: 
                       edit: Edit | None = None) -> torch.Tensor:
     """SDE-DPM-Solver++(2M) (Lu et al. 2022b): DPM-Solver++(2M) for the reverse SDE, one NFE per step.
 
-    The generator draws x_T, then fresh noise on every step but the last (`dpm_solver_sde_2m_step`)."""
+    The generator draws x_T, then fresh noise on every step but the last
+    (`minidiff.diffusion.dpm_solver.dpm_solver_sde_2m_step`)."""
     x_T, timesteps = starting_point(gaussian_noise(shape, generator, device),
                                     sampling_timesteps(schedule.T, steps, spacing), schedule, edit)
     update = dpm_solver_2m_update(noise_source=lambda noise_shape: gaussian_noise(noise_shape, generator, device))

@@ -1,14 +1,21 @@
-"""Noise schedules: beta_t -> alpha_bar_t, SNR and the posterior coefficients.
+"""Noise schedules: beta_t -> alpha_bar_t, SNR, the posterior coefficients, and the noise levels sigma and lambda.
 
 A schedule says how much noise the forward process adds at each of its T steps.
-Everything else in minidiff reads the numbers from one `NoiseSchedule`.
+Everything else in minidiff reads the numbers from one `NoiseSchedule`. The functions at the end give a step's
+alpha_bar in the coordinates other papers use (EDM's sigma, DPM-Solver's lambda) and read alpha_bar between two
+integer steps, where Karras sigmas fall (`minidiff.diffusion.timesteps`).
 
 Papers followed:
 - Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models" (DDPM): linear betas, eq. (4), (6), (7).
-- Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models": cosine alpha_bar, eq. (17).
+- Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models": cosine alpha_bar, eq. (17);
+  the posterior of a bigger step, for samplers that skip timesteps, sec. 4.
 - Chen 2023, "On the Importance of Noise Scheduling for Diffusion Models": sigmoid alpha_bar, Algorithm 1.
 - Lin, Liu, Li & Yang 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed":
   zero terminal SNR, Algorithm 1.
+- Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative Models" (EDM),
+  Table 1 (VP): the noise level sigma = sqrt((1 - alpha_bar) / alpha_bar).
+- Lu, Zhou, Bao, Chen, Li & Zhu 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
+  Models" (Lu et al. 2022b): the time variable lambda = log(SNR) / 2.
 
 Convention: t is 0-based. t = 0 is the first step of noise, t = T - 1 the last.
 All tables are float64 so that later products stay accurate; they are cast to the data's dtype when used.
@@ -96,19 +103,20 @@ def posterior_coefficients(alpha_bar: torch.Tensor | float, alpha_bar_prev: torc
 
     The one place minidiff writes the posterior. For consecutive steps it gives the schedule's tables; for the
     bigger steps of a sampler that skips timesteps (Nichol & Dhariwal 2021, sec. 4) the step's own
-    $eta = 1 - arlpha_t / arlpha_{t_{prev}}$ takes the place of $eta_t$. Floats or tensors of any
+    $\beta = 1 - \bar\alpha_t / \bar\alpha_{t_{prev}}$ takes the place of $\beta_t$. Floats or tensors of any
     shape, computed in float64. Returns (coef_x0, coef_xt, variance): the posterior mean is
     coef_x0 * x0 + coef_xt * x_t and its variance is beta_tilde.
     """
     alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float64)
     alpha_bar_prev = torch.as_tensor(alpha_bar_prev, dtype=torch.float64)
-    # $lpha_t = arlpha_t / arlpha_{t-1}, \quad eta_t = 1 - lpha_t$
+    # $\alpha_t = \bar\alpha_t / \bar\alpha_{t-1}, \quad \beta_t = 1 - \alpha_t$
     alpha = alpha_bar / alpha_bar_prev
     beta = 1.0 - alpha
-    # $	ilde\mu_t = rac{\sqrt{arlpha_{t-1}}eta_t}{1-arlpha_t} x_0 + rac{\sqrt{lpha_t}(1-arlpha_{t-1})}{1-arlpha_t} x_t$  (eq. 7)
+    # eq. 7: $\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t} x_0
+    #          + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t} x_t$
     coef_x0 = alpha_bar_prev.sqrt() * beta / (1.0 - alpha_bar)
     coef_xt = alpha.sqrt() * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
-    # $	ildeeta_t = rac{1 - arlpha_{t-1}}{1 - arlpha_t} eta_t$  (eq. 7)
+    # $\tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t} \beta_t$  (eq. 7)
     variance = (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * beta
     return coef_x0, coef_xt, variance
 
@@ -208,8 +216,8 @@ def log_sigma_table(schedule: NoiseSchedule) -> torch.Tensor:
 def alpha_bar_at(schedule: NoiseSchedule, t: float) -> float:
     """alpha_bar at a timestep: the table's value at an integer t; between two steps, log sigma interpolated linearly.
 
-    Fractional timesteps come from Karras sigmas (`timestep_from_sigma`); the network, which was trained on integer
-    t, is asked at them as they are (its sinusoidal time embedding takes any real t).
+    Fractional timesteps come from Karras sigmas (`minidiff.diffusion.timesteps.timestep_from_sigma`); the network,
+    which was trained on integer t, is asked at them as they are (its sinusoidal time embedding takes any real t).
     """
     if float(t).is_integer():
         return float(schedule.alpha_bar[int(t)])

@@ -1,20 +1,25 @@
-r"""Reverse samplers: from pure noise back to an image, one denoising step at a time.
+r"""Sampler steps: one move from x_t to x_prev, given the network's prediction read as (x0, eps).
+
+DDPM's ancestral step, DDIM's step, and Euler's and Heun's steps for the probability-flow ODE. Each is a pure
+function of tensors and two noise levels, (alpha_bar, alpha_bar_prev), so the same step serves every sub-sequence
+of timesteps. The loop that calls them is `minidiff.diffusion.loop`, the samplers that pick their timesteps are
+`minidiff.diffusion.samplers`, and DPM-Solver++'s steps are in `minidiff.diffusion.dpm_solver`.
 
 Papers followed:
 - Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models": ancestral sampling, Algorithm 2;
-  the posterior q(x_{t-1} | x_t, x0), eq. (6)-(7); the two variance choices beta and beta_tilde, sec. 3.2.
-- Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", sec. 4: sampling with fewer
-  steps on a sub-sequence of the T training steps, with betas recomputed for it.
+  the posterior q(x_{t-1} | x_t, x0), eq. (6)-(7) (`minidiff.diffusion.schedule.posterior_coefficients`);
+  the two variance choices beta and beta_tilde, sec. 3.2.
+- Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", sec. 4: a step that skips
+  timesteps has its beta recomputed from the pair of alpha_bar values.
 - Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models" (DDIM): the step eq. (12) with the noise scale
-  sigma_t(eta) of eq. (16); eta = 0 is deterministic, eta = 1 is DDPM.
-- Lin, Liu, Li & Yang 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2: the
-  timestep spacings linspace, leading and trailing (`sampling_timesteps`, in `minidiff.samplers_ode`).
-- DPM-Solver++(2M), Euler and Heun on Karras sigmas: their steps live in `minidiff.samplers_ode`; DPM-Solver's
-  multistep bookkeeping and its SDE variant, SDE-DPM-Solver++(2M), in `minidiff.samplers_dpm`.
+  sigma_t(eta) of eq. (16); eta = 0 is deterministic, eta = 1 is DDPM. Sec. 4.3: in the coordinates
+  x_t / sqrt(alpha_bar) = x0 + sigma eps, deterministic DDIM is Euler's method for an ODE in sigma.
+- Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative Models" (EDM):
+  the ODE dx/dsigma = (x - D(x; sigma)) / sigma (eq. 1 and 3 with sigma(t) = t), the VP model in those terms
+  (Table 1), and deterministic sampling (Algorithm 1): an Euler step, corrected by Heun's rule (the trapezoid).
 
-Every sampler is the same loop (`denoising_loop`): ask the network for its prediction at x_t, read it as
-(x0, eps), and let the sampler's step function move x_t to the next, smaller timestep. Each sampler is a step
-function plus a `sample_*` function that picks the timesteps and runs the loop; `SAMPLERS` lists them by name.
+The sampling loop's state is always the noisy image x_t as the network sees it; the Euler and Heun steps move to
+EDM's x = x_t / sqrt(alpha_bar) and back inside the step.
 
 Notation (variable -> symbol in Ho et al. 2020). t is 0-based: t = 0 is one step of noise, t = T-1 the last.
 
@@ -26,9 +31,9 @@ Notation (variable -> symbol in Ho et al. 2020). t is 0-based: t = 0 is one step
     eps             \epsilon_\theta(x_t, t)   the predicted noise
     x0              \hat x_0       the predicted clean image
     eta             \eta           DDIM's share of fresh noise per step: 0 deterministic ... 1 like DDPM
-    sigma           \sigma         sqrt((1 - alpha_bar) / alpha_bar), the Karras/EDM noise level
-    denoiser        (x_t, t) -> the network's output (eps, x0 or v, whichever it was trained to predict)
-    NFE             network evaluations (calls of the denoiser): the honest cost of a sample
+    sigma           \sigma         sqrt((1 - alpha_bar) / alpha_bar), the Karras/EDM noise level;
+                                   sigma_prev at alpha_bar_prev (0 for the clean image)
+    noise           z              fresh standard normal noise, the shape of x_t
 """
 
 import math

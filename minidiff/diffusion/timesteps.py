@@ -1,30 +1,21 @@
-r"""Where samplers step (timesteps, noise levels) and the steps that solve the probability-flow ODE: DPM-Solver++(2M),
-and Euler and Heun on Karras sigmas.
+r"""Where samplers step: the timesteps they visit, a spacing of the T training steps, and Karras noise levels.
+
+`sampling_timesteps` picks `steps` of the T timesteps, falling, placed as a spacing says; `karras_timesteps` puts
+noise levels even in sigma^(1/rho) over the same range instead, as fractional timesteps, which
+`minidiff.diffusion.schedule.alpha_bar_at` reads back. The samplers (`minidiff.diffusion.samplers`) take their
+timesteps from here.
 
 Papers followed:
 - Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", sec. 4, and Lin, Liu, Li & Yang 2023,
   "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2: fewer steps, and where they fall.
-- Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models", sec. 4.3: in the coordinates x_t / sqrt(alpha_bar)
-  = x0 + sigma eps, deterministic DDIM is Euler's method for an ODE in sigma.
 - Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative Models" (EDM):
-  the ODE dx/dsigma = (x - D(x; sigma)) / sigma (eq. 1 and 3 with sigma(t) = t), the VP model in those terms
-  (Table 1), the noise levels sigma_i (eq. 5, rho = 7), and deterministic sampling (Algorithm 1): an Euler step,
-  corrected by Heun's rule (the trapezoid) except on the last step, into sigma = 0.
-- Lu, Zhou, Bao, Chen, Li & Zhu 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
-  Models": the multistep second-order solver DPM-Solver++(2M), Algorithm 2 (its bookkeeping in the sampling loop,
-  and its SDE variant, are in `minidiff.samplers_dpm`).
+  the noise levels sigma_i (eq. 5, rho = 7).
 
-These are pure functions of tensors and noise levels; `minidiff.samplers` runs them in its one loop.
-The loop's state is always the noisy image x_t as the network sees it; the Euler and Heun steps move to EDM's
-x = x_t / sqrt(alpha_bar) and back inside the step.
+Notation (variable -> symbol). t is 0-based, as everywhere in minidiff; a Karras timestep is fractional.
 
-Notation (variable -> symbol). t is 0-based, as everywhere in minidiff; it may be fractional here.
-
-    sigma           \sigma           sqrt((1 - alpha_bar) / alpha_bar), the EDM noise level:
-                                     x = x_t / sqrt(alpha_bar) = x0 + sigma eps
-    sigma_prev      \sigma_{i+1}     the noise level of the next step (0 for the clean image)
-    lam             \lambda_t        half_log_snr(alpha_bar) = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)) = -log(sigma)
-    h               h_i              lam_prev - lam: the step's length in lambda
+    steps           S, N             how many timesteps (noise levels) a sampler visits
+    sigma           \sigma_i         sqrt((1 - alpha_bar) / alpha_bar), the EDM noise level;
+                                     sigma_max and sigma_min bound the levels
     rho             \rho             the Karras schedule's exponent (7): larger rho spends more steps at low noise
 """
 
@@ -71,7 +62,8 @@ def sampling_timesteps(T: int, steps: int | None = None, spacing: str = "linspac
 
 
 def timestep_from_sigma(schedule: NoiseSchedule, sigma: float) -> float:
-    """The (fractional) timestep whose noise level is sigma: the inverse of `alpha_bar_at`, clipped to 0 ... T-1."""
+    """The (fractional) timestep whose noise level is sigma, clipped to 0 ... T-1: the inverse of
+    `minidiff.diffusion.schedule.alpha_bar_at` (through sigma = sqrt((1 - alpha_bar) / alpha_bar))."""
     log_sigmas = log_sigma_table(schedule)
     log_sigma = math.log(sigma)
     if log_sigma <= float(log_sigmas[0]):

@@ -1,17 +1,11 @@
-"""Checkpoints: weights in safetensors, and a JSON file beside them that says how they were made. No pickle.
+"""A training state on disk: all a run needs to resume exactly, in the checkpoint format of `minidiff.files.checkpoint`.
 
-A checkpoint is two files with one stem: `STEM.safetensors` (the tensors) and `STEM.json` (everything else,
-plus the sha256 of the tensors file). Two kinds are stored this way:
-
-- a model checkpoint (`save_checkpoint`, `load_model`): the weights a sampler uses and a `CheckpointInfo`
-  (model config, diffusion settings, the command that trained it, seed, device, minutes, step, metrics).
-  The shipped ones live in data/checkpoints/ (`mnist` -> data/checkpoints/mnist.json + .safetensors).
-- a training state (`save_training_state`, `load_training_state`): all a run needs to resume exactly
-  (online and EMA weights, optimizer state, RNG states, data order, loss history). Sampling never needs it.
-
-Every file is written atomically (a temp file in the same folder, then `os.replace`), tensors first, JSON last.
-Loading checks the sha256, so the JSON of one checkpoint is never used with the tensors of another, and a
-truncated or corrupt file is reported by name.
+`TrainingState` holds the online weights and their EMA, the optimizer's state, every random state (torch, CUDA or
+MPS, numpy, python), the state of the generator that draws the data order and its current permutation, the loss
+history, the minutes so far, the run's config and the commands that trained it. `save_training_state` writes it as
+STEM.safetensors (every tensor) + STEM.json (the rest), `load_training_state` reads it back. Sampling never needs
+it: a model checkpoint (`minidiff.models`) holds the weights a sampler uses. When a run saves its state, and how it
+restores it, is `minidiff.training.run`.
 """
 
 import random
@@ -88,7 +82,7 @@ class TrainingState:
 
     step: int  # optimizer steps taken
     model: dict[str, torch.Tensor]  # the online weights (the ones the optimizer updates)
-    ema: dict[str, torch.Tensor]  # the exponential moving average of the weights
+    ema: dict[str, torch.Tensor]  # the exponential moving average of the weights; {} for a run that keeps none
     optimizer: dict  # torch optimizer state_dict
     rng_tensors: dict[str, torch.Tensor]  # from capture_rng_states()
     rng_rest: dict
@@ -96,7 +90,7 @@ class TrainingState:
     data_order: torch.Tensor  # the current epoch's permutation of the data set
     loss_history: list[float]  # one loss per step
     training_minutes: float
-    config: dict  # TrainConfig, as a dict
+    config: dict  # the run's config (a TrainConfig or a VAETrainConfig), as a dict
     command: str
 
 

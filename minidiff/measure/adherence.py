@@ -1,17 +1,19 @@
-"""`python -m minidiff evaluate-text`: does the text-to-image model draw what the prompt says? Measured.
+"""Prompt adherence: does a token-conditioned model draw what the prompt says? Prompts drawn, images read back.
 
-(Also for chapter 09's model conditioned on attributes instead of text: the same prompts, as attribute tokens.)
+`evaluation_prompts` draws full captions from a Shapes split, with a seed training never used; `draw` makes one
+image per caption through the pipeline (`minidiff.pipeline.TextToImage`: a text model reads the captions' words, a
+model conditioned on attributes, chapter 09, the attributes they name); the rule-based attribute checker
+(`minidiff.measure.shape_checker`, which never saw a generated image) reads colour, shape, size and position off
+every image, and `prompt_adherence` says how often each matches the prompt. `guidance_sweep` does that at several
+guidance scales.
 
-The rule-based attribute checker (`minidiff.shape_checker`, which never saw a generated image) reads colour,
-shape, size and position off every sample, and `adherence` counts how often each matches the prompt.
-
-Two sets of prompts, as the project's issue asks:
+The targets (`TARGETS`, checked by `target_report`) are the project's issue's, on two sets of prompts:
 - full captions with attributes drawn like the training data's (the train split's distribution, but not its
-  images: another seed), 600 by default. Targets: colour >= 95%, shape, size and position >= 90% each;
+  images: another seed). Targets: colour >= 95%, shape, size and position >= 90% each;
 - the held-out colour/shape pairs (purple triangle, yellow square, cyan circle), which never appeared in training:
   is the pair drawn right (colour and shape both)? Target: >= 70%.
 
-    python -m minidiff evaluate-text --model shapes_text --n 600 --heldout-n 300 --record
+`python -m minidiff evaluate-text` (`minidiff.cli.evaluate_text`) measures both and prints the report.
 """
 
 import torch

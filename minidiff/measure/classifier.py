@@ -1,4 +1,4 @@
-"""A small CNN that reads MNIST digits: the judge behind `minidiff.metrics`.
+"""A small CNN that reads MNIST digits: the judge behind `minidiff.measure.metrics`.
 
 It plays the role Inception-v3 plays for ImageNet FID (Heusel et al. 2017): its predicted class tells whether a
 generated digit is the one that was asked for, and its penultimate layer (a 128-d vector) is the feature space in

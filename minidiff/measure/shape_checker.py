@@ -1,7 +1,7 @@
 """Read colour, shape, size and position off a Shapes image, by explainable rules (no learned weights).
 
 Used to measure prompt adherence of generated shapes and to check that autoencoder reconstructions keep their
-attributes. It knows the Shapes spec (`minidiff.shapes` constants) but no generator code, so a model cannot
+attributes. It knows the Shapes spec (`minidiff.data.shapes` constants) but no generator code, so a model cannot
 "agree with itself".
 
 The rules, one per function:

@@ -13,7 +13,12 @@ The encoder and decoder are made of the U-Net's own ResBlocks (without a time em
 upsampling layers: two halves of a U-Net without the skip connections, which is exactly what forces all the
 information through the 8 x 8 x 4 bottleneck.
 
-Checkpoints: STEM.safetensors + STEM.json (kind "autoencoder"); see `save_autoencoder`, `load_autoencoder`.
+Latent diffusion enters and leaves latent space here: `encode_images` turns images into scaled latents
+$z = s \cdot \mu_{\mathcal E}(x)$, and `decode_latents` turns a sampled $z_0$ back into an image,
+$\tilde x = \mathcal D(z_0 / s)$ (Rombach et al. 2022, sec. 3); in between, the diffusion model and its samplers
+are those of pixel space. The autoencoder trains on `vae_loss` (`minidiff.training.vae`); its checkpoints,
+STEM.safetensors + STEM.json (kind "autoencoder"), are written and read by `minidiff.models.save_autoencoder` and
+`minidiff.models.load_autoencoder`.
 """
 
 from dataclasses import asdict, dataclass, fields

@@ -5,7 +5,8 @@ Latent diffusion (Rombach et al. 2022, sec. 3.3, eq. 3) conditions its U-Net on 
 is that idea at its smallest. For the Shapes dataset, $y$ is the image's four attributes, written as a four-word
 "sentence" [colour, shape, size, position] after a start token; $\tau_\theta$ is a learned vector per word plus a
 learned vector per place. The text chapters replace this table by a transformer over the words of a caption
-(`minidiff.text`); the U-Net, the training loop and the samplers stay the same.
+(`minidiff.nets.text`); the U-Net, the training loop and the samplers stay the same. `ConditionedUNet` holds
+either encoder (`EncoderConfig.kind`) and the U-Net it feeds.
 
 - Classifier-free guidance (Ho & Salimans 2022, Algorithm 1) drops the whole condition: every attribute becomes the
   padding token, which cross-attention may not look at, so only the start token is left, the "empty prompt".
@@ -132,7 +133,8 @@ class ConditionedUNet(nn.Module):
     """A U-Net with cross-attention and the token encoder that feeds it, trained together.
 
     `forward(x_t, t, tokens)` is what training calls. Sampling encodes the tokens once (`encode`) and then calls
-    the U-Net alone at every step (`token_denoiser`), as Stable Diffusion's pipeline does with its text encoder.
+    the U-Net alone at every step (`minidiff.pipeline.token_denoiser`), as Stable Diffusion's pipeline does with
+    its text encoder.
     """
 
     def __init__(self, unet_config: UNetConfig, encoder_config: EncoderConfig):

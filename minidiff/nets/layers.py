@@ -45,7 +45,7 @@ class ResBlock(nn.Module):
     The embedding (time, plus class when there is one) enters once, after the second norm:
     AdaGN(h, e) = (1 + scale(e)) * GroupNorm(h) + shift(e)  (Dhariwal & Nichol 2021, sec. 3).
     With embed_dim None there is no embedding and the second norm is a plain GroupNorm: the autoencoder's
-    blocks (minidiff.autoencoder), which know nothing of time or class.
+    blocks (minidiff.nets.autoencoder), which know nothing of time or class.
     """
 
     def __init__(self, in_channels: int, out_channels: int, embed_dim: int | None, groups: int, dropout: float):

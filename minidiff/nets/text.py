@@ -24,7 +24,7 @@ from torch import nn
 from minidiff.data.shapes import COLOURS, POSITIONS, SHAPES, SIZES
 from minidiff.nets.layers import merge_heads, split_heads
 
-PAD, START = 0, 1  # the same two ids as minidiff.conditioning's attribute tokens
+PAD, START = 0, 1  # padding (never attended to) and the start token; minidiff.nets.conditioning uses them too
 CAPTION_WORDS = sorted({"a", "in", "the", *COLOURS, *SHAPES, *SIZES, *(w for p in POSITIONS for w in p.split())})
 VOCABULARY = ("<pad>", "<start>", *CAPTION_WORDS)
 MAX_LENGTH = 10  # <start> + up to 9 words: "a small red circle in the top left" has 8

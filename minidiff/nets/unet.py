@@ -181,7 +181,8 @@ class UNet(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None,
                 context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Predict eps (or x0, or v, see config.prediction) for x_t (B, C, H, W) at 0-based steps t (B,).
+        """Predict eps, x0 or v for x_t (B, C, H, W) at 0-based steps t (B,), whichever the model was trained for
+        (`minidiff.diffusion.config.DiffusionConfig.prediction`: a diffusion setting, not the network's).
 
         class_labels: (B,) ints in 0 ... num_classes, where num_classes is the null class (also used when None).
         context: (B, L, context_dim), e.g. text token features; context_mask: (B, L) bool, True = real token.

@@ -1,8 +1,8 @@
 """What a training run is set up with. `LoopConfig`: the settings every run shares, whatever it trains (batch,
-optimizer, learning-rate schedule, budget, checkpoints, seed), read by the one training loop (`minidiff.training.loop`).
-`TrainConfig`: a diffusion model's run (network, diffusion settings, data, conditioning). `VAETrainConfig`: the autoencoder's run
-(`minidiff.training.vae`). The named presets of both are `minidiff.training.presets`; the data a
-diffusion run reads, `minidiff.training.data`.
+optimizer, learning-rate schedule, budget, checkpoints, seed), read by the one training loop
+(`minidiff.training.run.train_loop`). `TrainConfig`: a diffusion model's run (network, diffusion settings, data,
+conditioning). `VAETrainConfig`: the autoencoder's run (`minidiff.training.vae`). The named presets of both are
+`minidiff.training.presets`; the data a diffusion run reads, `minidiff.training.data`.
 """
 
 from dataclasses import asdict, dataclass, field, fields

@@ -1,7 +1,11 @@
-"""What a training run is set up with: `TrainConfig`, its named presets, and the data it reads.
+"""The data a diffusion run trains on, in memory: MNIST-5k digits with their labels, or Shapes with their tokens.
 
-Presets: "mnist" (the shipped class-conditional MNIST-5k model), "tiny" (a seconds-long run for tests),
-"shapes_latent" (latent diffusion on the Shapes dataset, conditioned on its attributes) and "tiny_latent".
+`load_images` reads the set that `TrainConfig.data` names: digits in [-1, 1] with class labels; Shapes images in
+[-1, 1]; or, for latent diffusion, Shapes encoded once by the autoencoder into scaled latents (`encoded_shapes`;
+Rombach et al. 2022, sec. 3 and 4.3.2). Shapes come with the tokens their encoder reads
+(`minidiff.nets.conditioning.condition_tokens`): attribute tokens, or the words of their captions. Encoded latents
+are cached in the run folder (`cache_path`), under a name that holds the autoencoder's weights' sha256, so a new
+autoencoder never meets old latents.
 """
 
 from pathlib import Path

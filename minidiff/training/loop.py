@@ -8,10 +8,12 @@ sample grids; the autoencoder's step is in `minidiff.training.vae`.
 Papers followed:
 - Ho, Jain & Abbeel 2020 (DDPM): the training loop, Algorithm 1; an EMA of the weights for sampling (appendix B).
 - Salimans & Ho 2022: the v target (see `minidiff.diffusion.forward.training_target`).
-- Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy", sec. 3.4: per-step loss weights.
+- Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy", sec. 3.4: per-step loss weights
+  (`minidiff.diffusion.loss.loss_weights`).
 - Ho & Salimans 2022, "Classifier-Free Diffusion Guidance", Algorithm 1: train with the label dropped to a null class.
-- Loshchilov & Hutter 2019: AdamW; Goyal et al. 2017: linear learning-rate warm-up; Loshchilov & Hutter 2017: cosine
-  decay.
+
+The update itself (AdamW, the learning-rate warm-up and decay, the EMA) is `minidiff.training.run.optimizer_step`,
+the same for every model; its papers are named there.
 
     python -m minidiff train --config mnist --out runs/mnist --minutes 60     # a new run
     python -m minidiff train --out runs/mnist --minutes 120 --resume         # carry on to 120 minutes in all

@@ -1,6 +1,7 @@
-"""The named training presets: PRESETS for diffusion models (`python -m minidiff train --config NAME`): "mnist" (the shipped class-conditional MNIST-5k model), "tiny" (a seconds-long run for tests),
-"shapes_latent" (latent diffusion on the Shapes dataset, conditioned on its attributes), its pixel-space twin
-"shapes_pixel", "shapes_text" (text to image) and "tiny_latent"; AUTOENCODER_PRESETS for the autoencoder
+"""The named training presets. PRESETS, for diffusion models (`python -m minidiff train --config NAME`): "mnist"
+(the shipped class-conditional MNIST-5k model), "tiny" (a seconds-long run for tests), "shapes_latent" (latent
+diffusion on the Shapes dataset, conditioned on its attributes), its pixel-space twin "shapes_pixel", "shapes_text"
+(text to image) and "tiny_latent". AUTOENCODER_PRESETS, for the autoencoder
 (`python -m minidiff train-vae --preset NAME`): "shapes" (the shipped shapes_vae) and "tiny".
 """
 

@@ -5,9 +5,10 @@
     python -m minidiff train-vae --out runs/vae --minutes 40 --resume       # carry on to 40 minutes in all
 
 The run folder holds train_state.json + .safetensors (the one training-state format of `minidiff.training.run`: a
-killed run resumes exactly) and, when the run ends, autoencoder.json + .safetensors (a checkpoint `load_autoencoder`
-reads, with its scale factor and measured PSNR). Training images are Shapes of the train split, rendered once from the
-seed; the metrics are measured on the held-out split, whose colour/shape pairs the autoencoder never saw.
+killed run resumes exactly) and, when the run ends, autoencoder.json + .safetensors (a checkpoint
+`minidiff.models.load_autoencoder` reads, with its scale factor and measured PSNR). Training images are Shapes of
+the train split, rendered once from the seed; the metrics are measured on the held-out split, whose colour/shape
+pairs the autoencoder never saw.
 """
 
 import math

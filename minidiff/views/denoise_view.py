@@ -11,7 +11,7 @@ Papers followed: Ho, Jain & Abbeel 2020 (DDPM), Algorithm 2 (ancestral sampling)
 sec. 3.2 (sigma_t^2 = beta_t or beta_tilde_t); Nichol & Dhariwal 2021, sec. 4 (the betas of a shorter
 sub-sequence of steps).
 
-As in `minidiff.plots`, figures are made without pyplot, so a widget can draw many frames without leaking them.
+As in `minidiff.views.plots`, figures are made without pyplot, so a widget can draw many frames without leaking them.
 """
 
 from collections.abc import Sequence
@@ -157,7 +157,7 @@ def denoising_widget(steps: Sequence[DenoisingStep], schedule: NoiseSchedule,
     """A Play button and a slider over recorded sampling steps, each showing `denoising_frame`.
 
     The live widget carries the CSS class "minidiff-main": it is the chapter's main widget (the one the browser
-    test operates). In book mode (MINIDIFF_BOOK=1) it is a static player, like every `minidiff.widgets` scrubber.
+    test operates). In book mode (MINIDIFF_BOOK=1) it is a static player, like every `minidiff.views.widgets` scrubber.
     """
     if not steps:
         raise ValueError("no steps to show: pass the DenoisingStep list that the sampler's callback collected")

@@ -2,9 +2,10 @@ r"""Chapter 09's view of sampling in latent space, step by step: the latents the
 the decoder makes of the predicted clean latent at every step.
 
 A sampler in latent space moves an 8 x 8 x 4 latent $z_t$ from noise to a clean $z_0$; only at the end is
-$z_0$ decoded, $\tilde x = \mathcal D(z_0 / s)$ (Rombach et al. 2022, sec. 3; `minidiff.latent`). But every
-step also predicts the clean latent, $\hat z_0$, and decoding that shows what the model is drawing at that
-moment. `latent_denoising_frame` puts three rows side by side, with chapter 05's timeline of t below:
+$z_0$ decoded, $\tilde x = \mathcal D(z_0 / s)$ (Rombach et al. 2022, sec. 3;
+`minidiff.nets.autoencoder.decode_latents`). But every step also predicts the clean latent, $\hat z_0$, and
+decoding that shows what the model is drawing at that moment. `latent_denoising_frame` puts three rows side by
+side, with chapter 05's timeline of t below:
 
 - $z_t$, the latent the step starts from;
 - $\hat z_0$, the predicted clean latent;
@@ -16,7 +17,7 @@ picture's range [-1, 1] (mid-grey is 0). The fourth channel is not shown; pick o
 
 `latent_denoising_widget` scrubs through the steps that `minidiff.pipeline.sample_shapes` reports
 (`DecodedStep`s), with `minidiff.views.widgets.scrubber`: a live slider in JupyterLab, a static player in the book.
-As in `minidiff.plots`, figures are made without pyplot, so a widget can draw many frames without leaking them.
+As in `minidiff.views.plots`, figures are made without pyplot, so a widget can draw many frames without leaking them.
 """
 
 from collections.abc import Sequence
@@ -78,7 +79,7 @@ def latent_denoising_widget(steps: Sequence[DecodedStep], schedule: NoiseSchedul
     `latent_denoising_frame`.
 
     The live widget carries the CSS class "minidiff-main": it is chapter 09's main widget (the one the browser
-    test operates). In book mode (MINIDIFF_BOOK=1) it is a static player, like every `minidiff.widgets` scrubber.
+    test operates). In book mode (MINIDIFF_BOOK=1) it is a static player, like every `minidiff.views.widgets` scrubber.
     """
     if not steps:
         raise ValueError("no steps to show: pass the DecodedStep list that sample_shapes' callback collected")

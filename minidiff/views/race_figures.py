@@ -1,18 +1,12 @@
-r"""The sampler race: one model, one set of seeds, six samplers at many step counts; quality against cost.
+r"""The sampler race's figures, for chapter 06: quality against cost, and the same digits along every sampler's path.
 
-Each cell of the race samples the same n digits (labels cycling 0 ... 9, batches seeded seed, seed + 1, ...,
-so every sampler starts from the same x_T) with one sampler at one number of steps, and records
-- the cost: NFE (network evaluations per image), wall-clock seconds and the CPU seconds of this process;
-- the quality (`minidiff.measure.digits.digit_quality`): the digit classifier's class accuracy and the Fréchet distance
-  in its features, beside the real-vs-real baseline at the same n (what a perfect sampler would score).
+`race_figure` draws the results of a race (`minidiff.measure.race`, which runs it): Fréchet distance and class
+accuracy against NFE and against seconds per image, one line per sampler through its step counts, beside the
+real-vs-real baseline. `paths_frame` draws what `minidiff.measure.race.sampler_paths` recorded: one sampler's x_t
+and predicted x0 along its path, next to every sampler's final digits from the same x_T.
 
-Results are a plain dict, {"settings", "real_vs_real_frechet_distance", "cells"}, saved as JSON, so a race that
-takes hours can stop and resume: `run_race` skips every cell already measured. benchmarks/sampler_race.py is its
-command line; chapter 06 draws `race_figure`, and shows `paths_frame`: the same digits drawn by every sampler
-from the same seed, step by step.
-
-Papers followed: the samplers' own (see `minidiff.samplers`); Karras et al. 2022, sec. 3, for NFE as the honest
-measure of a sampler's cost; Heusel et al. 2017, eq. 6, for the Fréchet distance.
+Papers: Karras et al. 2022, sec. 3, for NFE as the honest measure of a sampler's cost; Heusel et al. 2017, eq. 6,
+for the Fréchet distance.
 """
 
 import torch

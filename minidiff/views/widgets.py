@@ -1,8 +1,8 @@
 """Interactive views for the chapters: a slider over steps (with a Play button) or a few drop-downs, showing a figure.
 
-Each frame is a matplotlib figure (from `minidiff.plots`) rendered to PNG bytes and shown in an `ipywidgets.Image`,
-which works in JupyterLab without ipympl. A frame is drawn the first time it is asked for and then cached, so
-moving back over frames already seen is instant.
+Each frame is a matplotlib figure (from `minidiff.views.plots`) rendered to PNG bytes and shown in an
+`ipywidgets.Image`, which works in JupyterLab without ipympl. A frame is drawn the first time it is asked for and
+then cached, so moving back over frames already seen is instant.
 
 Static mode, for the HTML book that has no kernel: with MINIDIFF_BOOK=1 in the environment, every builder returns
 an `IPython.display.HTML` player instead. It holds a fixed set of frames drawn in advance, embedded in the page
