@@ -21,9 +21,9 @@ import torch
 
 from minidiff.diffusion.config import DiffusionConfig
 from minidiff.diffusion.schedule import NoiseSchedule
+from minidiff.files.atomic import atomic_write_bytes
 from minidiff.files.checkpoint import (
     CheckpointError,
-    atomic_write_bytes,
     checkpoint_stem,
     read_tensors_and_json,
     write_tensors_and_json,

@@ -244,7 +244,7 @@ def build_book(chapters: list[Path], out_dir: Path, quick: bool = True) -> list[
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m minidiff.cli.book`: build site/ from chapters/ (what `make book` runs)."""
-    parser = argparse.ArgumentParser(prog="python -m minidiff.book", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m minidiff.cli.book", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chapters", type=Path, default=REPO / "chapters", help="folder of NN_name.ipynb chapters")
     parser.add_argument("--out", type=Path, default=REPO / "site", help="folder the site is written to")

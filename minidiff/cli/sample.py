@@ -35,8 +35,6 @@ from minidiff.models import load_model
 from minidiff.pipeline import DEFAULT_MODEL, TextToImage
 
 GIF_IMAGES = 4  # how many of the images the GIF follows
-
-
 GIF_FRAMES = 40  # frames of the GIF at most, evenly spread over the steps
 
 

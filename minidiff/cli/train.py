@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> Run:
     """The train command: a new run from a preset, or --resume with the run's own saved config."""
     try:
         return train_from_arguments(args)
-    except (FileNotFoundError, FileExistsError, CheckpointError, FloatingPointError) as error:
+    except (FileNotFoundError, FileExistsError, CheckpointError, FloatingPointError, ValueError) as error:
         raise SystemExit(f"minidiff train: {error}") from None
 
 

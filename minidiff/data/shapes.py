@@ -13,17 +13,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 SIZE = 32  # output images are SIZE x SIZE x 3
-
-
 SCALE = 4  # drawn at SCALE x and downsampled with a box filter
-
-
 BACKGROUND = (255, 255, 255)
-
-
 COLOUR_JITTER = 10  # each channel moves uniformly by up to +-10 per image
-
-
 COLOURS = {
     "red": (220, 30, 30),
     "yellow": (240, 200, 20),
@@ -32,14 +24,8 @@ COLOURS = {
     "blue": (30, 60, 220),
     "purple": (130, 40, 180),
 }
-
-
 SHAPES = ("circle", "square", "triangle")
-
-
 SIZES = {"small": (7, 10), "large": (13, 18)}  # side / diameter s in pixels, inclusive integer range
-
-
 POSITIONS = {  # the centre (cx, cy) of the shape's bounding box: ((x_low, x_high), (y_low, y_high))
     "top left": ((9, 12), (9, 12)),
     "top right": ((20, 23), (9, 12)),
@@ -47,14 +33,8 @@ POSITIONS = {  # the centre (cx, cy) of the shape's bounding box: ((x_low, x_hig
     "bottom right": ((20, 23), (20, 23)),
     "center": ((14, 18), (14, 18)),
 }
-
-
 EXAMPLE_ATTRIBUTES = {"colour": "red", "shape": "circle", "size": "small", "position": "top left"}
-
-
 HELDOUT_PAIRS = (("purple", "triangle"), ("yellow", "square"), ("cyan", "circle"))
-
-
 SPLITS = ("train", "heldout")
 
 

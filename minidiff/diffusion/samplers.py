@@ -99,7 +99,7 @@ def sample_dpm_solver_sde(denoiser: Denoiser, shape: tuple[int, ...], schedule: 
                           steps: int | None = None, spacing: str = "linspace", clip_x0: bool = True,
                           generator: torch.Generator | None = None, device: torch.device | str = "cpu",
                           callback: Callable[[DenoisingStep], None] | None = None,
-                      edit: Edit | None = None) -> torch.Tensor:
+                          edit: Edit | None = None) -> torch.Tensor:
     """SDE-DPM-Solver++(2M) (Lu et al. 2022b): DPM-Solver++(2M) for the reverse SDE, one NFE per step.
 
     The generator draws x_T, then fresh noise on every step but the last

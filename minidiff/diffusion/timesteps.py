@@ -26,8 +26,6 @@ import torch
 from minidiff.diffusion.schedule import NoiseSchedule, log_sigma_table, sigma_from_alpha_bar
 
 SPACINGS = ("linspace", "leading", "trailing")
-
-
 RHO = 7.0  # Karras et al. 2022, sec. 3: their choice, shorter steps near sigma_min where errors show most
 
 

@@ -24,8 +24,6 @@ from minidiff.pipeline import TextToImage
 
 TARGETS = {"train_captions": {"colour": 0.95, "shape": 0.90, "size": 0.90, "position": 0.90},
            "heldout_pairs": {"colour+shape": 0.70}}
-
-
 PROMPT_SEED_OFFSET = 1000  # evaluation prompts come from seed + 1000: never the training images' seed
 
 

@@ -30,8 +30,6 @@ from minidiff.measure.digits import balanced_labels, digit_quality, generate_dig
 from minidiff.measure.metrics import real_vs_real_baseline
 
 RACE_SAMPLERS = ("ddpm", "ddim", "dpm++", "dpm++sde", "euler", "heun")  # the order of every table and legend
-
-
 RACE_STEPS = (5, 10, 20, 50, 100, 1000)
 
 

@@ -13,8 +13,6 @@ from minidiff.nets.conditioning import EncoderConfig
 from minidiff.nets.unet import UNetConfig
 
 DATASETS = ("mnist5k", "shapes", "shapes_latents")  # digits, Shapes in pixel space, Shapes as autoencoder latents
-
-
 BUDGET_FIELDS = ("steps", "minutes", "checkpoint_every_steps", "checkpoint_every_minutes", "sample_every_steps")
 
 

@@ -148,7 +148,7 @@ def learning_rate(config: LoopConfig, step: int) -> float:
     return rate * (0.55 + 0.45 * math.cos(math.pi * progress))
 
 
-def ema_decay(config: TrainConfig, step: int) -> float:
+def ema_decay(config: TrainConfig, step: int) -> float:  # only runs that keep an EMA (diffusion) ask
     """The EMA decay at a step: small at first, so the average forgets the random initial weights quickly.
 
     The warm-up (1 + s) / (10 + s) is TensorFlow's ExponentialMovingAverage with num_updates.
