@@ -21,7 +21,7 @@ from minidiff.data.shapes import (
 )
 from minidiff.measure.shape_checker import ATTRIBUTES
 
-# The spec, written out independently of minidiff/shapes.py.
+# The spec, written out independently of minidiff/data/shapes.py.
 SPEC_SIZES = {"small": (7, 10), "large": (13, 18)}  # side / diameter s in pixels, inclusive
 SPEC_POSITIONS = {  # bounding-box centre: (cx range, cy range), inclusive
     "top left": ((9, 12), (9, 12)),

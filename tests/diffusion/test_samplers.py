@@ -313,7 +313,7 @@ def test_eps_prediction_at_zero_terminal_snr_is_refused_clearly():
 
 
 def test_x0_and_eps_agree_with_forward_conversions():
-    """The loop reads outputs through minidiff.forward, the same function training's targets come from."""
+    """The loop reads outputs through minidiff.diffusion.forward, the same function training's targets come from."""
     schedule = make_schedule("cosine", 100)
     x_t = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     output = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(1))

@@ -1,7 +1,7 @@
 """The rule-based shape checker measured against the attributes each Shapes image was drawn with.
 
-Ground truth comes from the renderer (`minidiff.shapes`), never from the checker: clean renders of both splits and a
-grid of the spec's extremes (smallest and largest sizes at the corners of every position range, colour jitter at
+Ground truth comes from the renderer (`minidiff.data.shapes`), never from the checker: clean renders of both splits
+and a grid of the spec's extremes (smallest and largest sizes at the corners of every position range, colour jitter at
 +-10) must all read right; mild noise and a slight blur must still read right; blank and garbage images read as no
 shape. The geometric statistics are also checked against their closed forms on shapes drawn here with numpy.
 """
