@@ -2,7 +2,7 @@
 
 Both networks get the same channels, blocks per level, attention levels, heads, GroupNorm groups, AdaGN
 ("scale_shift") time conditioning, class embedding and dropout; their parameter counts are printed and must agree
-within 5% (they are equal: tests/test_unet.py loads our weights into this diffusers model and gets the same output).
+within 5% (they are equal: tests/nets/test_unet.py loads our weights into this diffusers model and gets the same output).
 Then, alternating the two models (A, B, A, B, ...) so that other load on the machine hits both alike:
 
 - training: images/s of one step = forward + MSE loss + backward + AdamW step, in train mode;

@@ -25,6 +25,7 @@ COLOURS = {
     "purple": (130, 40, 180),
 }
 SHAPES = ("circle", "square", "triangle")
+ATTRIBUTES = ("colour", "shape", "size", "position")  # what a caption names, in the order of full_caption's words
 SIZES = {"small": (7, 10), "large": (13, 18)}  # side / diameter s in pixels, inclusive integer range
 POSITIONS = {  # the centre (cx, cy) of the shape's bounding box: ((x_low, x_high), (y_low, y_high))
     "top left": ((9, 12), (9, 12)),

@@ -38,9 +38,8 @@ import numpy as np
 import torch
 
 from minidiff.data.pixels import from_model
-from minidiff.data.shapes import COLOURS, POSITIONS, SIZE, SIZES
+from minidiff.data.shapes import ATTRIBUTES, COLOURS, POSITIONS, SIZE, SIZES
 
-ATTRIBUTES = ("colour", "shape", "size", "position")
 INK_THRESHOLD = 60.0  # of 765: noise of std 8 per channel gives ink std ~14 on white
 MIN_BLOB_PIXELS = 4  # a smaller blob is a speck, not a shape (the smallest shape, a 7 px triangle, has ~30)
 # A larger blob is not one shape: the largest, an 18 px square, covers at most 19 x 19 = 361 pixels, blurred

@@ -22,11 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from minidiff.data.shapes import COLOURS, POSITIONS, SHAPES, SIZES, full_caption, short_caption
+from minidiff.data.shapes import ATTRIBUTES, COLOURS, POSITIONS, SHAPES, SIZES, full_caption, short_caption
 from minidiff.nets.text import PAD, START, TextEncoder, tokenize_batch
 from minidiff.nets.unet import UNet, UNetConfig
 
-ATTRIBUTES = ("colour", "shape", "size", "position")  # the order of the words after the start token
 ATTRIBUTE_VOCABULARY = ("<pad>", "<start>", *COLOURS, *SHAPES, *SIZES, *POSITIONS)
 ENCODER_KINDS = ("attributes", "text")
 ATTRIBUTE_VALUES = {"colour": tuple(COLOURS), "shape": SHAPES, "size": tuple(SIZES), "position": tuple(POSITIONS)}

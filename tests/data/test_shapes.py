@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from minidiff.data.shapes import (
+    ATTRIBUTES,
     COLOURS,
     caption_attributes,
     full_caption,
@@ -19,7 +20,6 @@ from minidiff.data.shapes import (
     shapes,
     short_caption,
 )
-from minidiff.measure.shape_checker import ATTRIBUTES
 
 # The spec, written out independently of minidiff/data/shapes.py.
 SPEC_SIZES = {"small": (7, 10), "large": (13, 18)}  # side / diameter s in pixels, inclusive
