@@ -3,7 +3,9 @@ recorded beside the weights, a file of another kind is refused; autoencoder chec
 reconstructs held-out shapes, and a latent model refuses an autoencoder other than its own."""
 
 import json
+import runpy
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,6 +29,8 @@ from minidiff.models import (
 from minidiff.nets.autoencoder import Autoencoder, AutoencoderConfig, psnr
 from minidiff.training.presets import AUTOENCODER_PRESETS
 from minidiff.training.vae import train_vae
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_model_checkpoint_round_trips_bit_for_bit(tmp_path):
@@ -88,6 +92,24 @@ def test_save_and_load_round_trip(tmp_path):
     original = Autoencoder(TINY_AUTOENCODER)
     assert all(torch.equal(value, model.state_dict()[name]) for name, value in original.state_dict().items())
     assert AutoencoderConfig.from_dict(loaded.config) == TINY_AUTOENCODER and loaded.command == info.command
+
+
+def test_an_autoencoder_saved_with_beta_is_refused_until_the_script_converts_it(tmp_path):
+    """Before the rename the KL weight was stored as "beta": loading such a checkpoint names the script, and the
+    script renames the field in its place, leaving the weights and their sha256 alone."""
+    small_checkpoint(tmp_path / "vae")
+    json_path = tmp_path / "vae.json"
+    meta = json.loads(json_path.read_text())
+    meta["config"] = {("beta" if name == "kl_weight" else name): value for name, value in meta["config"].items()}
+    json_path.write_text(json.dumps(meta, indent=2) + "\n")
+    with pytest.raises(ValueError, match="'beta' field.*scripts/convert_checkpoints.py"):
+        load_autoencoder(json_path)
+    convert = runpy.run_path(str(ROOT / "scripts" / "convert_checkpoints.py"))["convert"]
+    assert convert(json_path) and not convert(json_path)  # converted once, then nothing to do
+    _, loaded = load_autoencoder(json_path)
+    assert AutoencoderConfig.from_dict(loaded.config) == TINY_AUTOENCODER
+    assert list(loaded.config) == list(TINY_AUTOENCODER.to_dict())  # kl_weight sits where beta was
+    assert json.loads(json_path.read_text())["tensors_sha256"] == meta["tensors_sha256"]
 
 
 def test_a_corrupt_or_mismatched_checkpoint_fails_clearly(tmp_path):

@@ -35,10 +35,10 @@ RECONSTRUCTIONS = ("l1", "l2")
 
 @dataclass
 class AutoencoderConfig:
-    """The autoencoder's shape and loss. beta = 1e-6 was picked by measurement.
+    """The autoencoder's shape and loss. kl_weight = 1e-6 was picked by measurement.
 
     Four 300-step runs of the shapes preset (held-out PSNR / per-image KL / sigma of q(z | x) / `kept`, the share of
-    round trips the shape checker reads the same): beta 0: 32.3 dB / 847 / 0.06 / 95.5%; 1e-6: 32.0 dB / 534 / 0.16
+    round trips the shape checker reads the same): kl_weight 0: 32.3 dB / 847 / 0.06 / 95.5%; 1e-6: 32.0 dB / 534 / 0.16
     / 96.5%; 1e-5: 31.2 dB / 206 / 0.51 / 92.5%; 1e-4: 27.5 dB / 64 / 0.83 / 86.5%. At 1e-6 the KL is already
     down by a third and the encoder's noise is no longer negligible (a smoother latent space for diffusion) at almost
     no cost in PSNR; from 1e-5 the KL term starts to cost detail (at 1e-4 it costs 5 dB).
@@ -49,15 +49,15 @@ class AutoencoderConfig:
     channels: tuple[int, ...] = (32, 64, 64)  # per level; each level after the first halves H and W: 32 -> 16 -> 8
     blocks_per_level: int = 1  # ResBlocks per level, in the encoder and in the decoder
     groups: int = 8  # GroupNorm groups
-    beta: float = 1e-6  # KL weight: per-image KL (summed over 256 latent entries) against a per-pixel mean error
+    kl_weight: float = 1e-6  # kappa, the KL weight: per-image KL (summed over 256 latent entries) against a per-pixel mean error
     reconstruction: str = "l2"  # "l2" (squared error, what PSNR measures) or "l1"
 
     def __post_init__(self):
         self.channels = tuple(self.channels)
         if self.reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {self.reconstruction!r}")
-        if self.beta < 0:
-            raise ValueError(f"beta, the KL weight, must be >= 0, got {self.beta}")
+        if self.kl_weight < 0:
+            raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
         for c in self.channels:
             if c % self.groups != 0:
                 raise ValueError(f"{c} channels cannot be split into {self.groups} GroupNorm groups")
@@ -73,8 +73,13 @@ class AutoencoderConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "AutoencoderConfig":
         known = {f.name for f in fields(cls)}
-        if set(d) - known:
-            raise ValueError(f"unknown AutoencoderConfig fields {sorted(set(d) - known)}; known: {sorted(known)}")
+        unknown = set(d) - known
+        if "beta" in unknown:
+            raise ValueError("this autoencoder config has a 'beta' field: the KL weight is called 'kl_weight' now "
+                             "(beta is the noise schedule's); convert an old checkpoint once with "
+                             "scripts/convert_checkpoints.py")
+        if unknown:
+            raise ValueError(f"unknown AutoencoderConfig fields {sorted(unknown)}; known: {sorted(known)}")
         return cls(**d)
 
 
@@ -180,7 +185,7 @@ def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 def vae_loss(autoencoder: Autoencoder, x: torch.Tensor,
              generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    r"""The training loss $\mathcal L = \mathrm{rec}(x, \mathcal D(z)) + \beta\, D_{KL}$, and its parts as numbers.
+    r"""The training loss $\mathcal L = \mathrm{rec}(x, \mathcal D(z)) + \kappa\, D_{KL}$, and its parts as numbers.
 
     rec is the per-pixel mean squared (l2) or absolute (l1) error; the KL is per image, averaged over the batch.
     """
@@ -188,7 +193,7 @@ def vae_loss(autoencoder: Autoencoder, x: torch.Tensor,
     error = reconstruction - x
     rec = error.pow(2).mean() if autoencoder.config.reconstruction == "l2" else error.abs().mean()
     kl = kl_divergence(mean, logvar).mean()
-    loss = rec + autoencoder.config.beta * kl
+    loss = rec + autoencoder.config.kl_weight * kl
     return loss, {"loss": loss.item(), "reconstruction": rec.item(), "kl": kl.item()}
 
 
