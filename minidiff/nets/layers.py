@@ -70,7 +70,8 @@ class ResBlock(nn.Module):
         if self.embed_to_scale_shift is not None:
             scale_shift = self.embed_to_scale_shift(F.silu(embedding))  # (B, embed_dim) -> (B, 2 * out_channels)
             scale, shift = scale_shift[:, :, None, None].chunk(2, dim=1)  # -> 2 x (B, out_channels, 1, 1)
-            # $\text{AdaGN}(h, e) = (1 + s(e))\, \text{GroupNorm}(h) + b(e)$  (Dhariwal & Nichol 2021, sec. 3)
+            # Dhariwal & Nichol 2021, sec. 3:
+            # $\text{AdaGN}(h, e) = (1 + \text{scale}(e))\, \text{GroupNorm}(h) + \text{shift}(e)$
             h = h * (1 + scale) + shift
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h

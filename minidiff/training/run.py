@@ -139,28 +139,28 @@ def learning_rate(config: LoopConfig, step: int) -> float:
     """Linear warm-up from ~0 to config.lr over config.warmup_steps; then constant, or (with config.decay_steps) a
     cosine decay to a tenth of config.lr over decay_steps, then constant. The schedule does not depend on the budget
     (steps or minutes), so a run cut short and resumed is the same run."""
-    # $\eta_s = \eta \cdot \min(1, (s + 1) / s_{\mathrm{warmup}})$
+    # $\mathrm{lr}_k = \mathrm{lr} \cdot \min(1, (k + 1) / k_{\mathrm{warmup}})$ at step $k$
     rate = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
     if config.decay_steps is None:
         return rate
     progress = min(step, config.decay_steps) / config.decay_steps
-    # $\eta_s \leftarrow \eta_s\,(0.55 + 0.45 \cos(\pi s / S))$: from $\eta$ down to $\eta / 10$
+    # $\mathrm{lr}_k \leftarrow \mathrm{lr}_k\,(0.55 + 0.45 \cos(\pi k / K))$, K = decay_steps: from lr down to lr / 10
     return rate * (0.55 + 0.45 * math.cos(math.pi * progress))
 
 
 def ema_decay(config: TrainConfig, step: int) -> float:  # only runs that keep an EMA (diffusion) ask
-    """The EMA decay at a step: small at first, so the average forgets the random initial weights quickly.
+    r"""The EMA decay $\delta$ at a step: small at first, so the average forgets the random initial weights quickly.
 
-    The warm-up (1 + s) / (10 + s) is TensorFlow's ExponentialMovingAverage with num_updates.
+    The warm-up (1 + step) / (10 + step) is TensorFlow's ExponentialMovingAverage with num_updates.
     """
     return min(config.ema_decay, (1 + step) / (10 + step))
 
 
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """Move each EMA weight a fraction (1 - decay) towards the model's weight."""
+    r"""Move each EMA weight a fraction $1 - \delta$ (1 - decay) towards the model's weight."""
     with torch.no_grad():
         for ema_weight, weight in zip(ema.parameters(), model.parameters()):
-            # $\theta_{\mathrm{ema}} \leftarrow \beta\, \theta_{\mathrm{ema}} + (1 - \beta)\, \theta$
+            # $\theta_{\mathrm{ema}} \leftarrow \delta\, \theta_{\mathrm{ema}} + (1 - \delta)\, \theta$
             ema_weight.lerp_(weight, 1.0 - decay)
         for ema_buffer, buffer in zip(ema.buffers(), model.buffers()):
             ema_buffer.copy_(buffer)
