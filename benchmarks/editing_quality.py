@@ -64,11 +64,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pipe = TextToImage.load(args.model)
     images, inputs, wanted = recolour_tasks(args.n, args.seed)
-    results = {s: scores(recolour(pipe, images, wanted, s), inputs, wanted) for s in args.strength}
+    results = {strength: scores(recolour(pipe, images, wanted, strength), inputs, wanted) for strength in args.strength}
     print("| strength | recoloured as asked | shape and position kept | size kept |")
     print("|---:|---:|---:|---:|")
-    for s, r in results.items():
-        print(f"| {s:g} | {r['recoloured']:.0%} | {r['shape_and_position_kept']:.0%} | {r['size_kept']:.0%} |")
+    for strength, r in results.items():
+        print(f"| {strength:g} | {r['recoloured']:.0%} | {r['shape_and_position_kept']:.0%} | {r['size_kept']:.0%} |")
     report = {"model": str(args.model), "n": args.n, "seed": args.seed, "sampler": "dpm++", "steps": 20,
               "guidance": 3.0, "results": results}
     atomic_write_bytes(args.out, (json.dumps(report, indent=1) + "\n").encode())

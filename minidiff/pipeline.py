@@ -71,7 +71,7 @@ class DecodedStep:
     """One sampler step in latent space, with its predicted clean latent decoded to an image."""
 
     latent: DenoisingStep  # x_t, eps, x0, x_prev: all latents (B, 4, 8, 8)
-    x0_image: torch.Tensor  # (B, 3, 32, 32) in [-1, 1]: D(x0 / scale), what the model thinks it is drawing
+    x0_image: torch.Tensor  # (B, 3, 32, 32) in [-1, 1]: D(x0 / scale_factor), what the model thinks it is drawing
 
 
 @torch.inference_mode()

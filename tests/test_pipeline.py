@@ -132,7 +132,7 @@ def test_pipeline_inpainting_keeps_the_latent_outside_the_mask(tiny_text_model):
 
 def test_shipped_inpainting_changes_nothing_far_from_the_mask():
     pipe = TextToImage.load()  # the shipped text model and autoencoder
-    image = render({"shape": "circle", "s": 9, "cx": 10.0, "cy": 10.0, "rgb": (220, 30, 30)})
+    image = render({"shape": "circle", "side": 9, "cx": 10.0, "cy": 10.0, "rgb": (220, 30, 30)})
     mask = torch.zeros(1, 1, 32, 32)
     mask[..., 16:, 16:] = 1.0  # regenerate the bottom-right quarter
     result = pipe("a small blue square in the bottom right", n=2, init_image=image, mask=mask, seed=0)

@@ -26,7 +26,7 @@ COLOURS = {
 }
 SHAPES = ("circle", "square", "triangle")
 ATTRIBUTES = ("colour", "shape", "size", "position")  # what a caption names, in the order of full_caption's words
-SIZES = {"small": (7, 10), "large": (13, 18)}  # side / diameter s in pixels, inclusive integer range
+SIZES = {"small": (7, 10), "large": (13, 18)}  # side (or diameter) in pixels, inclusive integer range
 POSITIONS = {  # the centre (cx, cy) of the shape's bounding box: ((x_low, x_high), (y_low, y_high))
     "top left": ((9, 12), (9, 12)),
     "top right": ((20, 23), (9, 12)),
@@ -111,26 +111,26 @@ def sample_attributes(rng: np.random.Generator, split: str = "train") -> dict:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
     size = str(rng.choice(list(SIZES)))
     position = str(rng.choice(list(POSITIONS)))
-    s_low, s_high = SIZES[size]
+    side_low, side_high = SIZES[size]
     (x_low, x_high), (y_low, y_high) = POSITIONS[position]
     jitter = rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, size=3)
     rgb = tuple(int(v) for v in np.clip(np.array(COLOURS[colour]) + jitter, 0, 255))
     return {
         "colour": colour, "shape": shape, "size": size, "position": position,
-        "s": int(rng.integers(s_low, s_high + 1)),
+        "side": int(rng.integers(side_low, side_high + 1)),
         "cx": float(rng.uniform(x_low, x_high)), "cy": float(rng.uniform(y_low, y_high)),
         "rgb": rgb,
     }
 
 
 def render(attributes: dict) -> np.ndarray:
-    """Draw one shape from its geometry (keys shape, s, cx, cy, rgb) -> uint8 (32, 32, 3)."""
+    """Draw one shape from its geometry (keys shape, side, cx, cy, rgb) -> uint8 (32, 32, 3)."""
     a = attributes
     canvas = Image.new("RGB", (SIZE * SCALE, SIZE * SCALE), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     # Bounding box in 4x pixel edges; pillow's box includes its right/bottom pixel, hence the -1.
-    left, top = round((a["cx"] - a["s"] / 2) * SCALE), round((a["cy"] - a["s"] / 2) * SCALE)
-    right, bottom = left + a["s"] * SCALE - 1, top + a["s"] * SCALE - 1
+    left, top = round((a["cx"] - a["side"] / 2) * SCALE), round((a["cy"] - a["side"] / 2) * SCALE)
+    right, bottom = left + a["side"] * SCALE - 1, top + a["side"] * SCALE - 1
     if a["shape"] == "circle":
         draw.ellipse([left, top, right, bottom], fill=a["rgb"])
     elif a["shape"] == "square":
@@ -147,7 +147,7 @@ def shapes(n: int, split: str = "train", seed: int = 0) -> tuple[np.ndarray, lis
     """Render n captioned shapes, deterministically for a seed.
 
     Returns images uint8 (n, 32, 32, 3), full captions, and one attribute dict per image
-    (colour, shape, size, position, plus the geometry s, cx, cy, rgb it was drawn with).
+    (colour, shape, size, position, plus the geometry side, cx, cy, rgb it was drawn with).
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")

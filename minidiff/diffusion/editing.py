@@ -3,8 +3,9 @@ r"""Editing instead of drawing from scratch: start from an image (SDEdit), or ke
 Papers followed:
 - Meng et al. 2022, "SDEdit: Guided Image Synthesis and Editing with Stochastic Differential Equations", sec. 3:
   noise the input to an intermediate step $t_0$ with the forward process, $x_{t_0} = \sqrt{\bar\alpha_{t_0}}\,x_0 +
-  \sqrt{1-\bar\alpha_{t_0}}\,\epsilon$, and run the reverse process from there. The strength $s \in [0, 1]$ is the
-  share of the sampler's steps that run: $s = 0$ returns the input, $s = 1$ starts from (almost) pure noise.
+  \sqrt{1-\bar\alpha_{t_0}}\,\epsilon$, and run the reverse process from there. The strength, in [0, 1], is the share
+  of the sampler's steps that run, and $t_0$ the first of them: strength 0 returns the input, strength 1 starts
+  from (almost) pure noise.
 - Lugmayr et al. 2022, "RePaint", eq. 8 (and Song et al. 2021b, app. I.2, before them): inpainting with an
   unconditional sampler. Before every step, the region to keep is overwritten with the input noised to the
   current step, $x_t \leftarrow m \odot q(x_t \mid x_0) + (1 - m) \odot x_t$, so the model fills the rest in a way

@@ -130,7 +130,7 @@ class NoiseSchedule:
 
     betas: torch.Tensor  # (T,) beta_t: variance of the noise added at step t
     alphas: torch.Tensor  # (T,) alpha_t = 1 - beta_t
-    alpha_bar: torch.Tensor  # (T,) alpha_bar_t = prod_{s<=t} alpha_s: signal left after t+1 steps
+    alpha_bar: torch.Tensor  # (T,) alpha_bar_t = prod_{i<=t} alpha_i: signal left after t+1 steps
     alpha_bar_prev: torch.Tensor  # (T,) alpha_bar_{t-1}, with alpha_bar_{-1} = 1 (the clean image)
     snr: torch.Tensor  # (T,) signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t)
     log_snr: torch.Tensor  # (T,) log SNR (lambda_t); -inf where SNR is 0
@@ -152,7 +152,7 @@ class NoiseSchedule:
         if not bool(((betas > 0) & (betas <= 1)).all()):
             raise ValueError("every beta must lie in (0, 1]; check the schedule's parameters")
         alphas = 1.0 - betas
-        # $\bar\alpha_t = \prod_{s \le t} \alpha_s$
+        # $\bar\alpha_t = \prod_{i \le t} \alpha_i$
         alpha_bar = torch.cumprod(alphas, dim=0)
         alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
         # $\mathrm{SNR}_t = \bar\alpha_t / (1 - \bar\alpha_t)$

@@ -96,7 +96,7 @@ def euler_step(x_t: torch.Tensor, eps: torch.Tensor, sigma: float, sigma_prev: f
     (Karras et al. 2022, eq. 1 and 3), so a step is a straight line along eps. This is DDIM with eta = 0
     (Song et al. 2021, sec. 4.3), written in sigma.
     """
-    # 1. from the network's x_t to EDM's x (Table 1, VP: $s = 1/\sqrt{1+\sigma^2}$):
+    # 1. from the network's x_t to EDM's x (Table 1, VP: EDM's scaling is $\sqrt{\bar\alpha} = 1/\sqrt{1+\sigma^2}$):
     # $x = x_t / \sqrt{\bar\alpha} = x_t \sqrt{1 + \sigma^2}$
     x = x_t * math.sqrt(1.0 + sigma**2)
     # 2. the Euler step of Algorithm 1 (Karras et al. 2022):

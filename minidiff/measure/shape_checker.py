@@ -20,10 +20,10 @@ The rules, one per function:
    A square's x and y are independent, a disk's are not: E[x^2 y^2] / (E[x^2] E[y^2]) is 1 for a square and
    2/3 for a disk. Both statistics are computed about the centroid. (Moments rather than the fill ratio of a
    bounding box: at 32 x 32 a box edge is uncertain by a pixel, while moments use every pixel's coverage.)
-6. Size: the side (or diameter) s from the area: s^2 for a square, pi s^2 / 4 for a circle, s^2 / 2 for a
-   triangle; "small" or "large" by the threshold halfway between the two ranges of `shapes.SIZES`.
+6. Size: the side (or diameter) from the area: side^2 for a square, pi side^2 / 4 for a circle, side^2 / 2 for
+   a triangle; "small" or "large" by the threshold halfway between the two ranges of `shapes.SIZES`.
 7. Position: the centre of the bounding box is the centroid, except for a triangle, whose centroid sits
-   s / 6 below it; then the nearest region of `shapes.POSITIONS` (distance 0 inside a region).
+   side / 6 below it; then the nearest region of `shapes.POSITIONS` (distance 0 inside a region).
 
 Shape descriptors from image moments follow Hu 1962, "Visual pattern recognition by moment invariants".
 
@@ -47,13 +47,13 @@ MIN_BLOB_PIXELS = 4  # a smaller blob is a speck, not a shape (the smallest shap
 MAX_BLOB_PIXELS = 24 * 24
 CORE_SHARE = 0.8  # core pixels have at least this share of the largest ink
 # A triangle's vertical skewness is -0.57, a square's or circle's 0. Blur adds symmetric spread, which shrinks a
-# triangle's skewness (measured: -0.28 for s = 7 under a Gaussian blur of std 1 px), so the line sits nearer 0.
+# triangle's skewness (measured: -0.28 for side 7 under a Gaussian blur of std 1 px), so the line sits nearer 0.
 TRIANGLE_SKEWNESS = -0.15
 # E[x^2 y^2] / (E[x^2] E[y^2]) is 2/3 for a disk and 1 for a square. Blur makes x and y of a disk look more
-# independent (measured: up to 0.82 for s = 7 under a blur of std 1 px), squares stay above 0.95.
+# independent (measured: up to 0.82 for side 7 under a blur of std 1 px), squares stay above 0.95.
 SQUARE_XY_RATIO = 0.88
-AREA_PER_S2 = {"circle": math.pi / 4, "square": 1.0, "triangle": 0.5}  # area / s^2
-SMALL_LARGE_S = (SIZES["small"][1] + SIZES["large"][0]) / 2  # 11.5: s below it is "small"
+AREA_PER_SIDE_SQUARED = {"circle": math.pi / 4, "square": 1.0, "triangle": 0.5}  # area / side^2
+SMALL_LARGE_SIDE = (SIZES["small"][1] + SIZES["large"][0]) / 2  # 11.5: a side below it is "small"
 NO_SHAPE = {name: None for name in ATTRIBUTES}
 
 
@@ -166,19 +166,19 @@ def read_shape(m: dict) -> str:
 
 
 def read_size(m: dict, shape: str) -> str:
-    """Side s from the area, area = AREA_PER_S2[shape] * s^2, then "small" or "large"."""
-    # A = k s^2, k = AREA_PER_S2[shape]  =>  s = \sqrt{A / k}
-    s = math.sqrt(m["area"] / AREA_PER_S2[shape])
-    return "small" if s < SMALL_LARGE_S else "large"
+    """The side from the area, area = AREA_PER_SIDE_SQUARED[shape] * side^2, then "small" or "large"."""
+    # A = k side^2, k = AREA_PER_SIDE_SQUARED[shape]  =>  side = \sqrt{A / k}
+    side = math.sqrt(m["area"] / AREA_PER_SIDE_SQUARED[shape])
+    return "small" if side < SMALL_LARGE_SIDE else "large"
 
 
 def box_centre(m: dict, shape: str) -> tuple[float, float]:
-    """Centre of the bounding box: the centroid, moved up by s / 6 for a triangle (centroid at 2/3 of the height)."""
+    """Centre of the bounding box: the centroid, moved up by side / 6 for a triangle (centroid at 2/3 of the height)."""
     if shape != "triangle":
         return m["cx"], m["cy"]
-    s = math.sqrt(m["area"] / AREA_PER_S2[shape])
-    # a triangle's centroid is at 2/3 of its height from the apex: \bar y = c_y - s/2 + 2s/3 = c_y + s/6
-    return m["cx"], m["cy"] - s / 6
+    side = math.sqrt(m["area"] / AREA_PER_SIDE_SQUARED[shape])
+    # a triangle's centroid is at 2/3 of its height from the apex: \bar y = c_y - side/2 + 2 side/3 = c_y + side/6
+    return m["cx"], m["cy"] - side / 6
 
 
 def nearest_position(cx: float, cy: float) -> str:

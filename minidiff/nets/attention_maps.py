@@ -64,5 +64,5 @@ class CrossAttentionRecorder:
             upsampled = F.interpolate(weights, size=(self.size, self.size), mode="bilinear", align_corners=False)
         self.pending.append(upsampled.float().cpu())
         if len(self.pending) == len(self.layers):  # every layer has run: one network call is complete
-            self.maps.append(torch.stack(self.pending).mean(dim=0))  # (layers, B, L, s, s) -> (B, L, s, s)
+            self.maps.append(torch.stack(self.pending).mean(dim=0))  # (layers, B, L, size, size) -> (B, L, size, size)
             self.pending = []

@@ -14,11 +14,11 @@ upsampling layers: two halves of a U-Net without the skip connections, which is 
 information through the 8 x 8 x 4 bottleneck.
 
 Latent diffusion enters and leaves latent space here: `encode_images` turns images into scaled latents
-$z = s \cdot \mu_{\mathcal E}(x)$, and `decode_latents` turns a sampled $z_0$ back into an image,
-$\tilde x = \mathcal D(z_0 / s)$ (Rombach et al. 2022, sec. 3); in between, the diffusion model and its samplers
-are those of pixel space. The autoencoder trains on `vae_loss` (`minidiff.training.vae`); its checkpoints,
-STEM.safetensors + STEM.json (kind "autoencoder"), are written and read by `minidiff.models.save_autoencoder` and
-`minidiff.models.load_autoencoder`.
+$z = \zeta\, \mu_{\mathcal E}(x)$ with the scale factor $\zeta$ (`scale_factor`), and `decode_latents` turns a
+sampled $z_0$ back into an image, $\tilde x = \mathcal D(z_0 / \zeta)$ (Rombach et al. 2022, sec. 3); in between,
+the diffusion model and its samplers are those of pixel space. The autoencoder trains on `vae_loss`
+(`minidiff.training.vae`); its checkpoints, STEM.safetensors + STEM.json (kind "autoencoder"), are written and read
+by `minidiff.models.save_autoencoder` and `minidiff.models.load_autoencoder`.
 """
 
 from dataclasses import asdict, dataclass, fields
@@ -208,7 +208,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def estimate_scale_factor(autoencoder: Autoencoder, images: torch.Tensor, batch_size: int = 500) -> float:
-    r"""$s = 1 / \mathrm{std}(\mu_{\mathcal E}(x))$ over `images` (N, 3, H, W): scaled latents have unit variance.
+    r"""$\zeta = 1 / \mathrm{std}(\mu_{\mathcal E}(x))$ over `images` (N, 3, H, W): scaled latents have unit variance.
 
     Rombach et al. 2022, sec. 4.3.2 / appendix G; one number for all latent entries, as in Stable Diffusion.
     """
@@ -222,7 +222,7 @@ LATENT_SIZE = 8  # a 32 x 32 image is 8 x 8 in latent space: the autoencoder dow
 @torch.inference_mode()
 def encode_images(autoencoder: Autoencoder, images: torch.Tensor, scale_factor: float,
                   batch_size: int = 500) -> torch.Tensor:
-    r"""Images (N, 3, 32, 32) in [-1, 1] -> scaled latents (N, 4, 8, 8): $z = s \cdot \mu_{\mathcal E}(x)$.
+    r"""Images (N, 3, 32, 32) in [-1, 1] -> scaled latents (N, 4, 8, 8): $z = \zeta\, \mu_{\mathcal E}(x)$.
 
     The encoder's mean, not a sample: the latent the decoder reconstructs best. A progress bar for big sets.
     """
@@ -235,6 +235,6 @@ def encode_images(autoencoder: Autoencoder, images: torch.Tensor, scale_factor: 
 
 @torch.inference_mode()
 def decode_latents(autoencoder: Autoencoder, z0: torch.Tensor, scale_factor: float) -> torch.Tensor:
-    r"""Scaled latents (N, 4, 8, 8) -> images (N, 3, 32, 32) in [-1, 1]: $\tilde x = \mathcal D(z / s)$, clipped."""
+    r"""Scaled latents (N, 4, 8, 8) -> images (N, 3, 32, 32) in [-1, 1]: $\tilde x = \mathcal D(z / \zeta)$, clipped."""
     device = next(autoencoder.parameters()).device
     return autoencoder.decode(z0.to(device) / scale_factor).clamp(-1, 1)

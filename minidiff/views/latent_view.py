@@ -2,14 +2,14 @@ r"""Chapter 09's view of sampling in latent space, step by step: the latents the
 the decoder makes of the predicted clean latent at every step.
 
 A sampler in latent space moves an 8 x 8 x 4 latent $z_t$ from noise to a clean $z_0$; only at the end is
-$z_0$ decoded, $\tilde x = \mathcal D(z_0 / s)$ (Rombach et al. 2022, sec. 3;
+$z_0$ decoded, $\tilde x = \mathcal D(z_0 / \zeta)$ with the scale factor $\zeta$ (Rombach et al. 2022, sec. 3;
 `minidiff.nets.autoencoder.decode_latents`). But every step also predicts the clean latent, $\hat z_0$, and
 decoding that shows what the model is drawing at that moment. `latent_denoising_frame` puts three rows side by
 side, with chapter 05's timeline of t below:
 
 - $z_t$, the latent the step starts from;
 - $\hat z_0$, the predicted clean latent;
-- $\mathcal D(\hat z_0 / s)$, the predicted clean latent decoded: a 32 x 32 image.
+- $\mathcal D(\hat z_0 / \zeta)$, the predicted clean latent decoded: a 32 x 32 image.
 
 A latent has four channels and no colours. `latent_picture` shows three of them as red, green and blue, each
 divided by `LATENT_DISPLAY_SCALE`: scaled latents have unit variance, so most values then fall inside the
@@ -34,7 +34,7 @@ from minidiff.views.denoise_view import plot_timeline
 
 LATENT_DISPLAY_SCALE = 2.0  # unit-variance latents divided by 2: about 95% of the values fit the picture's [-1, 1]
 RGB_CHANNELS = (0, 1, 2)  # the latent channels shown as red, green and blue
-ROW_LABELS = ("latent $z_t$", r"predicted latent $\hat z_0$", "decoded\n" + r"$\mathcal{D}(\hat z_0 / s)$")
+ROW_LABELS = ("latent $z_t$", r"predicted latent $\hat z_0$", "decoded\n" + r"$\mathcal{D}(\hat z_0 / \zeta)$")
 
 
 def latent_picture(z: torch.Tensor, channels: Sequence[int] = RGB_CHANNELS,

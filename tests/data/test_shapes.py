@@ -22,7 +22,7 @@ from minidiff.data.shapes import (
 )
 
 # The spec, written out independently of minidiff/data/shapes.py.
-SPEC_SIZES = {"small": (7, 10), "large": (13, 18)}  # side / diameter s in pixels, inclusive
+SPEC_SIZES = {"small": (7, 10), "large": (13, 18)}  # side (or diameter) in pixels, inclusive
 SPEC_POSITIONS = {  # bounding-box centre: (cx range, cy range), inclusive
     "top left": ((9, 12), (9, 12)),
     "top right": ((20, 23), (9, 12)),
@@ -38,9 +38,10 @@ CAPTION = re.compile(r"a (small|large) (\w+) (circle|square|triangle) "
                      r"in the (top left|top right|bottom left|bottom right|center)")
 
 
-def spec_area(shape: str, s: int) -> float:
-    """Area of the named shape with size s: circle of diameter s, square of side s, triangle of base s and height s."""
-    return {"circle": np.pi * s * s / 4, "square": float(s * s), "triangle": s * s / 2}[shape]
+def spec_area(shape: str, side: int) -> float:
+    """Area of the named shape of that side: circle of diameter side, square of side side, triangle of base and height
+    side."""
+    return {"circle": np.pi * side * side / 4, "square": float(side * side), "triangle": side * side / 2}[shape]
 
 
 def coverage(image: np.ndarray, rgb: tuple[int, int, int]) -> np.ndarray:
@@ -77,7 +78,7 @@ def test_images_are_32x32_rgb_uint8_with_one_shape_on_white(train, heldout):
     images, _, attributes = both_splits(train, heldout)
     rows, cols = np.mgrid[0:32, 0:32]
     for image, a in zip(images, attributes):
-        half = a["s"] / 2 + 1  # the shape's box plus one pixel of rounding
+        half = a["side"] / 2 + 1  # the shape's box plus one pixel of rounding
         outside = (np.abs(cols + 0.5 - a["cx"]) > half) | (np.abs(rows + 0.5 - a["cy"]) > half)  # (32, 32)
         assert (image[outside] == 255).all(), "everything away from the shape must be white"
         assert (image != 255).any(), "there must be a shape"
@@ -89,15 +90,15 @@ def test_attributes_and_captions_follow_the_spec(train, heldout):
         assert caption == f"a {a['size']} {a['colour']} {a['shape']} in the {a['position']}"
         assert CAPTION.fullmatch(caption)
         assert a["colour"] in SPEC_COLOURS and a["shape"] in SPEC_SHAPES
-        s_low, s_high = SPEC_SIZES[a["size"]]
-        assert s_low <= a["s"] <= s_high and isinstance(a["s"], int)
+        side_low, side_high = SPEC_SIZES[a["size"]]
+        assert side_low <= a["side"] <= side_high and isinstance(a["side"], int)
         (x_low, x_high), (y_low, y_high) = SPEC_POSITIONS[a["position"]]
         assert x_low <= a["cx"] <= x_high and y_low <= a["cy"] <= y_high
         assert all(abs(c - b) <= JITTER for c, b in zip(a["rgb"], COLOURS[a["colour"]]))
     # Every integer size of each class is used.
-    used = Counter((a["size"], a["s"]) for a in attributes)
-    for size, (s_low, s_high) in SPEC_SIZES.items():
-        assert all(used[(size, s)] > 0 for s in range(s_low, s_high + 1))
+    used = Counter((a["size"], a["side"]) for a in attributes)
+    for size, (side_low, side_high) in SPEC_SIZES.items():
+        assert all(used[(size, side)] > 0 for side in range(side_low, side_high + 1))
 
 
 def test_centre_pixel_of_large_shapes_has_the_named_colour(train, heldout):
@@ -126,7 +127,7 @@ def test_measured_box_matches_size_and_centre(train, heldout):
     images, _, attributes = both_splits(train, heldout)
     for image, a in zip(images, attributes):
         left, right, top, bottom = ink_box(image)
-        assert abs((right - left) - a["s"]) <= 1 and abs((bottom - top) - a["s"]) <= 1, a
+        assert abs((right - left) - a["side"]) <= 1 and abs((bottom - top) - a["side"]) <= 1, a
         centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
         assert abs(centre_x - a["cx"]) <= 1 and abs(centre_y - a["cy"]) <= 1, a
         (x_low, x_high), (y_low, y_high) = SPEC_POSITIONS[a["position"]]
@@ -138,8 +139,8 @@ def test_measured_area_names_the_shape_and_separates_the_sizes(train, heldout):
     areas = {(shape, size): [] for shape in SPEC_SHAPES for size in SPEC_SIZES}
     for image, a in zip(images, attributes):
         area = coverage(image, a["rgb"]).sum()
-        assert area == pytest.approx(spec_area(a["shape"], a["s"]), rel=0.08), a
-        nearest = min(SPEC_SHAPES, key=lambda shape: abs(area - spec_area(shape, a["s"])))
+        assert area == pytest.approx(spec_area(a["shape"], a["side"]), rel=0.08), a
+        nearest = min(SPEC_SHAPES, key=lambda shape: abs(area - spec_area(shape, a["side"])))
         assert nearest == a["shape"]
         areas[(a["shape"], a["size"])].append(area)
     for shape in SPEC_SHAPES:
@@ -170,7 +171,7 @@ def test_heldout_pairs_only_in_heldout_and_all_present(train, heldout):
     all_pairs = {(colour, shape) for colour in SPEC_COLOURS for shape in SPEC_SHAPES}
     assert train_pairs == all_pairs - SPEC_HELDOUT, "train must hold every other pair"
     heldout_combinations = {(a["colour"], a["shape"], a["size"], a["position"]) for a in heldout[2]}
-    assert {(c, s) for c, s, _, _ in heldout_combinations} == SPEC_HELDOUT
+    assert {(colour, shape) for colour, shape, _, _ in heldout_combinations} == SPEC_HELDOUT
     assert len(heldout_combinations) == 3 * 2 * 5, "every held-out pair in every size and position"
 
 
@@ -203,7 +204,7 @@ def test_unknown_split_and_shape_are_rejected():
     with pytest.raises(ValueError, match="unknown split 'test'"):
         sample_attributes(np.random.default_rng(0), "test")
     with pytest.raises(ValueError, match="unknown shape 'star'"):
-        render({"shape": "star", "s": 10, "cx": 16.0, "cy": 16.0, "rgb": (0, 0, 0)})
+        render({"shape": "star", "side": 10, "cx": 16.0, "cy": 16.0, "rgb": (0, 0, 0)})
 
 
 def test_captions_parse_back_into_their_attributes():

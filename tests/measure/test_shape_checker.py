@@ -30,15 +30,15 @@ def clean() -> tuple[np.ndarray, list[dict]]:
 
 
 def extreme_attributes() -> list[dict]:
-    """Every colour x shape, the smallest and largest s of each size, at the four corners of every position range."""
+    """Every colour x shape, the smallest and largest side of each size, at the four corners of every position range."""
     rng = np.random.default_rng(0)
     grid = []
-    for colour, shape, (size, s_range), (position, (x_range, y_range)) in itertools.product(
+    for colour, shape, (size, side_range), (position, (x_range, y_range)) in itertools.product(
             COLOURS, SHAPES, SIZES.items(), POSITIONS.items()):
-        for s, cx, cy in itertools.product(s_range, x_range, y_range):
+        for side, cx, cy in itertools.product(side_range, x_range, y_range):
             rgb = np.clip(np.array(COLOURS[colour]) + rng.choice([-10, 10], size=3), 0, 255)
             grid.append({"colour": colour, "shape": shape, "size": size, "position": position,
-                         "s": s, "cx": float(cx), "cy": float(cy), "rgb": tuple(int(v) for v in rgb)})
+                         "side": side, "cx": float(cx), "cy": float(cy), "rgb": tuple(int(v) for v in rgb)})
     return grid
 
 
@@ -128,13 +128,13 @@ def test_adherence_counts_each_attribute_separately(clean):
         adherence(images, attributes[:99])
 
 
-def supersampled(inside, s: float = 12.0, factor: int = 16) -> np.ndarray:
+def supersampled(inside, side: float = 12.0, factor: int = 16) -> np.ndarray:
     """A blue shape centred at (16, 16), drawn here with numpy at 16x and box-filtered -> uint8 (32, 32, 3).
 
-    inside(x, y) says whether a point, in units of s and relative to the centre, lies in the shape.
+    inside(x, y) says whether a point, in units of the side and relative to the centre, lies in the shape.
     """
     coords = (np.arange(32 * factor) + 0.5) / factor  # sub-pixel centres in output pixel units
-    x, y = np.meshgrid((coords - 16) / s, (coords - 16) / s)  # (512, 512) each, y grows downwards
+    x, y = np.meshgrid((coords - 16) / side, (coords - 16) / side)  # (512, 512) each, y grows downwards
     covered = inside(x, y).astype(np.float64).reshape(32, factor, 32, factor).mean(axis=(1, 3))  # -> (32, 32)
     blue = np.array(COLOURS["blue"], dtype=np.float64)
     return np.round(255 - covered[..., None] * (255 - blue)).astype(np.uint8)  # (32, 32, 3)
@@ -147,7 +147,7 @@ def test_shape_statistics_match_their_closed_forms():
     triangle = supersampled(lambda x, y: (abs(y) <= 0.5) & (abs(x) <= (y + 0.5) / 2))  # apex up
     moments = {name: centred_moments(coverage(image, blue))
                for name, image in (("square", square), ("circle", disk), ("triangle", triangle))}
-    # Areas: s^2, pi s^2 / 4, s^2 / 2 with s = 12.
+    # Areas: side^2, pi side^2 / 4, side^2 / 2 with side 12.
     assert moments["square"]["area"] == pytest.approx(144, rel=0.01)
     assert moments["circle"]["area"] == pytest.approx(math.pi * 36, rel=0.01)
     assert moments["triangle"]["area"] == pytest.approx(72, rel=0.01)
@@ -155,7 +155,7 @@ def test_shape_statistics_match_their_closed_forms():
     for name, ratio in (("square", 1.0), ("circle", 2 / 3)):
         m = moments[name]
         assert m["xxyy"] / (m["xx"] * m["yy"]) == pytest.approx(ratio, abs=0.03)
-    # Vertical skewness of an apex-up triangle: -2 sqrt(2) / 5; its centroid sits s / 6 below the box centre.
+    # Vertical skewness of an apex-up triangle: -2 sqrt(2) / 5; its centroid sits side / 6 below the box centre.
     m = moments["triangle"]
     assert m["yyy"] / m["yy"] ** 1.5 == pytest.approx(-2 * math.sqrt(2) / 5, abs=0.03)
     assert m["cy"] == pytest.approx(16 + 12 / 6, abs=0.02)

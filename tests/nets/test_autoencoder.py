@@ -65,9 +65,9 @@ def test_psnr_agrees_with_the_uint8_definition():
 def test_the_scale_factor_makes_latents_of_unseen_images_unit_variance():
     torch.manual_seed(0)
     autoencoder = Autoencoder(TINY_AUTOENCODER).eval()
-    s = estimate_scale_factor(autoencoder, to_model(shapes(400, "train", seed=0)[0]))
+    scale_factor = estimate_scale_factor(autoencoder, to_model(shapes(400, "train", seed=0)[0]))
     with torch.no_grad():
-        other = autoencoder.encode_mean(to_model(shapes(400, "train", seed=1)[0])) * s
+        other = autoencoder.encode_mean(to_model(shapes(400, "train", seed=1)[0])) * scale_factor
     assert abs(other.std().item() - 1.0) < 0.05
 
 

@@ -177,7 +177,7 @@ class JupyterLab:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             sessions = self.api("GET", "/api/sessions")
-            if any(s["path"] == name and s["kernel"]["execution_state"] == "idle" for s in sessions):
+            if any(session["path"] == name and session["kernel"]["execution_state"] == "idle" for session in sessions):
                 return
             page.wait_for_timeout(500)  # unlike time.sleep, lets Playwright serve the page meanwhile
         raise TimeoutError(f"no idle kernel for {name} after {timeout_s:.0f} s:\n{self.log_path.read_text()[-3000:]}")

@@ -15,7 +15,7 @@ from minidiff.training.run import learning_rate, update_ema
 
 def test_learning_rate_warms_up_linearly():
     config = tiny_train_config(lr=1e-3, warmup_steps=4)
-    assert [learning_rate(config, s) for s in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    assert [learning_rate(config, step) for step in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
 
 
 def test_learning_rate_decays_as_a_half_cosine_to_a_tenth_after_the_warm_up():
