@@ -34,11 +34,11 @@ def classifier_free_guidance(output_cond: torch.Tensor, output_uncond: torch.Ten
     guided = output_uncond + guidance * (output_cond - output_uncond)
     if rescale == 0.0:
         return guided
-    # Lin et al. 2023, sec. 3.4, per sample: $\sigma_{pos} = \mathrm{std}(x_{pos})$, $\sigma_{cfg} = \mathrm{std}(x_{cfg})$
+    # Lin et al. 2023, sec. 3.4, per sample: the standard deviations $\mathrm{std}(x_{pos})$ and $\mathrm{std}(x_{cfg})$
     dims = tuple(range(1, guided.ndim))
     std_cond = output_cond.std(dim=dims, keepdim=True)  # (B, ...) -> (B, 1, ..., 1)
     std_guided = guided.std(dim=dims, keepdim=True)  # (B, ...) -> (B, 1, ..., 1)
-    # $x_{rescaled} = x_{cfg} \cdot \sigma_{pos} / \sigma_{cfg}$
+    # $x_{rescaled} = x_{cfg} \cdot \mathrm{std}(x_{pos}) / \mathrm{std}(x_{cfg})$
     rescaled = guided * (std_cond / std_guided)
     # $x_{final} = \phi\, x_{rescaled} + (1 - \phi)\, x_{cfg}$
     return rescale * rescaled + (1.0 - rescale) * guided

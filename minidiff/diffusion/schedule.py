@@ -72,7 +72,8 @@ def sigmoid_alpha_bar(tau: torch.Tensor, start: float = -3.0, end: float = 3.0, 
     """Continuous sigmoid alpha_bar(tau) (Chen 2023, Algorithm 1), normalised to 1 at tau = 0 and 0 at tau = 1."""
     v_start = torch.sigmoid(torch.tensor(start / temperature, dtype=torch.float64))
     v_end = torch.sigmoid(torch.tensor(end / temperature, dtype=torch.float64))
-    # $\gamma(\tau) = \frac{v_{end} - \sigma((\tau (e - s) + s) / \theta)}{v_{end} - v_{start}}$
+    # $\bar\alpha(\tau) = \frac{v_{end} - \operatorname{sigmoid}((\tau\,(\mathrm{end} - \mathrm{start}) + \mathrm{start})
+    #   / \mathrm{temperature})}{v_{end} - v_{start}}$
     return (v_end - torch.sigmoid((tau * (end - start) + start) / temperature)) / (v_end - v_start)
 
 

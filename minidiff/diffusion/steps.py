@@ -11,9 +11,9 @@ Papers followed:
   the two variance choices beta and beta_tilde, sec. 3.2.
 - Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", sec. 4: a step that skips
   timesteps has its beta recomputed from the pair of alpha_bar values.
-- Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models" (DDIM): the step eq. (12) with the noise scale
-  sigma_t(eta) of eq. (16); eta = 0 is deterministic, eta = 1 is DDPM. Sec. 4.3: in the coordinates
-  x_t / sqrt(alpha_bar) = x0 + sigma eps, deterministic DDIM is Euler's method for an ODE in sigma.
+- Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models" (DDIM): the step eq. (12) with the step variance
+  Sigma_t(eta) of eq. (16) (the paper's sigma_t(eta)^2); eta = 0 is deterministic, eta = 1 is DDPM. Sec. 4.3: in
+  the coordinates x_t / sqrt(alpha_bar) = x0 + sigma eps, deterministic DDIM is Euler's method for an ODE in sigma.
 - Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative Models" (EDM):
   the ODE dx/dsigma = (x - D(x; sigma)) / sigma (eq. 1 and 3 with sigma(t) = t), the VP model in those terms
   (Table 1), and deterministic sampling (Algorithm 1): an Euler step, corrected by Heun's rule (the trapezoid).
@@ -31,6 +31,8 @@ Notation (variable -> symbol in Ho et al. 2020). t is 0-based: t = 0 is one step
     eps             \epsilon_\theta(x_t, t)   the predicted noise
     x0              \hat x_0       the predicted clean image
     eta             \eta           DDIM's share of fresh noise per step: 0 deterministic ... 1 like DDPM
+    step_variance   \Sigma_t       the variance of the fresh noise one reverse step adds (DDPM's and DDIM's
+                                   sigma_t^2); not the EDM sigma below
     sigma           \sigma         sqrt((1 - alpha_bar) / alpha_bar), the Karras/EDM noise level;
                                    sigma_prev at alpha_bar_prev (0 for the clean image)
     noise           z              fresh standard normal noise, the shape of x_t
@@ -64,11 +66,12 @@ def ddpm_step(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: float, alpha_bar_p
     if noise is None:
         return mean
 
-    # 3. the variance: $\sigma_t^2 = \tilde\beta_t$ or $\sigma_t^2 = \beta_t = 1 - \bar\alpha_t / \bar\alpha_{t-1}$ (sec. 3.2)
-    sigma_squared = beta_tilde if variance == "beta_tilde" else 1.0 - alpha_bar / alpha_bar_prev
+    # 3. the variance $\Sigma_t$ (sec. 3.2, $\Sigma_\theta = \sigma_t^2 I$ there):
+    # $\Sigma_t = \tilde\beta_t$ or $\Sigma_t = \beta_t = 1 - \bar\alpha_t / \bar\alpha_{t-1}$
+    step_variance = beta_tilde if variance == "beta_tilde" else 1.0 - alpha_bar / alpha_bar_prev
 
-    # 4. Algorithm 2, line 4: $x_{t-1} = \tilde\mu_t + \sigma_t z$
-    return mean + math.sqrt(sigma_squared) * noise
+    # 4. Algorithm 2, line 4: $x_{t-1} = \tilde\mu_t + \sqrt{\Sigma_t}\, z$
+    return mean + math.sqrt(step_variance) * noise
 
 
 def ddim_step(x0: torch.Tensor, eps: torch.Tensor, alpha_bar: float, alpha_bar_prev: float, eta: float = 0.0,
@@ -79,14 +82,14 @@ def ddim_step(x0: torch.Tensor, eps: torch.Tensor, alpha_bar: float, alpha_bar_p
     share eta of the noise replaced by fresh noise. eta = 0: deterministic; eta = 1: exactly DDPM's step with
     variance beta_tilde. `noise` = None leaves the fresh noise out.
     """
-    # 1. the fresh noise's variance, eq. (16): $\sigma_t(\eta)^2 = \eta^2 \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t} \left(1 - \frac{\bar\alpha_t}{\bar\alpha_{t-1}}\right)$
-    sigma_squared = eta**2 * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * (1.0 - alpha_bar / alpha_bar_prev)
+    # 1. the fresh noise's variance, eq. (16): $\Sigma_t(\eta) = \eta^2 \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t} \left(1 - \frac{\bar\alpha_t}{\bar\alpha_{t-1}}\right)$
+    step_variance = eta**2 * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * (1.0 - alpha_bar / alpha_bar_prev)
 
-    # 2. eq. (12): $x_{t-1} = \sqrt{\bar\alpha_{t-1}}\, \hat x_0 + \sqrt{1 - \bar\alpha_{t-1} - \sigma_t^2}\, \hat\epsilon + \sigma_t z$
-    x_prev = math.sqrt(alpha_bar_prev) * x0 + math.sqrt(1.0 - alpha_bar_prev - sigma_squared) * eps
+    # 2. eq. (12): $x_{t-1} = \sqrt{\bar\alpha_{t-1}}\, \hat x_0 + \sqrt{1 - \bar\alpha_{t-1} - \Sigma_t}\, \hat\epsilon + \sqrt{\Sigma_t}\, z$
+    x_prev = math.sqrt(alpha_bar_prev) * x0 + math.sqrt(1.0 - alpha_bar_prev - step_variance) * eps
     if noise is None:
         return x_prev
-    return x_prev + math.sqrt(sigma_squared) * noise
+    return x_prev + math.sqrt(step_variance) * noise
 
 
 def euler_step(x_t: torch.Tensor, eps: torch.Tensor, sigma: float, sigma_prev: float) -> torch.Tensor:

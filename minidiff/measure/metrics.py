@@ -99,7 +99,7 @@ def feature_statistics(features: np.ndarray | torch.Tensor) -> tuple[torch.Tenso
         raise ValueError(f"expected features of shape (N, d) with N >= 2, got {tuple(features.shape)}")
     mean = features.mean(dim=0)  # (N, d) -> (d,)
     centred = features - mean
-    # $\Sigma = \frac{1}{N-1} \sum_i (f_i - \mu)(f_i - \mu)^\top$
+    # $C = \frac{1}{N-1} \sum_i (f_i - \mu)(f_i - \mu)^\top$
     covariance = centred.T @ centred / (len(features) - 1)  # (d, N) @ (N, d) -> (d, d)
     return mean, covariance
 
@@ -118,8 +118,9 @@ def frechet_distance_from_statistics(mean_a: torch.Tensor, covariance_a: torch.T
                                      mean_b: torch.Tensor, covariance_b: torch.Tensor) -> float:
     """Squared Fréchet distance between the Gaussians N(mean_a, covariance_a) and N(mean_b, covariance_b).
 
-    Tr((S_a S_b)^{1/2}) is computed as Tr((S_a^{1/2} S_b S_a^{1/2})^{1/2}): the two products have the same
-    eigenvalues, and the second is symmetric positive semi-definite, so its square root is real and stable.
+    With C the covariances, Tr((C_a C_b)^{1/2}) is computed as Tr((C_a^{1/2} C_b C_a^{1/2})^{1/2}): the two products
+    have the same eigenvalues, and the second is symmetric positive semi-definite, so its square root is real and
+    stable.
     """
     mean_a, mean_b = (torch.as_tensor(m, dtype=torch.float64) for m in (mean_a, mean_b))
     covariance_a, covariance_b = (torch.as_tensor(c, dtype=torch.float64) for c in (covariance_a, covariance_b))
@@ -131,10 +132,10 @@ def frechet_distance_from_statistics(mean_a: torch.Tensor, covariance_a: torch.T
     sqrt_a = symmetric_sqrt(covariance_a)
     middle = sqrt_a @ covariance_b @ sqrt_a
     middle = (middle + middle.T) / 2  # symmetric in exact arithmetic; remove the rounding that says otherwise
-    # $\operatorname{Tr}\big((\Sigma_a \Sigma_b)^{1/2}\big) = \sum_i \sqrt{\lambda_i(\Sigma_a^{1/2} \Sigma_b \Sigma_a^{1/2})}$
+    # $\operatorname{Tr}\big((C_a C_b)^{1/2}\big) = \sum_i \sqrt{\mathrm{eig}_i(C_a^{1/2} C_b C_a^{1/2})}$
     trace_sqrt_product = torch.linalg.eigvalsh(middle).clamp(min=0).sqrt().sum()
     # Heusel et al. 2017, eq. 6:
-    # $d^2 = \lVert \mu_a - \mu_b \rVert_2^2 + \operatorname{Tr}\big(\Sigma_a + \Sigma_b - 2 (\Sigma_a \Sigma_b)^{1/2}\big)$
+    # $d^2 = \lVert \mu_a - \mu_b \rVert_2^2 + \operatorname{Tr}\big(C_a + C_b - 2 (C_a C_b)^{1/2}\big)$
     mean_term = (mean_a - mean_b).square().sum()
     distance = mean_term + covariance_a.trace() + covariance_b.trace() - 2 * trace_sqrt_product
     return max(distance.item(), 0.0)  # >= 0 in exact arithmetic

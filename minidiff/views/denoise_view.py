@@ -8,7 +8,7 @@ r"""What the chapters show of a denoiser at work: its training curve and the rev
   variances of the reverse step.
 
 Papers followed: Ho, Jain & Abbeel 2020 (DDPM), Algorithm 2 (ancestral sampling), eq. 15 (x0 from eps) and
-sec. 3.2 (sigma_t^2 = beta_t or beta_tilde_t); Nichol & Dhariwal 2021, sec. 4 (the betas of a shorter
+sec. 3.2 (the step variance Sigma_t = beta_t or beta_tilde_t); Nichol & Dhariwal 2021, sec. 4 (the betas of a shorter
 sub-sequence of steps).
 
 As in `minidiff.views.plots`, figures are made without pyplot, so a widget can draw many frames without leaking them.
@@ -201,7 +201,7 @@ def variances_figure(schedule: NoiseSchedule, runs: dict[str, Sequence[int]], si
         ax.plot(timesteps[:-1], beta_tilde[:-1], color="tab:green", label=r"$\tilde\beta$")  # 0 at the last step
         ax.set_yscale("log")
         ax.set_title(title, fontsize=9)
-        ax.set_ylabel(r"variance $\sigma_t^2$ of the step", fontsize=8)
+        ax.set_ylabel(r"variance $\Sigma_t$ of the step", fontsize=8)
         axes[-1].plot(timesteps[:-1], (beta_tilde / beta)[:-1], label=title)
     for ax in axes:
         ax.set_xlabel("t", fontsize=8)
