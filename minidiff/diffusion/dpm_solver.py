@@ -12,22 +12,26 @@ Papers followed:
   Algorithm 2, and SDE-DPM-Solver++(2M), the same multistep solver for the reverse diffusion SDE, written with the
   data prediction x_theta (their appendix on diffusion SDEs).
 - Lu, Zhou, Bao, Chen, Li & Zhu 2022, "DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic Model Sampling in
-  Around 10 Steps" (Lu et al. 2022a), sec. 3.1: the change of variable from t to lambda that makes the linear
-  part of the equations exactly solvable.
+  Around 10 Steps" (Lu et al. 2022a), sec. 3.1: the change of variable from t to their lambda (our ell, below)
+  that makes the linear part of the equations exactly solvable.
 - Song, Sohl-Dickstein, Kingma, Kumar, Ermon & Poole 2021, "Score-Based Generative Modeling through Stochastic
-  Differential Equations", eq. (6): the reverse-time SDE.
+  Differential Equations" (Song et al. 2021b), eq. (6): the reverse-time SDE.
 
 Why two variants. The ODE maps each x_T to one image; its solvers (DDIM, DPM-Solver++, Euler, Heun) all converge
 to the ODE's images as the steps grow, errors in eps included. The SDE adds fresh noise on every step and takes
 out more of the old: errors made early are partly forgotten, at the price of a noisier path. For a small model
 whose eps is least accurate at high noise, that can give better samples at the same number of network evaluations.
 
-Notation (variable -> symbol; Lu et al.'s alpha_t and sigma_t are our sqrt(alpha_bar) and sqrt(1 - alpha_bar)).
+Notation (variable -> symbol). The formulas are written in our letters: Lu et al.'s alpha_t and sigma_t are our
+sqrt(alpha_bar) and sqrt(1 - alpha_bar), and their lambda_t is our ell_t, half our log-SNR: ell_t = lambda_t / 2.
+A step goes from t down to t_prev; the step before it started at t_earlier.
 
-    lam             \lambda_t        half_log_snr(alpha_bar) = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)) = -log(sigma)
-    h               h_i              lam_prev - lam: the step's length in lambda (> 0: towards the clean image)
-    D               D_i              the x0 held over the step (`dpm_solver_2m_x0`): first or second order
-    noise           z                standard normal noise, the shape of x_t
+    half_lambda     \ell_t          half_log_snr(alpha_bar) = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)) = -log(sigma);
+                                    \ell_{prev} at alpha_bar_prev, \ell_{earlier} at alpha_bar_earlier
+    h               h               \ell_{prev} - \ell_t: the step's length in ell (> 0: towards the clean image)
+    r               r               (\ell_t - \ell_{earlier}) / h: the step before's length over this one's
+    D               D               the x0 held over the step (`dpm_solver_2m_x0`): first or second order
+    noise           z               standard normal noise, the shape of x_t
 """
 
 import math
@@ -42,17 +46,17 @@ def dpm_solver_2m_x0(x0: torch.Tensor, alpha_bar: float, alpha_bar_prev: float, 
                      alpha_bar_earlier: float | None = None) -> torch.Tensor:
     r"""The x0 that DPM-Solver++(2M) holds over a step from alpha_bar to alpha_bar_prev (Lu et al. 2022b, Algorithm 2).
 
-    First order (x0_earlier = None): the prediction itself. Second order: x0 extrapolated linearly in lambda from
+    First order (x0_earlier = None): the prediction itself. Second order: x0 extrapolated linearly in ell from
     the prediction one step earlier (x0_earlier, made at alpha_bar_earlier), which costs no network evaluation.
     The ODE step (`dpm_solver_2m_step`) and the SDE step (`dpm_solver_sde_2m_step`) below both use it.
     """
     if x0_earlier is None:
         return x0
-    # $h_i = \lambda_{t_i} - \lambda_{t_{i-1}}$, $r_i = h_{i-1} / h_i$,
-    # $D_i = (1 + \frac{1}{2 r_i}) x_\theta(t_{i-1}) - \frac{1}{2 r_i} x_\theta(t_{i-2})$
-    lam = half_log_snr(alpha_bar)
-    h = half_log_snr(alpha_bar_prev) - lam
-    r = (lam - half_log_snr(alpha_bar_earlier)) / h
+    # $h = \ell_{prev} - \ell_t$, $r = (\ell_t - \ell_{earlier}) / h$,
+    # $D = (1 + \frac{1}{2r})\, \hat x_0 - \frac{1}{2r}\, \hat x_0^{earlier}$
+    half_lambda = half_log_snr(alpha_bar)
+    h = half_log_snr(alpha_bar_prev) - half_lambda
+    r = (half_lambda - half_log_snr(alpha_bar_earlier)) / h
     return (1.0 + 1.0 / (2.0 * r)) * x0 - 1.0 / (2.0 * r) * x0_earlier
 
 
@@ -64,15 +68,15 @@ def dpm_solver_2m_step(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: float, al
     over the step by `dpm_solver_2m_x0`. First order (x0_earlier = None) holds x0 constant: that is DDIM. Second
     order extrapolates x0 from the prediction one step earlier (x0_earlier, made at alpha_bar_earlier).
     """
-    # 1. the step's length in lambda: $h_i = \lambda_{t_i} - \lambda_{t_{i-1}}$
+    # 1. the step's length in ell: $h = \ell_{prev} - \ell_t$
     h = half_log_snr(alpha_bar_prev) - half_log_snr(alpha_bar)
 
-    # 2. the x0 to hold over the step: $D_i$, first or second order
+    # 2. the x0 to hold over the step: $D$, first or second order
     D = dpm_solver_2m_x0(x0, alpha_bar, alpha_bar_prev, x0_earlier, alpha_bar_earlier)
 
-    # 3. the update of Algorithm 2 (Lu et al. 2022b), whose $\alpha_t = \sqrt{\bar\alpha_t}$, $\sigma_t = \sqrt{1 - \bar\alpha_t}$:
-    # $\tilde x_{t_i} = \frac{\sigma_{t_i}}{\sigma_{t_{i-1}}} \tilde x_{t_{i-1}} - \alpha_{t_i} (e^{-h_i} - 1) D_i$
-    noise_ratio = math.sqrt((1.0 - alpha_bar_prev) / (1.0 - alpha_bar))  # their sigma_{t_i} / sigma_{t_{i-1}}
+    # 3. the update of Algorithm 2 (Lu et al. 2022b), in our letters:
+    # $x_{prev} = \frac{\sqrt{1 - \bar\alpha_{prev}}}{\sqrt{1 - \bar\alpha_t}}\, x_t - \sqrt{\bar\alpha_{prev}}\, (e^{-h} - 1)\, D$
+    noise_ratio = math.sqrt((1.0 - alpha_bar_prev) / (1.0 - alpha_bar))
     exp_minus_h = math.exp(-h)  # 0 into the clean image, where h = inf
     return noise_ratio * x_t - math.sqrt(alpha_bar_prev) * (exp_minus_h - 1.0) * D
 
@@ -85,28 +89,32 @@ def dpm_solver_sde_2m_step(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: float
                            alpha_bar_earlier: float | None = None) -> torch.Tensor:
     r"""One step of SDE-DPM-Solver++(2M) (Lu et al. 2022b), from x_t to x_prev given the predicted x0 and noise.
 
-    The derivation, in Lu et al.'s letters ($\alpha_t = \sqrt{\bar\alpha_t}$, $\sigma_t = \sqrt{1 - \bar\alpha_t}$,
-    $\lambda_t = \log(\alpha_t / \sigma_t)$, the step from $s$ to $t$, $h = \lambda_t - \lambda_s$):
-    1. The reverse SDE (Song et al. 2021, eq. 6) with the score $-(x - \alpha_t x_\theta) / \sigma_t^2$ and
-       $g^2(t) = -2\sigma_t^2\, d\lambda_t / dt$ (Lu et al. 2022a, sec. 3.1), in lambda:
-       $dx = (f - 2\lambda'_t)\, x\, dt + 2\alpha_t x_\theta\, d\lambda + g\, d\bar w$, with $f = (\log\alpha_t)'$.
-    2. Its linear part is solved exactly: $x$ is carried from s to t by $\frac{\sigma_t}{\sigma_s} e^{-h}$; the
-       x_theta term, integrated against the same factor, is $2\alpha_t \int_{\lambda_s}^{\lambda_t}
-       e^{-2(\lambda_t - \lambda)} x_\theta\, d\lambda$; the noise has variance $\sigma_t^2 (1 - e^{-2h})$.
+    The derivation, in our letters (Lu et al.'s $\alpha_t$, $\sigma_t$, $\lambda_t$ are our $\sqrt{\bar\alpha_t}$,
+    $\sqrt{1 - \bar\alpha_t}$, $\ell_t = \log(\sqrt{\bar\alpha_t} / \sqrt{1 - \bar\alpha_t})$; the step goes from $t$ to
+    $t_{prev}$, $h = \ell_{prev} - \ell_t$):
+    1. The reverse SDE (Song et al. 2021b, eq. 6) with the score $-(x - \sqrt{\bar\alpha_t}\, x_\theta) / (1 - \bar\alpha_t)$
+       and $g^2(t) = -2 (1 - \bar\alpha_t)\, d\ell_t / dt$ (Lu et al. 2022a, sec. 3.1), in ell:
+       $dx = (f - 2\ell'_t)\, x\, dt + 2\sqrt{\bar\alpha_t}\, x_\theta\, d\ell + g\, d\bar w$, with
+       $f = (\log\sqrt{\bar\alpha_t})'$.
+    2. Its linear part is solved exactly: $x$ is carried from $t$ to $t_{prev}$ by
+       $\frac{\sqrt{1 - \bar\alpha_{prev}}}{\sqrt{1 - \bar\alpha_t}} e^{-h}$; the x_theta term, integrated against the
+       same factor, is $2\sqrt{\bar\alpha_{prev}} \int_{\ell_t}^{\ell_{prev}} e^{-2(\ell_{prev} - \ell)} x_\theta\, d\ell$;
+       the noise has variance $(1 - \bar\alpha_{prev}) (1 - e^{-2h})$.
     3. With x_theta held at $D$ over the step (`dpm_solver_2m_x0`: the prediction, or extrapolated from the one
-       before), the integral is $\alpha_t (1 - e^{-2h}) D$.
+       before), the integral is $\sqrt{\bar\alpha_{prev}}\, (1 - e^{-2h})\, D$.
     At h = inf (into the clean image) the step returns D exactly and the noise vanishes; as for the ODE, D is then
     of first order.
     """
-    # 1. the step's length in lambda: $h = \lambda_t - \lambda_s$
+    # 1. the step's length in ell: $h = \ell_{prev} - \ell_t$
     h = half_log_snr(alpha_bar_prev) - half_log_snr(alpha_bar)
 
     # 2. the x0 held over the step, first or second order (the same as the ODE solver's)
     D = dpm_solver_2m_x0(x0, alpha_bar, alpha_bar_prev, x0_earlier, alpha_bar_earlier)
 
-    # 3. the exact solution of step 2-3 above, our alpha_bar for theirs:
-    # $x_t = \frac{\sigma_t}{\sigma_s} e^{-h} x_s + \alpha_t (1 - e^{-2h}) D + \sigma_t \sqrt{1 - e^{-2h}}\, z$
-    noise_ratio = math.sqrt((1.0 - alpha_bar_prev) / (1.0 - alpha_bar))  # their sigma_t / sigma_s
+    # 3. the exact solution of steps 2-3 above:
+    # $x_{prev} = \frac{\sqrt{1 - \bar\alpha_{prev}}}{\sqrt{1 - \bar\alpha_t}} e^{-h} x_t + \sqrt{\bar\alpha_{prev}} (1 - e^{-2h}) D
+    #   + \sqrt{1 - \bar\alpha_{prev}} \sqrt{1 - e^{-2h}}\, z$
+    noise_ratio = math.sqrt((1.0 - alpha_bar_prev) / (1.0 - alpha_bar))
     one_minus_exp_minus_2h = -math.expm1(-2.0 * h)  # 1 into the clean image, where h = inf
     return (noise_ratio * math.exp(-h) * x_t + math.sqrt(alpha_bar_prev) * one_minus_exp_minus_2h * D
             + math.sqrt(1.0 - alpha_bar_prev) * math.sqrt(one_minus_exp_minus_2h) * noise)
@@ -119,7 +127,7 @@ def dpm_solver_2m_update(noise_source: NoiseSource | None = None
 
     noise_source None: the ODE solver (`dpm_solver_2m_step`). A function shape -> N(0, I) noise: the SDE solver
     (`dpm_solver_sde_2m_step`), which draws once per step, except on the last. Both are first order on the first
-    step (no earlier x0 yet) and on the last one, into the clean image, which is infinitely long in lambda
+    step (no earlier x0 yet) and on the last one, into the clean image, which is infinitely long in ell
     (Lu et al. 2022b, Algorithm 2, takes the first-order step on its first step alone). There the SDE's noise scale
     is 0, so its last step is the ODE's and draws nothing.
     """

@@ -1,9 +1,10 @@
-"""Noise schedules: beta_t -> alpha_bar_t, SNR, the posterior coefficients, and the noise levels sigma and lambda.
+"""Noise schedules: beta_t -> alpha_bar_t, SNR, the posterior coefficients, EDM's noise level sigma, half the log-SNR.
 
 A schedule says how much noise the forward process adds at each of its T steps.
 Everything else in minidiff reads the numbers from one `NoiseSchedule`. The functions at the end give a step's
-alpha_bar in the coordinates other papers use (EDM's sigma, DPM-Solver's lambda) and read alpha_bar between two
-integer steps, where Karras sigmas fall (`minidiff.diffusion.timesteps`).
+alpha_bar in the coordinates other papers use (EDM's sigma; DPM-Solver's time, our ell = lambda / 2, half the
+log-SNR lambda) and read alpha_bar between two integer steps, where Karras sigmas fall
+(`minidiff.diffusion.timesteps`).
 
 Papers followed:
 - Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models" (DDPM): linear betas, eq. (4), (6), (7).
@@ -15,7 +16,7 @@ Papers followed:
 - Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative Models" (EDM),
   Table 1 (VP): the noise level sigma = sqrt((1 - alpha_bar) / alpha_bar).
 - Lu, Zhou, Bao, Chen, Li & Zhu 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
-  Models" (Lu et al. 2022b): the time variable lambda = log(SNR) / 2.
+  Models" (Lu et al. 2022b): their time variable lambda, our ell = log(SNR) / 2 (our lambda is log(SNR)).
 
 Convention: t is 0-based. t = 0 is the first step of noise, t = T - 1 the last.
 All tables are float64 so that later products stay accurate; they are cast to the data's dtype when used.
@@ -196,7 +197,9 @@ def alpha_bar_from_sigma(sigma: float) -> float:
 
 
 def half_log_snr(alpha_bar: float) -> float:
-    r"""DPM-Solver's time variable lambda = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)) = log(SNR) / 2 = -log(sigma).
+    r"""DPM-Solver's time variable $\ell$ = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)) = log(SNR) / 2 = -log(sigma).
+
+    Half our log-SNR $\lambda$, $\ell = \lambda / 2$: Lu et al. (2022a, 2022b) write it $\lambda$.
 
     +inf for the clean image (alpha_bar = 1), -inf at zero SNR (alpha_bar = 0).
     """
@@ -204,7 +207,7 @@ def half_log_snr(alpha_bar: float) -> float:
         return math.inf
     if alpha_bar == 0.0:
         return -math.inf
-    # $\lambda = \log \sqrt{\bar\alpha} - \log \sqrt{1 - \bar\alpha}$  (Lu et al. 2022b)
+    # $\ell = \log \sqrt{\bar\alpha} - \log \sqrt{1 - \bar\alpha}$  (Lu et al. 2022b, who write it $\lambda$)
     return 0.5 * (math.log(alpha_bar) - math.log1p(-alpha_bar))
 
 
