@@ -226,7 +226,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="classifier-free guidance scale w: 1 = conditional, 0 = unconditional, >1 stronger "
                              "(default: off, plain conditional sampling at half the cost; 3 with --prompt)")
     parser.add_argument("--guidance-rescale", type=float, default=0.0,
-                        help="guidance rescale phi in 0 ... 1 (Lin et al. 2023; default: 0, off)")
+                        help="guidance rescale psi in 0 ... 1 (Lin et al. 2023; default: 0, off)")
     parser.add_argument("--clip-x0", action=argparse.BooleanOptionalAction, default=True,
                         help="clip the predicted x0 to [-1, 1] (default: on)")
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")

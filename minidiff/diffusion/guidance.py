@@ -7,7 +7,8 @@ Papers followed:
   here w = 1 is plain conditional sampling, w = 0 unconditional, w > 1 exaggerates the condition.
 - Lin, Liu, Li & Yang 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", sec. 3.4 and
   Algorithm 2: guidance rescale. A large w inflates the guided prediction's standard deviation (over-exposed
-  images); rescaling it back to the conditional prediction's, mixed in by phi = `rescale`, undoes that.
+  images); rescaling it back to the conditional prediction's, mixed in by psi = `rescale` (the paper's phi), undoes
+  that.
 
 The guided denoiser has the same shape as `minidiff.diffusion.loop.model_denoiser`, so every sampler takes it.
 It runs the network once per call on a batch of 2B, [conditional; unconditional], which samplers count as
@@ -28,7 +29,7 @@ from torch import nn
 
 def classifier_free_guidance(output_cond: torch.Tensor, output_uncond: torch.Tensor, guidance: float,
                              rescale: float = 0.0) -> torch.Tensor:
-    r"""Combine a conditional and an unconditional prediction (B, ...) with guidance scale w and rescale phi."""
+    r"""Combine a conditional and an unconditional prediction (B, ...) with guidance scale w and rescale psi."""
     # Ho & Salimans 2022, eq. (6), with their 1 + w written as our w:
     # $\tilde\epsilon = \epsilon_\theta(x_t) + w\,(\epsilon_\theta(x_t, c) - \epsilon_\theta(x_t))$
     guided = output_uncond + guidance * (output_cond - output_uncond)
@@ -40,7 +41,7 @@ def classifier_free_guidance(output_cond: torch.Tensor, output_uncond: torch.Ten
     std_guided = guided.std(dim=dims, keepdim=True)  # (B, ...) -> (B, 1, ..., 1)
     # $x_{rescaled} = x_{cfg} \cdot \mathrm{std}(x_{pos}) / \mathrm{std}(x_{cfg})$
     rescaled = guided * (std_cond / std_guided)
-    # $x_{final} = \phi\, x_{rescaled} + (1 - \phi)\, x_{cfg}$
+    # $x_{final} = \psi\, x_{rescaled} + (1 - \psi)\, x_{cfg}$
     return rescale * rescaled + (1.0 - rescale) * guided
 
 
@@ -83,13 +84,13 @@ def guided_denoiser(model: nn.Module, guidance: float, class_labels: torch.Tenso
 
     guidance: w (1 = plain conditional, 0 = unconditional). The condition is class_labels (B,) (their
     unconditional twin is the null class) and/or a text context (B, L, D) with context_mask (B, L)
-    (its twin is null_context, the empty caption's encoding). rescale: phi in [0, 1] (Lin et al. 2023; 0 = off).
+    (its twin is null_context, the empty caption's encoding). rescale: psi in [0, 1] (Lin et al. 2023; 0 = off).
     Each call is one forward pass of the network on 2B samples: one NFE.
     """
     if class_labels is None and context is None:
         raise ValueError("guidance needs a condition to guide towards: give class_labels and/or context")
     if not 0.0 <= rescale <= 1.0:
-        raise ValueError(f"rescale is a mixing weight phi in 0 ... 1 (Lin et al. 2023 use 0.7), got {rescale}")
+        raise ValueError(f"rescale is a mixing weight psi in 0 ... 1 (Lin et al. 2023 use 0.7), got {rescale}")
     labels = None
     if class_labels is not None:
         labels = torch.cat([class_labels, null_class_labels(model, class_labels)])  # (B,) + (B,) -> (2B,)

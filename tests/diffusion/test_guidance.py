@@ -54,9 +54,9 @@ def test_guiding_the_raw_output_is_guiding_eps_and_x0(prediction):
     torch.testing.assert_close(x0_guided, x0_uncond + w * (x0_cond - x0_uncond))
 
 
-def test_rescale_brings_each_samples_std_back_to_the_conditional_one_and_phi_mixes():
-    """Lin et al. 2023, sec. 3.4: phi = 1 gives the guided prediction the conditional prediction's standard deviation
-    (per sample), phi = 0 is plain guidance, in between a linear mix of the two."""
+def test_rescale_brings_each_samples_std_back_to_the_conditional_one_and_psi_mixes():
+    """Lin et al. 2023, sec. 3.4: psi = 1 gives the guided prediction the conditional prediction's standard deviation
+    (per sample), psi = 0 is plain guidance, in between a linear mix of the two."""
     generator = torch.Generator().manual_seed(3)
     cond = torch.randn(4, 2, 5, 5, generator=generator, dtype=torch.float64)
     uncond = 0.5 * torch.randn(4, 2, 5, 5, generator=generator, dtype=torch.float64)
