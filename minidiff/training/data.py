@@ -25,10 +25,10 @@ from minidiff.training.config import TrainConfig
 
 
 def load_images(config: TrainConfig, cache_dir: Path | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training set in memory: x0 (N, C, H, W) float32 and its conditions.
+    """The training set in memory: x0 (N, C, H, W) float32 and its conditions, class labels (N,) or token ids (N, L).
 
-    MNIST-5k: digits in [-1, 1] (N, 1, 28, 28) and labels (N,) int64. Shapes: images in [-1, 1] (N, 3, 32, 32) and
-    attribute tokens (N, 5). Shapes latents: the autoencoder's scaled latents (N, 4, 8, 8) and attribute tokens,
+    MNIST-5k: digits in [-1, 1] (N, 1, 28, 28) and class labels (N,) int64. Shapes: images in [-1, 1]
+    (N, 3, 32, 32) and attribute tokens (N, 5). Shapes latents: the autoencoder's scaled latents (N, 4, 8, 8) and attribute tokens,
     encoded once and cached in cache_dir (the run folder).
     """
     if config.data == "shapes_latents":

@@ -44,34 +44,39 @@ from minidiff.training.data import load_images
 from minidiff.training.run import Run, new_run, optimizer_step, resume_run, save_run, train_loop
 
 
-def next_batch(run: Run, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The next minibatch of a random order that is drawn anew each epoch (the last, incomplete batch is skipped)."""
+def next_batch(run: Run, images: torch.Tensor, conditions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next minibatch of a random order that is drawn anew each epoch (the last, incomplete batch is skipped).
+
+    conditions: class labels (N,) or token ids (N, L), one per image; the batch's come back beside its images."""
     batch_size = run.config.batch_size
     position = run.step % (len(images) // batch_size)
     if position == 0:
         run.order = torch.randperm(len(images), generator=run.generator)
     index = run.order[position * batch_size:(position + 1) * batch_size]
-    return images[index], labels[index]  # (B, C, H, W), (B,)
+    return images[index], conditions[index]  # (B, C, H, W), (B,) or (B, L)
 
 
-def conditioning_inputs(config: TrainConfig, labels: torch.Tensor, generator: torch.Generator,
+def conditioning_inputs(config: TrainConfig, conditions: torch.Tensor, generator: torch.Generator,
                         device: torch.device) -> dict[str, torch.Tensor]:
     """The model's condition for a batch, as keyword arguments, with some conditions dropped for guidance
-    (Ho & Salimans 2022, Algorithm 1): class labels (B,) become the null class, index num_classes; tokens (B, L)
-    become the empty condition, and single words are dropped too (`minidiff.nets.conditioning.drop_tokens`)."""
+    (Ho & Salimans 2022, Algorithm 1). conditions: class labels (B,), which become the null class, index
+    num_classes; or token ids (B, L), which become the empty condition, with single words dropped too
+    (`minidiff.nets.conditioning.drop_tokens`)."""
     if config.encoder is not None:
-        tokens = drop_tokens(labels, config.class_drop_prob, config.token_drop_prob, generator)  # (B, L)
+        tokens = drop_tokens(conditions, config.class_drop_prob, config.token_drop_prob, generator)  # (B, L)
         return {"tokens": tokens.to(device)}
     num_classes = config.unet.num_classes
     if num_classes is None:
         return {}
-    drop = torch.rand(len(labels), generator=generator) < config.class_drop_prob  # (B,)
-    return {"class_labels": torch.where(drop, num_classes, labels).to(device)}
+    drop = torch.rand(len(conditions), generator=generator) < config.class_drop_prob  # (B,)
+    return {"class_labels": torch.where(drop, num_classes, conditions).to(device)}
 
 
-def diffusion_loss(run: Run, schedule: NoiseSchedule, x0: torch.Tensor, labels: torch.Tensor,
+def diffusion_loss(run: Run, schedule: NoiseSchedule, x0: torch.Tensor, conditions: torch.Tensor,
                    device: torch.device) -> torch.Tensor:
     """The loss of one batch: DDPM's Algorithm 1, lines 2-5, with a choice of target and Min-SNR weights.
+
+    conditions: class labels (B,) or token ids (B, L), as the run's model is conditioned.
 
     The random draws and the noising happen on the CPU with the run's generator (the same for any device);
     only the network runs on `device`.
@@ -83,7 +88,7 @@ def diffusion_loss(run: Run, schedule: NoiseSchedule, x0: torch.Tensor, labels: 
     t = torch.randint(0, schedule.T, (len(x0),), generator=generator)  # (B,)
     eps = torch.randn(x0.shape, generator=generator)  # (B, C, H, W)
     # 2. the condition, sometimes dropped for classifier-free guidance
-    condition = conditioning_inputs(config, labels, generator, device)
+    condition = conditioning_inputs(config, conditions, generator, device)
     # 3. the noisy image, eq. (4), and what the network should answer
     x_t = q_sample(schedule, x0, t, eps)
     target = training_target(prediction, x0, eps, schedule.alpha_bar[t])
@@ -94,10 +99,12 @@ def diffusion_loss(run: Run, schedule: NoiseSchedule, x0: torch.Tensor, labels: 
     return (weights * per_image).mean()
 
 
-def train_step(run: Run, schedule: NoiseSchedule, images: torch.Tensor, labels: torch.Tensor,
+def train_step(run: Run, schedule: NoiseSchedule, images: torch.Tensor, conditions: torch.Tensor,
                device: torch.device) -> float:
-    """One optimizer step of a diffusion model: batch, loss (`diffusion_loss`), `optimizer_step`. Returns the loss."""
-    x0, y = next_batch(run, images, labels)
+    """One optimizer step of a diffusion model: batch, loss (`diffusion_loss`), `optimizer_step`. Returns the loss.
+
+    conditions: class labels (N,) or token ids (N, L), one per image of the training set."""
+    x0, y = next_batch(run, images, conditions)
     value = optimizer_step(run, diffusion_loss(run, schedule, x0, y, device))
     run.losses.append(value)
     return value
@@ -110,12 +117,12 @@ def train(config: TrainConfig, out: Path | str, resume: bool = False, device: to
     out, device = Path(out), resolve_device(device)
     if not resume and (out / "train_state.json").exists():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    images, labels = load_images(config, cache_dir=out)
+    images, conditions = load_images(config, cache_dir=out)
     schedule = config.diffusion.noise_schedule()
     run = resume_run(out, config, device, command) if resume else new_run(config, device, command)
 
     def take_step(run: Run) -> dict[str, str]:
-        return {"loss": f"{train_step(run, schedule, images, labels, device):.4f}"}
+        return {"loss": f"{train_step(run, schedule, images, conditions, device):.4f}"}
 
     def sample_now_and_then(run: Run) -> None:
         if config.sample_every_steps and run.step % config.sample_every_steps == 0:
@@ -144,8 +151,8 @@ def write_sample_grid(run: Run, schedule: NoiseSchedule, out: Path, device: torc
     else:
         num_classes = config.unet.num_classes
         n = 2 * num_classes if num_classes is not None else 16
-        labels = torch.arange(n, device=device) % num_classes if num_classes is not None else None
-        x0 = sample_ddpm(model_denoiser(run.ema, class_labels=labels), (n, *config.image_shape()), schedule,
+        class_labels = torch.arange(n, device=device) % num_classes if num_classes is not None else None
+        x0 = sample_ddpm(model_denoiser(run.ema, class_labels=class_labels), (n, *config.image_shape()), schedule,
                          config.diffusion.prediction, steps=config.sample_grid_steps, generator=generator, device=device)
         columns = num_classes or 8
     path = out / "samples" / f"step_{run.step:06d}.png"
