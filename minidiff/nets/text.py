@@ -44,19 +44,19 @@ def tokenize(prompt: str, unknown: str = "error", max_length: int = MAX_LENGTH) 
     """
     if unknown not in UNKNOWN_WORDS:
         raise ValueError(f"unknown must be one of {UNKNOWN_WORDS}, got {unknown!r}")
-    ids = [START]
+    tokens = [START]
     for word in words_of(prompt):
         if word in VOCABULARY:
-            ids.append(VOCABULARY.index(word))
+            tokens.append(VOCABULARY.index(word))
         elif unknown == "error":
             raise ValueError(f"the word {word!r} in {prompt!r} is not in the vocabulary; the model knows only: "
                              f"{', '.join(CAPTION_WORDS)}")
         else:
             warnings.warn(f"dropped the unknown word {word!r} from {prompt!r}", stacklevel=2)
-    if len(ids) > max_length:
-        warnings.warn(f"{prompt!r} has {len(ids) - 1} words; only the first {max_length - 1} are used", stacklevel=2)
-        ids = ids[:max_length]
-    return ids
+    if len(tokens) > max_length:
+        warnings.warn(f"{prompt!r} has {len(tokens) - 1} words; only the first {max_length - 1} are used", stacklevel=2)
+        tokens = tokens[:max_length]
+    return tokens
 
 
 def tokenize_batch(prompts: list[str], unknown: str = "error", max_length: int = MAX_LENGTH) -> torch.Tensor:
