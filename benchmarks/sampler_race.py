@@ -39,7 +39,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--model", default="mnist", help="shipped checkpoint name or path (default: mnist)")
     parser.add_argument("--n", type=int, default=1000, help="digits per cell, labels cycling 0..9 (default: 1000)")
     parser.add_argument("--samplers", nargs="+", default=list(race.RACE_SAMPLERS), choices=race.RACE_SAMPLERS)
-    parser.add_argument("--steps", nargs="+", type=int, default=list(race.RACE_STEPS), help="step counts to race")
+    parser.add_argument("--steps", nargs="+", type=int, default=list(race.RACE_STEPS), dest="step_counts",
+                        help="step counts to race")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance w (default: off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=250, help="digits sampled at once (default: 250)")
@@ -90,7 +91,7 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = False
     model, info = load_model(args.model, device)
     T = info.diffusion["T"]
-    too_many = [steps for steps in args.steps if not 1 <= steps <= T]
+    too_many = [steps for steps in args.step_counts if not 1 <= steps <= T]
     if too_many:
         raise SystemExit(f"--steps must lie in 1 ... T = {T}; got {too_many}")
     settings = {"model": str(args.model), "model_sha256": race.model_sha256(args.model), "model_step": info.step,
@@ -115,7 +116,7 @@ def main() -> None:
     if args.merge:
         merge(results, args.merge)
     else:
-        race.run_race(model, info, results, args.samplers, args.steps, device, on_cell=on_cell)
+        race.run_race(model, info, results, args.samplers, args.step_counts, device, on_cell=on_cell)
     save(results, args.out)
     print()
     print(race.results_table(results))

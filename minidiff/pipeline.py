@@ -105,7 +105,7 @@ class Generation:
     tokens: torch.Tensor  # (N, L) the prompts' token ids
     nfe: int  # network evaluations per image
     seconds: float
-    steps: list[DecodedStep] = field(default_factory=list)  # every step, when keep_steps
+    trajectory: list[DecodedStep] = field(default_factory=list)  # every step, when keep_trajectory
     attention: list[torch.Tensor] = field(default_factory=list)  # per step (N, L, 32, 32), when attention
     strength: float | None = None  # the share of the steps that ran, when editing an image
 
@@ -168,7 +168,7 @@ class TextToImage:
     def __call__(self, prompt: str | list[str], n: int | None = None, negative_prompt: str | None = None,
                  sampler: str = "dpm++", steps: int = 20, guidance: float | None = 3.0, rescale: float = 0.0,
                  seed: int = 0, generator: torch.Generator | None = None, unknown: str = "error",
-                 keep_steps: bool = False, attention: bool = False, progress: bool = False,
+                 keep_trajectory: bool = False, attention: bool = False, progress: bool = False,
                  callback: Callable[[DecodedStep], None] | None = None, init_image: np.ndarray | None = None,
                  strength: float | None = None, mask: torch.Tensor | None = None,
                  **sampler_options) -> Generation:
@@ -179,7 +179,8 @@ class TextToImage:
         steps that run (SDEdit; default 0.6, or 1 with a mask); mask (1, 1, 32, 32) in [0, 1], 1 = regenerate:
         keep the rest (inpainting).
         generator: the noise's source; default torch.Generator seeded with `seed`, so a seed gives the same images.
-        keep_steps / attention: also return every step / every step's cross-attention map per token.
+        keep_trajectory / attention: also return every step (the trajectory) / every step's cross-attention map
+        per token.
         """
         prompts = [prompt] * (n or 1) if isinstance(prompt, str) else list(prompt)
         if not prompts:
@@ -198,8 +199,8 @@ class TextToImage:
         with recording as recorder, bar:
             def on_step(step: DecodedStep) -> None:
                 result.nfe = step.latent.nfe
-                if keep_steps:
-                    result.steps.append(step)
+                if keep_trajectory:
+                    result.trajectory.append(step)
                 if attention:
                     result.attention.append(recorder.maps[-1][: len(prompts)])  # the conditional half of the batch
                 bar.update(1)

@@ -1,4 +1,4 @@
-"""The text-to-image pipeline: seeds, guidance, negative prompts, recorded steps and attention maps, attribute and
+"""The text-to-image pipeline: seeds, guidance, negative prompts, recorded trajectories and attention maps, attribute and
 class models, guidance through tokens, img2img and inpainting. (The command line: tests/cli/test_cli_sample.py.)"""
 
 import numpy as np
@@ -50,16 +50,16 @@ def test_unknown_words_are_refused_by_name(tiny_text_model):
         TextToImage.load(tiny_text_model)("a pink circle", steps=2)
 
 
-def test_steps_and_attention_maps_are_recorded_per_step(tiny_text_model):
+def test_trajectory_and_attention_maps_are_recorded_per_step(tiny_text_model):
     pipe = TextToImage.load(tiny_text_model)
-    result = pipe(["a red circle", PROMPT], steps=3, keep_steps=True, attention=True)
-    assert len(result.steps) == len(result.attention) == 3
+    result = pipe(["a red circle", PROMPT], steps=3, keep_trajectory=True, attention=True)
+    assert len(result.trajectory) == len(result.attention) == 3
     maps = result.attention[-1]
     assert maps.shape == (2, MAX_LENGTH, 32, 32)
     real = result.tokens != 0  # (2, L)
     assert torch.allclose(maps.sum(dim=1), torch.ones(2, 32, 32), atol=1e-4)  # each pixel's weights sum to 1
     assert maps[~real].abs().max() == 0  # padding is never looked at
-    assert result.steps[0].x0_image.shape == (2, 3, 32, 32)
+    assert result.trajectory[0].x0_image.shape == (2, 3, 32, 32)
 
 
 def test_an_attribute_model_reads_the_attributes_a_prompt_names(tiny_vae, tmp_path):
@@ -169,11 +169,11 @@ def test_each_step_reports_the_latent_and_the_decoded_prediction(tiny_latent_run
     folder, _ = tiny_latent_run
     model, info = load_model(folder)
     autoencoder, scale_factor = autoencoder_for(info)
-    steps = []
+    trajectory = []
     sample_shapes(model, info.noise_schedule(), info.diffusion["prediction"], autoencoder, scale_factor,
-                  attribute_tokens([RED_CIRCLE]), "dpm++", steps=4, callback=steps.append)
-    assert len(steps) == 4
-    for step in steps:
+                  attribute_tokens([RED_CIRCLE]), "dpm++", steps=4, callback=trajectory.append)
+    assert len(trajectory) == 4
+    for step in trajectory:
         assert step.latent.x_t.shape == step.latent.x0.shape == (1, 4, 8, 8)
         assert step.x0_image.shape == (1, 3, 32, 32)
         assert torch.allclose(step.x0_image, decode_latents(autoencoder, step.latent.x0, scale_factor))

@@ -52,8 +52,8 @@ def text_to_image(out: Path, model: str, n: int, seed: int) -> list[Path]:
     pipe = TextToImage.load(model)
     rows, paths = [], []
     for index, prompt in enumerate(PROMPTS):
-        result = pipe(prompt, n=n, seed=seed, sampler="dpm++", steps=20, guidance=3.0, keep_steps=True)
-        frames = [np.concatenate(list(from_model(step.x0_image)), axis=1) for step in result.steps]
+        result = pipe(prompt, n=n, seed=seed, sampler="dpm++", steps=20, guidance=3.0, keep_trajectory=True)
+        frames = [np.concatenate(list(from_model(step.x0_image)), axis=1) for step in result.trajectory]
         folder = out / slug(index, prompt)
         settings = {"model": str(model), "prompt": prompt, "n": n, "seed": seed, "sampler": "dpm++", "steps": 20,
                     "guidance": 3.0, "nfe": result.nfe, "seconds": round(result.seconds, 3), "image_shape": [3, 32, 32]}
@@ -94,13 +94,13 @@ def demo_images(n_digits: int = 3, n_shapes: int = 3) -> list[torch.Tensor]:
     return images
 
 
-def forward_figure(title: str, images: list[torch.Tensor], steps: list[int], schedule, seed: int = 0):
+def forward_figure(title: str, images: list[torch.Tensor], timesteps: list[int], schedule, seed: int = 0):
     """A grid: one row per image, one column per step t, each cell x_t drawn from q(x_t | x0)."""
-    fig, axes = plt.subplots(len(images), len(steps), figsize=(1.3 * len(steps), 1.3 * len(images)))
+    fig, axes = plt.subplots(len(images), len(timesteps), figsize=(1.3 * len(timesteps), 1.3 * len(images)))
     generator = torch.Generator().manual_seed(seed)
     for row, x0 in enumerate(images):
         eps = torch.randn(x0.shape, generator=generator)  # one noise draw per image, reused across t
-        for col, t in enumerate(steps):
+        for col, t in enumerate(timesteps):
             x_t = q_sample(schedule, x0, t, eps)
             picture = from_model(x_t)[0]  # (H, W, C)
             ax = axes[row, col]
@@ -118,10 +118,10 @@ def forward_figure(title: str, images: list[torch.Tensor], steps: list[int], sch
 
 def forward_pictures(out: Path, seed: int) -> list[Path]:
     """One forward-process picture per schedule in `out`."""
-    images, steps, paths = demo_images(), [0, 50, 100, 200, 300, 500, 700, 999], []
+    images, timesteps, paths = demo_images(), [0, 50, 100, 200, 300, 500, 700, 999], []
     for title, (name, zero_terminal_snr) in SCHEDULES.items():
         schedule = make_schedule(name, 1000, zero_terminal_snr=zero_terminal_snr)
-        fig = forward_figure(title, images, steps, schedule, seed=seed)
+        fig = forward_figure(title, images, timesteps, schedule, seed=seed)
         path = out / f"forward_{title}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)

@@ -110,11 +110,11 @@ def loss_per_t_figure(curves: dict[str, torch.Tensor], T: int, size: float = 3.2
 def plot_timeline(ax: Axes, schedule: NoiseSchedule, timesteps: Sequence[int], t: int) -> None:
     """t runs from T - 1 (left, where sampling starts) to 0 (right): how much image and noise x_t holds at each t,
     a tick at every step the sampler visits, and a dot at the current t."""
-    steps = np.arange(schedule.T)
+    every_t = np.arange(schedule.T)
     signal = schedule.alpha_bar.sqrt().numpy()
     noise = (1 - schedule.alpha_bar).sqrt().numpy()
-    ax.plot(steps, signal, color="tab:blue", label=r"$\sqrt{\bar\alpha_t}$ (image in $x_t$)")
-    ax.plot(steps, noise, color="tab:orange", label=r"$\sqrt{1 - \bar\alpha_t}$ (noise in $x_t$)")
+    ax.plot(every_t, signal, color="tab:blue", label=r"$\sqrt{\bar\alpha_t}$ (image in $x_t$)")
+    ax.plot(every_t, noise, color="tab:orange", label=r"$\sqrt{1 - \bar\alpha_t}$ (noise in $x_t$)")
     ax.plot(timesteps, np.full(len(timesteps), -0.08), "|", color="grey", markersize=6)
     ax.plot([t, t], [signal[t], noise[t]], "o", color="black", markersize=5)
     ax.axvline(t, color="black", linewidth=1)
@@ -152,22 +152,23 @@ def denoising_frame(step: DenoisingStep, schedule: NoiseSchedule, timesteps: Seq
     return fig
 
 
-def denoising_widget(steps: Sequence[DenoisingStep], schedule: NoiseSchedule,
+def denoising_widget(trajectory: Sequence[DenoisingStep], schedule: NoiseSchedule,
                      labels: Sequence[str] | None = None) -> ipywidgets.VBox | HTML:
     """A Play button and a slider over recorded sampling steps, each showing `denoising_frame`.
 
     The live widget carries the CSS class "minidiff-main": it is the chapter's main widget (the one the browser
     test operates). In book mode (MINIDIFF_BOOK=1) it is a static player, like every `minidiff.views.widgets` scrubber.
     """
-    if not steps:
-        raise ValueError("no steps to show: pass the DenoisingStep list that the sampler's callback collected")
-    timesteps = [step.t for step in steps]
+    if not trajectory:
+        raise ValueError("no steps to show: pass the trajectory, the DenoisingStep list that the sampler's callback "
+                         "collected")
+    timesteps = [step.t for step in trajectory]
 
     def draw(i: int) -> Figure:
-        return denoising_frame(steps[i], schedule, timesteps, labels)
+        return denoising_frame(trajectory[i], schedule, timesteps, labels)
 
-    slider_labels = [f"t = {step.t}" for step in steps]
-    view = widgets.scrubber(draw, len(steps), labels=slider_labels, description="step")
+    slider_labels = [f"t = {step.t}" for step in trajectory]
+    view = widgets.scrubber(draw, len(trajectory), labels=slider_labels, description="step")
     if isinstance(view, ipywidgets.VBox):
         view.add_class("minidiff-main")
     return view

@@ -72,7 +72,7 @@ def latent_denoising_frame(step: DecodedStep, schedule: NoiseSchedule, timesteps
     return fig
 
 
-def latent_denoising_widget(steps: Sequence[DecodedStep], schedule: NoiseSchedule,
+def latent_denoising_widget(trajectory: Sequence[DecodedStep], schedule: NoiseSchedule,
                             labels: Sequence[str] | None = None,
                             channels: Sequence[int] = RGB_CHANNELS) -> ipywidgets.VBox | HTML:
     """A Play button and a slider over the recorded steps of a latent sampler, each shown by
@@ -81,15 +81,16 @@ def latent_denoising_widget(steps: Sequence[DecodedStep], schedule: NoiseSchedul
     The live widget carries the CSS class "minidiff-main": it is chapter 09's main widget (the one the browser
     test operates). In book mode (MINIDIFF_BOOK=1) it is a static player, like every `minidiff.views.widgets` scrubber.
     """
-    if not steps:
-        raise ValueError("no steps to show: pass the DecodedStep list that sample_shapes' callback collected")
-    timesteps = [step.latent.t for step in steps]
+    if not trajectory:
+        raise ValueError("no steps to show: pass the trajectory, the DecodedStep list that sample_shapes' callback "
+                         "collected")
+    timesteps = [step.latent.t for step in trajectory]
 
     def draw(i: int) -> Figure:
-        return latent_denoising_frame(steps[i], schedule, timesteps, labels, channels)
+        return latent_denoising_frame(trajectory[i], schedule, timesteps, labels, channels)
 
     slider_labels = [f"t = {t:g}" for t in timesteps]
-    view = widgets.scrubber(draw, len(steps), labels=slider_labels, description="step")
+    view = widgets.scrubber(draw, len(trajectory), labels=slider_labels, description="step")
     if isinstance(view, ipywidgets.VBox):
         view.add_class("minidiff-main")
     return view

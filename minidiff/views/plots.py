@@ -109,8 +109,8 @@ def plot_schedule(ax: Axes, schedule: NoiseSchedule, quantity: str = "alpha_bar"
     values[~np.isfinite(values)] = np.nan  # log-SNR is -inf where SNR is 0 (zero terminal SNR): left out
     if quantity in LOG_SCALE:
         values[values <= 0] = np.nan  # and SNR = 0 has no place on a log axis
-    steps = np.arange(schedule.T)
-    x = (steps + 1) / schedule.T if fraction else steps
+    timesteps = np.arange(schedule.T)
+    x = (timesteps + 1) / schedule.T if fraction else timesteps
     (line,) = ax.plot(x, values, label=label, **line_style)
     if t is not None:
         ax.plot(x[t], values[t], "o", color=line.get_color(), markersize=6)
@@ -237,9 +237,9 @@ def noising_rows(x0: torch.Tensor, schedules: dict[str, NoiseSchedule], eps: tor
     fig = Figure(figsize=(size * n_columns + 1.0, size * len(schedules) + 0.3), layout="constrained")
     axes = fig.subplots(len(schedules), 1, squeeze=False)[:, 0]
     for ax, (name, schedule) in zip(axes, schedules.items()):
-        steps = evenly_spaced_steps(schedule.T, n_columns)
-        row = torch.cat([q_sample(schedule, x0, t, eps) for t in steps])  # (n_columns, C, H, W)
-        show_row(ax, row, labels=[f"t={t}" for t in steps])
+        timesteps = evenly_spaced_steps(schedule.T, n_columns)
+        row = torch.cat([q_sample(schedule, x0, t, eps) for t in timesteps])  # (n_columns, C, H, W)
+        show_row(ax, row, labels=[f"t={t}" for t in timesteps])
         ax.set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
     return fig
 
@@ -262,11 +262,11 @@ def schedule_frame(schedule: NoiseSchedule, name: str, x0: dict[str, torch.Tenso
         plot_schedule(ax, schedule, quantity, label=name, linewidth=2.5, color="black")
         if column == 0:
             ax.legend(fontsize=7)
-    steps = evenly_spaced_steps(schedule.T, n_columns)
+    timesteps = evenly_spaced_steps(schedule.T, n_columns)
     for row, image_name in enumerate(x0, start=1):
         ax = fig.add_subplot(grid[row, :])
-        x_t = torch.cat([q_sample(schedule, x0[image_name], t, eps[image_name]) for t in steps])  # (n, C, H, W)
-        show_row(ax, x_t, labels=[f"t={t}" for t in steps])
+        x_t = torch.cat([q_sample(schedule, x0[image_name], t, eps[image_name]) for t in timesteps])  # (n, C, H, W)
+        show_row(ax, x_t, labels=[f"t={t}" for t in timesteps])
         ax.set_ylabel(image_name, fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle(f"{name}, T = {schedule.T}", fontsize=11)
     return fig

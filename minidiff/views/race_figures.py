@@ -90,9 +90,9 @@ def paths_frame(paths: dict[str, list[DenoisingStep]], chosen: str, n_columns: i
         label_columns(ax, [f"t={path[i].t:.0f}" for i in picked])
         ax.set_title(f"{chosen}: {title} along the way", fontsize=9)
     ax = fig.add_subplot(grid[:, 1])
-    finals = torch.stack([steps[-1].x_prev for steps in paths.values()], dim=1)  # (B, samplers, C, H, W)
+    finals = torch.stack([sampler_path[-1].x_prev for sampler_path in paths.values()], dim=1)  # (B, samplers, C, H, W)
     plots.show_image(ax, plots.tile(finals.flatten(0, 1).float().cpu().clamp(-1, 1), ncols=len(paths)))
-    label_columns(ax, [f"{name}\n{steps[-1].nfe} NFE" for name, steps in paths.items()])
+    label_columns(ax, [f"{name}\n{sampler_path[-1].nfe} NFE" for name, sampler_path in paths.items()])
     for label, name in zip(ax.get_xticklabels(), paths):
         if name == chosen:
             label.set_fontweight("bold")

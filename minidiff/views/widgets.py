@@ -155,18 +155,18 @@ def chooser(draw: Callable[..., Figure], options: dict[str, Sequence]) -> ipywid
     return ipywidgets.VBox([ipywidgets.HBox(dropdowns), image])
 
 
-def step_scrubber(steps: Sequence[torch.Tensor], labels: Sequence[str] | None = None, ncols: int | None = None,
+def step_scrubber(batches: Sequence[torch.Tensor], labels: Sequence[str] | None = None, ncols: int | None = None,
                   size: float = 1.2, description: str = "step") -> ipywidgets.VBox | HTML:
     """Scrub through a sequence of image batches, one (N, C, H, W) tensor per step, e.g. x_t along a sampler's path.
 
     Each frame is `plots.image_grid` of that step's batch, titled with its label (e.g. "t = 999").
     """
-    labels = [f"{description} {i}" for i in range(len(steps))] if labels is None else list(labels)
+    labels = [f"{description} {i}" for i in range(len(batches))] if labels is None else list(labels)
 
     def draw(i: int) -> Figure:
-        return plots.image_grid(steps[i], ncols=ncols, suptitle=labels[i], size=size)
+        return plots.image_grid(batches[i], ncols=ncols, suptitle=labels[i], size=size)
 
-    return scrubber(draw, len(steps), labels=labels, description=description)
+    return scrubber(draw, len(batches), labels=labels, description=description)
 
 
 def forward_examples(n_digits: int = 6, n_shapes: int = 6, photo_size: int = 64) -> dict[str, torch.Tensor]:

@@ -133,10 +133,10 @@ def test_every_sampler_takes_the_guided_denoiser_at_one_evaluation_per_batched_p
     labels = torch.tensor([3, 7])
 
     def draw(denoiser):
-        steps = []
+        trajectory = []
         x = SAMPLERS[name](denoiser, (2, 1, 8, 8), schedule, "eps", steps=5, generator=torch.Generator().manual_seed(0),
-                           callback=steps.append)
-        return x, steps[-1].nfe
+                           callback=trajectory.append)
+        return x, trajectory[-1].nfe
 
     plain, plain_nfe = draw(model_denoiser(model, class_labels=labels))
     same, same_nfe = draw(guided_denoiser(model, 1.0, class_labels=labels))

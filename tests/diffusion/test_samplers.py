@@ -99,10 +99,10 @@ def our_trajectory(sample, schedule, prediction, **options):
     Compared to 1e-5 (absolute, and relative: with the eps stand-in, states grow to about 30 on the linear
     schedule): float32 rounding apart, the same numbers.
     """
-    steps = []
-    sample(fake_model, SHAPE, schedule, prediction, generator=torch.Generator().manual_seed(3), callback=steps.append,
-           **options)
-    return steps
+    trajectory = []
+    sample(fake_model, SHAPE, schedule, prediction, generator=torch.Generator().manual_seed(3),
+           callback=trajectory.append, **options)
+    return trajectory
 
 
 @pytest.mark.parametrize("prediction", PREDICTIONS)
@@ -274,20 +274,21 @@ def test_exact_denoiser_of_one_image_lands_on_it_with_the_right_marginals(steps)
 def test_callback_sees_every_step_and_counts_network_evaluations():
     schedule = make_schedule("cosine", 50)
     model = tiny_unet(num_classes=10)
-    steps = []
+    trajectory = []
     x = sample_ddpm(model_denoiser(model, class_labels=torch.tensor([3, 7])), (2, 1, 8, 8), schedule, "eps", steps=12,
-                    generator=torch.Generator().manual_seed(0), callback=steps.append)
-    assert [s.t for s in steps] == sampling_timesteps(50, 12)
-    assert [s.t_prev for s in steps] == sampling_timesteps(50, 12)[1:] + [-1]
-    assert [s.nfe for s in steps] == list(range(1, 13))
-    assert [s.index for s in steps] == list(range(12))
-    for before, after in zip(steps, steps[1:]):
+                    generator=torch.Generator().manual_seed(0), callback=trajectory.append)
+    assert [step.t for step in trajectory] == sampling_timesteps(50, 12)
+    assert [step.t_prev for step in trajectory] == sampling_timesteps(50, 12)[1:] + [-1]
+    assert [step.nfe for step in trajectory] == list(range(1, 13))
+    assert [step.index for step in trajectory] == list(range(12))
+    for before, after in zip(trajectory, trajectory[1:]):
         assert torch.equal(before.x_prev, after.x_t)
-    assert torch.equal(steps[-1].x_prev, x)
-    for s in steps:  # the reported (x0, eps) is a consistent pair: x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps
-        alpha_bar = float(schedule.alpha_bar[s.t])
-        torch.testing.assert_close(alpha_bar**0.5 * s.x0 + (1 - alpha_bar) ** 0.5 * s.eps, s.x_t, atol=1e-4, rtol=1e-4)
-        assert s.x0.abs().max() <= 1.0  # clipped
+    assert torch.equal(trajectory[-1].x_prev, x)
+    for step in trajectory:  # the reported (x0, eps) is consistent: x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps
+        alpha_bar = float(schedule.alpha_bar[step.t])
+        torch.testing.assert_close(alpha_bar**0.5 * step.x0 + (1 - alpha_bar) ** 0.5 * step.eps, step.x_t,
+                                   atol=1e-4, rtol=1e-4)
+        assert step.x0.abs().max() <= 1.0  # clipped
 
 
 def test_same_seed_same_images_other_seed_other_images():
@@ -335,15 +336,15 @@ def test_every_sampler_with_the_exact_denoiser_of_one_image_lands_on_it(name, sp
     along it), and a straight line in sigma, which DDIM, DPM-Solver++, Euler and Heun all follow exactly."""
     schedule = make_schedule("linear", 100)
     x_star = torch.tensor([[[[0.9, -0.5], [0.2, -1.0]]]])  # (1, 1, 2, 2)
-    steps = []
+    trajectory = []
     x = SAMPLERS[name](one_point_denoiser(schedule, x_star), (4, 1, 2, 2), schedule, "eps", steps=7, spacing=spacing,
-                       clip_x0=False, generator=torch.Generator().manual_seed(0), callback=steps.append)
+                       clip_x0=False, generator=torch.Generator().manual_seed(0), callback=trajectory.append)
     torch.testing.assert_close(x, x_star.expand(4, -1, -1, -1), atol=1e-5, rtol=0)
     if name in ("ddpm", "dpm++sde"):  # stochastic: fresh noise moves them off the ODE's path
         return
-    x_T, alpha_bar_T = steps[0].x_t, alpha_bar_at(schedule, steps[0].t)
+    x_T, alpha_bar_T = trajectory[0].x_t, alpha_bar_at(schedule, trajectory[0].t)
     eps_T = (x_T - alpha_bar_T**0.5 * x_star) / (1 - alpha_bar_T) ** 0.5
-    for step in steps:
+    for step in trajectory:
         alpha_bar_prev = alpha_bar_at(schedule, step.t_prev) if step.t_prev >= 0 else 1.0
         on_the_path = alpha_bar_prev**0.5 * x_star + (1 - alpha_bar_prev) ** 0.5 * eps_T
         torch.testing.assert_close(step.x_prev, on_the_path, atol=1e-5, rtol=0)
@@ -355,10 +356,10 @@ def test_sde_dpm_solver_with_the_exact_denoiser_of_one_image_keeps_the_true_marg
     sqrt(1 - e^{-2h}) z stays standard normal. Checked on every x_t visited, as for DDPM above."""
     schedule = make_schedule("linear", 100)
     x_star = torch.tensor([[[[0.9, -0.5], [0.2, -1.0]]]])  # (1, 1, 2, 2)
-    n, steps = 4000, []
+    n, trajectory = 4000, []
     x = sample_dpm_solver_sde(one_point_denoiser(schedule, x_star), (n, 1, 2, 2), schedule, "eps", steps=10,
-                              clip_x0=False, generator=torch.Generator().manual_seed(0), callback=steps.append)
-    for step in steps[1:]:  # x_T ~ N(0, I) itself is not q(x_T | x*): start after the first step
+                              clip_x0=False, generator=torch.Generator().manual_seed(0), callback=trajectory.append)
+    for step in trajectory[1:]:  # x_T ~ N(0, I) itself is not q(x_T | x*): start after the first step
         alpha_bar = float(schedule.alpha_bar[step.t])
         noise_part = (step.x_t - alpha_bar**0.5 * x_star) / (1 - alpha_bar) ** 0.5  # (n, 1, 2, 2)
         # 5 standard errors of a mean (1 / sqrt(n)) and of a variance (sqrt(2 / n))
@@ -378,13 +379,13 @@ def test_each_sampler_reports_every_step_and_counts_its_network_evaluations(name
         calls.append(t)
         return fake_model(x_t, t)
 
-    steps = []
+    trajectory = []
     SAMPLERS[name](denoiser, (2, 1, 4, 4), schedule, "eps", steps=7, generator=torch.Generator().manual_seed(0),
-                   callback=steps.append)
-    assert [step.index for step in steps] == list(range(7)) and steps[-1].t_prev == -1
-    assert steps[-1].nfe == len(calls) == nfe
-    assert all(before.t > after.t for before, after in zip(steps, steps[1:]))
-    for before, after in zip(steps, steps[1:]):
+                   callback=trajectory.append)
+    assert [step.index for step in trajectory] == list(range(7)) and trajectory[-1].t_prev == -1
+    assert trajectory[-1].nfe == len(calls) == nfe
+    assert all(before.t > after.t for before, after in zip(trajectory, trajectory[1:]))
+    for before, after in zip(trajectory, trajectory[1:]):
         assert before.t_prev == after.t and torch.equal(before.x_prev, after.x_t)
 
 

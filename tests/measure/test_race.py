@@ -90,9 +90,9 @@ def test_every_sampler_starts_from_the_same_noise(tiny_model_path):
     assert list(paths) == list(race.RACE_SAMPLERS)
     x_T = paths["ddpm"][0].x_t
     expected = torch.randn(x_T.shape, generator=torch.Generator().manual_seed(5))  # what seed 5 draws first
-    for name, steps in paths.items():
-        assert torch.equal(steps[0].x_t, expected), f"{name} did not start from the seed's noise"
-        assert len(steps) == 4 and steps[-1].nfe == (7 if name == "heun" else 4)
+    for name, trajectory in paths.items():
+        assert torch.equal(trajectory[0].x_t, expected), f"{name} did not start from the seed's noise"
+        assert len(trajectory) == 4 and trajectory[-1].nfe == (7 if name == "heun" else 4)
     figure = race_figures.paths_frame(paths, "dpm++")
     assert "dpm++, 4 steps: 4 network evaluations" in figure._suptitle.get_text()
 

@@ -21,10 +21,10 @@ def recorded():
     """The DenoisingSteps of a real (untrained, tiny) DDPM run: 6 steps of a T = 30 schedule, 3 images."""
     model = tiny_unet(num_classes=10)
     schedule = make_schedule("cosine", 30)
-    steps = []
+    trajectory = []
     sample_ddpm(model_denoiser(model, class_labels=torch.tensor([0, 1, 2])), (3, 1, 28, 28), schedule, steps=6,
-                generator=torch.Generator().manual_seed(0), callback=steps.append)
-    return schedule, steps
+                generator=torch.Generator().manual_seed(0), callback=trajectory.append)
+    return schedule, trajectory
 
 
 def test_running_mean_matches_a_loop_over_windows():
@@ -57,41 +57,41 @@ def test_step_variances_are_the_noise_the_sampler_adds_on_skipped_steps(variance
 
 
 def test_denoising_widget_scrubs_every_recorded_step(live_widgets, recorded):
-    schedule, steps = recorded
-    view = denoise_view.denoising_widget(steps, schedule, labels=["a", "b", "c"])
+    schedule, trajectory = recorded
+    view = denoise_view.denoising_widget(trajectory, schedule, labels=["a", "b", "c"])
     assert "minidiff-main" in view._dom_classes  # the chapter's main widget, for the browser test
     (slider,) = find(view, ipywidgets.IntSlider)
     find(view, ipywidgets.Play)
     (image,) = find(view, ipywidgets.Image)
     (label,) = find(view, ipywidgets.Label)
-    assert (slider.min, slider.max) == (0, len(steps) - 1)
+    assert (slider.min, slider.max) == (0, len(trajectory) - 1)
     first = image.value
-    slider.value = len(steps) - 1
+    slider.value = len(trajectory) - 1
     assert image.value != first
-    assert label.value == f"t = {steps[-1].t}"
+    assert label.value == f"t = {trajectory[-1].t}"
 
 
 def test_denoising_widget_is_a_static_player_in_book_mode(book_widgets, recorded):
-    schedule, steps = recorded
-    view = denoise_view.denoising_widget(steps, schedule)
+    schedule, trajectory = recorded
+    view = denoise_view.denoising_widget(trajectory, schedule)
     assert isinstance(view, HTML)
     frames = embedded_frames(view.data)
-    assert len(frames) == len(steps)  # fewer steps than BOOK_FRAMES: each one is a frame
+    assert len(frames) == len(trajectory)  # fewer steps than BOOK_FRAMES: each one is a frame
     assert not np.array_equal(decode(frames[0]), decode(frames[-1]))
 
 
-def test_denoising_widget_needs_steps():
+def test_denoising_widget_needs_a_trajectory():
     with pytest.raises(ValueError, match="no steps"):
         denoise_view.denoising_widget([], make_schedule("cosine", 30))
 
 
 def test_denoising_frame_shows_three_rows_and_a_timeline(recorded):
-    schedule, steps = recorded
-    fig = denoise_view.denoising_frame(steps[2], schedule, [step.t for step in steps])
+    schedule, trajectory = recorded
+    fig = denoise_view.denoising_frame(trajectory[2], schedule, [step.t for step in trajectory])
     assert len(fig.axes) == 4
     timeline = fig.axes[3]
     assert timeline.get_xlim() == (schedule.T - 1, 0)  # sampling runs left to right
-    assert f"t = {steps[2].t}" in fig._suptitle.get_text()
+    assert f"t = {trajectory[2].t}" in fig._suptitle.get_text()
 
 
 def test_training_frame_keeps_its_axes_fixed_as_the_curve_grows():

@@ -26,10 +26,10 @@ def recorded():
     model = tiny_conditioned_unet()  # seeds torch with 0: the autoencoder's weights follow from the same stream
     autoencoder = Autoencoder(TINY_AUTOENCODER).eval()
     schedule = make_schedule("cosine", 50)
-    steps = []
+    trajectory = []
     images = sample_shapes(model, schedule, "v", autoencoder, SCALE_FACTOR, attribute_tokens(PROMPTS), "dpm++",
-                           steps=5, generator=torch.Generator().manual_seed(0), callback=steps.append)
-    return schedule, steps, images, autoencoder
+                           steps=5, generator=torch.Generator().manual_seed(0), callback=trajectory.append)
+    return schedule, trajectory, images, autoencoder
 
 
 def test_latent_picture_shows_three_channels_scaled_and_clipped():
@@ -50,9 +50,9 @@ def test_latent_picture_wants_three_existing_channels():
 
 
 def test_frame_shows_z_t_predicted_latent_decoded_image_and_timeline(recorded):
-    schedule, steps, _, _ = recorded
-    step = steps[2]
-    fig = latent_view.latent_denoising_frame(step, schedule, [s.latent.t for s in steps], labels=["a", "b", "c"])
+    schedule, trajectory, _, _ = recorded
+    step = trajectory[2]
+    fig = latent_view.latent_denoising_frame(step, schedule, [decoded.latent.t for decoded in trajectory], labels=["a", "b", "c"])
     assert len(fig.axes) == 4
     shown = [np.asarray(ax.images[0].get_array()) for ax in fig.axes[:3]]
     # each row is the batch side by side, 2 pixels apart: the first image sits top left, the second 2 pixels on
@@ -70,37 +70,37 @@ def test_frame_shows_z_t_predicted_latent_decoded_image_and_timeline(recorded):
 
 
 def test_the_decoded_row_is_the_decoder_applied_to_the_predicted_latent(recorded):
-    _, steps, images, autoencoder = recorded
-    step = steps[1]
+    _, trajectory, images, autoencoder = recorded
+    step = trajectory[1]
     with torch.no_grad():
         expected = autoencoder.decode(step.latent.x0 / SCALE_FACTOR).clamp(-1, 1)
     torch.testing.assert_close(step.x0_image, expected)
-    torch.testing.assert_close(steps[-1].x0_image, images)  # the last step's prediction is the sample
+    torch.testing.assert_close(trajectory[-1].x0_image, images)  # the last step's prediction is the sample
 
 
 def test_widget_scrubs_every_recorded_step(live_widgets, recorded):
-    schedule, steps, _, _ = recorded
-    view = latent_view.latent_denoising_widget(steps, schedule, labels=["a", "b", "c"])
+    schedule, trajectory, _, _ = recorded
+    view = latent_view.latent_denoising_widget(trajectory, schedule, labels=["a", "b", "c"])
     assert "minidiff-main" in view._dom_classes  # the chapter's main widget, for the browser test
     (slider,) = find(view, ipywidgets.IntSlider)
     (image,) = find(view, ipywidgets.Image)
     (label,) = find(view, ipywidgets.Label)
-    assert (slider.min, slider.max) == (0, len(steps) - 1)
+    assert (slider.min, slider.max) == (0, len(trajectory) - 1)
     first = image.value
-    slider.value = len(steps) - 1
+    slider.value = len(trajectory) - 1
     assert image.value != first
-    assert label.value == f"t = {steps[-1].latent.t}"
+    assert label.value == f"t = {trajectory[-1].latent.t}"
 
 
 def test_widget_is_a_static_player_in_book_mode(book_widgets, recorded):
-    schedule, steps, _, _ = recorded
-    view = latent_view.latent_denoising_widget(steps, schedule)
+    schedule, trajectory, _, _ = recorded
+    view = latent_view.latent_denoising_widget(trajectory, schedule)
     assert isinstance(view, HTML)
     frames = embedded_frames(view.data)
-    assert len(frames) == len(steps)  # fewer steps than BOOK_FRAMES: each one is a frame
+    assert len(frames) == len(trajectory)  # fewer steps than BOOK_FRAMES: each one is a frame
     assert not np.array_equal(decode(frames[0]), decode(frames[-1]))
 
 
-def test_widget_needs_steps():
+def test_widget_needs_a_trajectory():
     with pytest.raises(ValueError, match="no steps"):
         latent_view.latent_denoising_widget([], make_schedule("cosine", 50))

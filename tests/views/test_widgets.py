@@ -35,11 +35,11 @@ def test_forward_widget_slider_spans_every_t_and_redraws(live_widgets):
 
 def test_step_scrubber_has_one_slider_position_per_step(live_widgets):
     generator = torch.Generator().manual_seed(0)
-    steps = [torch.rand(3, 1, 8, 8, generator=generator) * 2 - 1 for _ in range(5)]
-    view = widgets.step_scrubber(steps, labels=[f"t = {t}" for t in (40, 30, 20, 10, 0)])
+    batches = [torch.rand(3, 1, 8, 8, generator=generator) * 2 - 1 for _ in range(5)]
+    view = widgets.step_scrubber(batches, labels=[f"t = {t}" for t in (40, 30, 20, 10, 0)])
     (slider,) = find(view, ipywidgets.IntSlider)
     (image,) = find(view, ipywidgets.Image)
-    assert (slider.min, slider.max) == (0, len(steps) - 1)
+    assert (slider.min, slider.max) == (0, len(batches) - 1)
     first = image.value
     slider.value = 3
     assert image.value != first
