@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from minidiff.data.pixels import to_model
 from minidiff.data.shapes import caption_attributes
-from minidiff.diffusion.editing import Edit, latent_keep
+from minidiff.diffusion.editing import Edit, latent_mask
 from minidiff.diffusion.guidance import guided_denoiser
 from minidiff.diffusion.loop import Denoiser, DenoisingStep, model_denoiser
 from minidiff.diffusion.samplers import sample
@@ -150,19 +150,19 @@ class TextToImage:
         return tokenize_batch(prompts, unknown, max_length=self.info.encoder["length"])
 
     def edit(self, image: np.ndarray, strength: float, mask: torch.Tensor | None, n: int, seed: int) -> Edit:
-        """The `Edit` of an input image (its latent) and a pixel mask (its share kept per latent cell)."""
+        """The `Edit` of an input image (its latent) and a pixel mask, 1 = regenerate (its share per latent cell)."""
         image = np.asarray(image)
         if image.shape != (32, 32, 3) or image.dtype != np.uint8:
             raise ValueError(f"init_image must be uint8 (32, 32, 3), got {image.dtype} {image.shape}")
         z0 = encode_images(self.autoencoder, to_model(image[None]), self.scale_factor)  # (1, 3, 32, 32) -> (1, 4, 8, 8)
-        keep = None
+        cell_mask = None
         if mask is not None:
             if mask.shape != (1, 1, 32, 32) or mask.min() < 0 or mask.max() > 1:
                 raise ValueError(f"mask must be (1, 1, 32, 32) in [0, 1] (1 = regenerate), got {tuple(mask.shape)}")
-            keep = latent_keep(mask.float(), self.autoencoder.config.downsampling)  # (1, 1, 8, 8)
+            cell_mask = latent_mask(mask.float(), self.autoencoder.config.downsampling)  # (1, 1, 8, 8)
         generator = torch.Generator(self.device).manual_seed(seed + 1)  # the kept region's re-noising
         return Edit(z0.expand(n, -1, -1, -1).to(self.device), strength,
-                    None if keep is None else keep.to(self.device), generator)
+                    None if cell_mask is None else cell_mask.to(self.device), generator)
 
     @torch.inference_mode()
     def __call__(self, prompt: str | list[str], n: int | None = None, negative_prompt: str | None = None,

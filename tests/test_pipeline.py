@@ -117,7 +117,7 @@ def test_pipeline_inpainting_keeps_the_latent_outside_the_mask(tiny_text_model):
     mask[..., 16:, :] = 1.0  # regenerate the bottom half
     edit = pipe.edit(image, 1.0, mask, n=2, seed=0)
     z0 = encode_images(pipe.autoencoder, to_model(image[None]), pipe.scale_factor)
-    assert torch.equal(edit.keep[0, 0, :4], torch.ones(4, 8)) and torch.equal(edit.keep[0, 0, 4:], torch.zeros(4, 8))
+    assert torch.equal(edit.mask[0, 0, :4], torch.zeros(4, 8)) and torch.equal(edit.mask[0, 0, 4:], torch.ones(4, 8))
     z = SAMPLERS["dpm++"](token_denoiser(pipe.model, pipe.tokens(["a green square"] * 2), 3.0), (2, 4, 8, 8),
                           pipe.schedule, pipe.prediction, steps=4, clip_x0=False, edit=edit,
                           generator=torch.Generator().manual_seed(0))

@@ -1,4 +1,4 @@
-r"""Editing instead of drawing from scratch: start from an image (SDEdit), or keep part of it (inpainting).
+r"""Editing instead of drawing from scratch: start from an image (SDEdit), or regenerate part of it (inpainting).
 
 Papers followed:
 - Meng et al. 2022, "SDEdit: Guided Image Synthesis and Editing with Stochastic Differential Equations", sec. 3:
@@ -7,14 +7,16 @@ Papers followed:
   of the sampler's steps that run, and $t_0$ the first of them: strength 0 returns the input, strength 1 starts
   from (almost) pure noise.
 - Lugmayr et al. 2022, "RePaint", eq. 8 (and Song et al. 2021b, app. I.2, before them): inpainting with an
-  unconditional sampler. Before every step, the region to keep is overwritten with the input noised to the
-  current step, $x_t \leftarrow m \odot q(x_t \mid x_0) + (1 - m) \odot x_t$, so the model fills the rest in a way
-  that agrees with it. After the last step the kept region is the input itself.
+  unconditional sampler. A mask $m$ marks the region to regenerate (1) and the region to keep (0). Before every
+  step, the kept region is overwritten with the input noised to the current step,
+  $x_t \leftarrow (1 - m) \odot q(x_t \mid x_0) + m \odot x_t$, so the model fills the masked region in a way that
+  agrees with it. After the last step the kept region is the input itself. (RePaint's own mask $m$ is 1 where the
+  input is known: our $1 - m$.)
 
 Every sampler in `minidiff.diffusion.samplers` takes an `Edit`: `starting_point` gives its x_T and timesteps, and the
 sampling loop calls `keep_known` before every step. The pipeline (`minidiff.pipeline.TextToImage.edit`) builds one
-from an image and a mask, in latent space (the mask shrunk to the latent grid by `latent_keep`); the image and
-mask files are read by `minidiff.files.images`.
+from an image and a mask, in latent space (the mask shrunk to the latent grid by `latent_mask`); the image and
+mask files are read by `minidiff.files.images`. A mask means the same everywhere: 1 = regenerate, 0 = keep.
 """
 
 from dataclasses import dataclass
@@ -27,19 +29,19 @@ from minidiff.diffusion.schedule import NoiseSchedule, alpha_bar_at
 
 @dataclass
 class Edit:
-    """What to start from and what to keep. keep: 1 where the input is kept, 0 where it is regenerated."""
+    """What to start from and what to regenerate. mask: 1 where the input is regenerated, 0 where it is kept."""
 
     x0: torch.Tensor  # (B, C, H, W) the input, in the space the model denoises (a latent for latent models)
     strength: float = 1.0  # share of the sampler's steps that run
-    keep: torch.Tensor | None = None  # (B or 1, 1, H, W) in [0, 1]; None: keep nothing (plain SDEdit)
+    mask: torch.Tensor | None = None  # (B or 1, 1, H, W) in [0, 1], 1 = regenerate; None: no mask (plain SDEdit)
     generator: torch.Generator | None = None  # the fresh noise that re-noises the kept region at every step
 
     def __post_init__(self):
         if not 0.0 <= self.strength <= 1.0:
             raise ValueError(f"strength must lie in [0, 1] (0 = return the input, 1 = ignore it), got {self.strength}")
-        if self.keep is not None and (self.keep.ndim != 4 or self.keep.shape[-2:] != self.x0.shape[-2:]):
+        if self.mask is not None and (self.mask.ndim != 4 or self.mask.shape[-2:] != self.x0.shape[-2:]):
             raise ValueError(f"the mask must be (B or 1, 1, {self.x0.shape[-2]}, {self.x0.shape[-1]}) like the input, "
-                             f"got {tuple(self.keep.shape)}")
+                             f"got {tuple(self.mask.shape)}")
 
 
 def starting_point(noise: torch.Tensor, timesteps: list, schedule: NoiseSchedule,
@@ -58,10 +60,12 @@ def starting_point(noise: torch.Tensor, timesteps: list, schedule: NoiseSchedule
 
 
 def keep_known(x_t: torch.Tensor, t: float, schedule: NoiseSchedule, edit: Edit | None) -> torch.Tensor:
-    """Overwrite the kept region of x_t with the input noised to step t (t = -1: the clean input itself)."""
-    if edit is None or edit.keep is None:
+    """Overwrite the kept region of x_t (where the mask is 0) with the input noised to step t (t = -1: the clean
+    input itself)."""
+    if edit is None or edit.mask is None:
         return x_t
-    x0, keep = edit.x0.to(x_t.device, x_t.dtype), edit.keep.to(x_t.device, x_t.dtype)
+    x0 = edit.x0.to(x_t.device, x_t.dtype)
+    keep = (1 - edit.mask).to(x_t.device, x_t.dtype)  # 1 - m: the share of each pixel (or latent cell) kept
     if t < 0:
         known = x0.expand_as(x_t)
     else:
@@ -69,13 +73,13 @@ def keep_known(x_t: torch.Tensor, t: float, schedule: NoiseSchedule, edit: Edit 
         eps = torch.randn(x_t.shape, generator=edit.generator, device=x_t.device)
         # Lugmayr et al. 2022, eq. 8: $x^{known}_t \sim \mathcal N(\sqrt{\bar\alpha_t}\, x_0, (1 - \bar\alpha_t) I)$
         known = alpha_bar ** 0.5 * x0 + (1 - alpha_bar) ** 0.5 * eps
-    # $x_t \leftarrow m \odot x^{known}_t + (1 - m) \odot x^{unknown}_t$
+    # $x_t \leftarrow (1 - m) \odot x^{known}_t + m \odot x_t$
     return keep * known + (1 - keep) * x_t
 
 
-def latent_keep(regenerate: torch.Tensor, factor: int) -> torch.Tensor:
-    """A pixel mask (B, 1, H, W), 1 = regenerate, -> the share to keep per latent cell (B, 1, H / f, W / f).
+def latent_mask(mask: torch.Tensor, factor: int) -> torch.Tensor:
+    """A pixel mask (B, 1, H, W), 1 = regenerate, -> the share to regenerate per latent cell (B, 1, H / f, W / f).
 
     A latent cell is regenerated as much as its pixels are on average (area pooling); the edge is soft.
     """
-    return 1.0 - F.avg_pool2d(regenerate, kernel_size=factor)
+    return F.avg_pool2d(mask, kernel_size=factor)

@@ -4,7 +4,7 @@ pipeline: tests/test_pipeline.py; on the command line: tests/cli/test_cli_sample
 import pytest
 import torch
 
-from minidiff.diffusion.editing import Edit, latent_keep
+from minidiff.diffusion.editing import Edit, latent_mask
 from minidiff.diffusion.samplers import SAMPLERS
 from minidiff.diffusion.schedule import make_schedule
 
@@ -51,9 +51,9 @@ def test_strength_runs_that_share_of_the_steps(sampler):
 @pytest.mark.parametrize("sampler", sorted(SAMPLERS))
 def test_inpainting_keeps_the_kept_region_exactly(sampler):
     x0 = torch.randn(SHAPE, generator=torch.Generator().manual_seed(5))
-    keep = torch.zeros(1, 1, 8, 8)
-    keep[..., :, :4] = 1.0  # keep the left half
-    x, _ = run(sampler, Edit(x0, strength=1.0, keep=keep, generator=torch.Generator().manual_seed(1)))
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :, 4:] = 1.0  # regenerate the right half, keep the left half
+    x, _ = run(sampler, Edit(x0, strength=1.0, mask=mask, generator=torch.Generator().manual_seed(1)))
     assert torch.equal(x[..., :4], x0[..., :4])
     assert not torch.allclose(x[..., 4:], x0[..., 4:], atol=1e-2)
 
@@ -63,12 +63,12 @@ def test_bad_strengths_and_masks_are_refused():
     with pytest.raises(ValueError, match=r"strength must lie in \[0, 1\]"):
         Edit(x0, strength=1.5)
     with pytest.raises(ValueError, match="the mask must be"):
-        Edit(x0, keep=torch.ones(1, 1, 4, 4))
+        Edit(x0, mask=torch.ones(1, 1, 4, 4))
 
 
-def test_latent_keep_pools_the_pixel_mask_by_area():
-    regenerate = torch.zeros(1, 1, 32, 32)
-    regenerate[..., :8, :6] = 1.0
-    keep = latent_keep(regenerate, 4)
-    assert keep.shape == (1, 1, 8, 8)
-    assert keep[0, 0, 0, 0] == 0 and keep[0, 0, 0, 1] == 0.5 and keep[0, 0, 0, 2] == 1  # 4, 2 and 0 of 4 columns
+def test_latent_mask_pools_the_pixel_mask_by_area():
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., :8, :6] = 1.0  # regenerate the top left 8 x 6 pixels
+    cell_mask = latent_mask(mask, 4)
+    assert cell_mask.shape == (1, 1, 8, 8)
+    assert cell_mask[0, 0, 0, 0] == 1 and cell_mask[0, 0, 0, 1] == 0.5 and cell_mask[0, 0, 0, 2] == 0  # 4, 2, 0 of 4
