@@ -54,7 +54,7 @@ def test_chapter_title_is_the_first_heading():
 def write_chapter(path: Path, title: str, code: str) -> None:
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    notebook.cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\n$$\\bar\\alpha_t = \\prod_s (1 - \\beta_s)$$"),
+    notebook.cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\n$$\\bar\\alpha_t = \\prod_{{i \\le t}} (1 - \\beta_i)$$"),
                       nbformat.v4.new_code_cell(code)]
     nbformat.write(notebook, path)
 
