@@ -93,9 +93,9 @@ def dpm_solver_sde_2m_step(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: float
     $\sqrt{1 - \bar\alpha_t}$, $\ell_t = \log(\sqrt{\bar\alpha_t} / \sqrt{1 - \bar\alpha_t})$; the step goes from $t$ to
     $t_{prev}$, $h = \ell_{prev} - \ell_t$):
     1. The reverse SDE (Song et al. 2021b, eq. 6) with the score $-(x - \sqrt{\bar\alpha_t}\, x_\theta) / (1 - \bar\alpha_t)$
-       and $g^2(t) = -2 (1 - \bar\alpha_t)\, d\ell_t / dt$ (Lu et al. 2022a, sec. 3.1), in ell:
-       $dx = (f - 2\ell'_t)\, x\, dt + 2\sqrt{\bar\alpha_t}\, x_\theta\, d\ell + g\, d\bar w$, with
-       $f = (\log\sqrt{\bar\alpha_t})'$.
+       and the squared diffusion coefficient $-2 (1 - \bar\alpha_t)\, d\ell_t / dt$ (Lu et al. 2022a, sec. 3.1, their
+       $g^2(t)$), in ell: $dx = ((\log\sqrt{\bar\alpha_t})' - 2\ell'_t)\, x\, dt + 2\sqrt{\bar\alpha_t}\, x_\theta\, d\ell$
+       $+ \sqrt{-2 (1 - \bar\alpha_t)\, \ell'_t}\, d\bar{\mathcal W}$, with $\bar{\mathcal W}$ a reverse-time Wiener process.
     2. Its linear part is solved exactly: $x$ is carried from $t$ to $t_{prev}$ by
        $\frac{\sqrt{1 - \bar\alpha_{prev}}}{\sqrt{1 - \bar\alpha_t}} e^{-h}$; the x_theta term, integrated against the
        same factor, is $2\sqrt{\bar\alpha_{prev}} \int_{\ell_t}^{\ell_{prev}} e^{-2(\ell_{prev} - \ell)} x_\theta\, d\ell$;

@@ -20,12 +20,12 @@ def loss_weights(snr: torch.Tensor, gamma: float | None, prediction: str) -> tor
     if gamma is None:
         return torch.ones_like(snr, dtype=torch.float32)
     if prediction == "eps":
-        # $w_t = \min(\mathrm{SNR}_t, \gamma) / \mathrm{SNR}_t = \min(1, \gamma / \mathrm{SNR}_t)$ (1 where SNR = 0)
+        # weight $= \min(\mathrm{SNR}_t, \gamma) / \mathrm{SNR}_t = \min(1, \gamma / \mathrm{SNR}_t)$ (1 where SNR = 0)
         weights = (gamma / snr).clamp(max=1.0)
     elif prediction == "x0":
-        # $w_t = \min(\mathrm{SNR}_t, \gamma)$
+        # weight $= \min(\mathrm{SNR}_t, \gamma)$
         weights = snr.clamp(max=gamma)
     else:
-        # $w_t = \min(\mathrm{SNR}_t, \gamma) / (\mathrm{SNR}_t + 1)$
+        # weight $= \min(\mathrm{SNR}_t, \gamma) / (\mathrm{SNR}_t + 1)$
         weights = snr.clamp(max=gamma) / (snr + 1)
     return weights.float()

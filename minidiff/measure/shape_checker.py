@@ -147,7 +147,7 @@ def centred_moments(weights: np.ndarray) -> dict:
     x, y = cols + 0.5 - cx, rows + 0.5 - cy
 
     def mean(values: np.ndarray) -> float:
-        # E[g(x, y)] = \frac{1}{A} \sum_{ij} f_{ij} g(x_j, y_i), the central moments \mu_{pq} / A of Hu 1962
+        # \mathbb E[\mathrm{values}] = \frac{1}{A} \sum_{ij} f_{ij} \mathrm{values}_{ij}, the central moments \mu_{pq} / A of Hu 1962
         return float((weights * values).sum() / area)
 
     return {"area": area, "cx": cx, "cy": cy, "xx": mean(x**2), "yy": mean(y**2),
@@ -156,11 +156,11 @@ def centred_moments(weights: np.ndarray) -> dict:
 
 def read_shape(m: dict) -> str:
     """Triangle if the mass sits low (negative vertical skewness), else square or circle by x-y independence."""
-    # \gamma_y = E[y^3] / E[y^2]^{3/2}; for a triangle with apex up (y grows downwards) it is -2\sqrt{2} / 5
+    # skewness = \mathbb E[y^3] / \mathbb E[y^2]^{3/2}; for a triangle with apex up (y grows downwards) it is -2\sqrt{2} / 5
     skewness = m["yyy"] / max(m["yy"], 1e-9) ** 1.5
     if skewness < TRIANGLE_SKEWNESS:
         return "triangle"
-    # \rho = E[x^2 y^2] / (E[x^2] E[y^2]): 1 for a square (x, y independent), \frac{r^4/24}{(r^2/4)^2} = 2/3 for a disk
+    # xy_ratio = \mathbb E[x^2 y^2] / (\mathbb E[x^2] \mathbb E[y^2]): 1 for a square (x, y independent), \frac{r^4/24}{(r^2/4)^2} = 2/3 for a disk
     xy_ratio = m["xxyy"] / max(m["xx"] * m["yy"], 1e-9)
     return "square" if xy_ratio > SQUARE_XY_RATIO else "circle"
 

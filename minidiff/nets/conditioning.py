@@ -105,7 +105,7 @@ class EncoderConfig:
 
 
 class AttributeEncoder(nn.Module):
-    r"""tokens (B, L) -> context (B, L, dim) and context_mask (B, L): $\tau_\theta(y)_i = E[y_i] + P[i]$."""
+    r"""tokens (B, L) -> context (B, L, dim) and context_mask (B, L): $\tau_\theta(y)_i = W_{\mathrm{emb}}[y_i] + P[i]$."""
 
     def __init__(self, config: EncoderConfig):
         super().__init__()

@@ -43,7 +43,7 @@ class ResBlock(nn.Module):
     """norm -> SiLU -> conv -> norm, scaled and shifted by the embedding (AdaGN) -> SiLU -> dropout -> conv, + skip.
 
     The embedding (time, plus class when there is one) enters once, after the second norm:
-    AdaGN(h, e) = (1 + scale(e)) * GroupNorm(h) + shift(e)  (Dhariwal & Nichol 2021, sec. 3).
+    AdaGN(a, e) = (1 + scale(e)) * GroupNorm(a) + shift(e) for features a (Dhariwal & Nichol 2021, sec. 3).
     With embed_dim None there is no embedding and the second norm is a plain GroupNorm: the autoencoder's
     blocks (minidiff.nets.autoencoder), which know nothing of time or class.
     """
@@ -71,7 +71,7 @@ class ResBlock(nn.Module):
             scale_shift = self.embed_to_scale_shift(F.silu(embedding))  # (B, embed_dim) -> (B, 2 * out_channels)
             scale, shift = scale_shift[:, :, None, None].chunk(2, dim=1)  # -> 2 x (B, out_channels, 1, 1)
             # Dhariwal & Nichol 2021, sec. 3:
-            # $\text{AdaGN}(h, e) = (1 + \text{scale}(e))\, \text{GroupNorm}(h) + \text{shift}(e)$
+            # $\text{AdaGN}(a, e) = (1 + \text{scale}(e))\, \text{GroupNorm}(a) + \text{shift}(e)$, the features $a$ being h
             h = h * (1 + scale) + shift
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
