@@ -37,10 +37,10 @@ def sampling_timesteps(T: int, steps: int | None = None, spacing: str = "linspac
       leading   multiples of k = T // steps            900, 800, ..., 100, 0     (never starts at pure noise)
       trailing  T-1, then every T / steps below it      999, 899, ..., 199, 99   (starts at pure noise)
 
-    Why fewer steps still work (Nichol & Dhariwal 2021, sec. 4): any sub-sequence tau_1 < ... < tau_S of the
-    T steps defines its own forward process with the same marginals q(x_tau | x0), because those depend only
-    on \bar\alpha_tau. Its steps are bigger: from tau_{i-1} to tau_i the signal shrinks by
-    \bar\alpha_{tau_i} / \bar\alpha_{tau_{i-1}}, so its beta is 1 minus that ratio. Every step function takes the
+    Why fewer steps still work (Nichol & Dhariwal 2021, sec. 4, who write them tau_i): any sub-sequence
+    t_1 > t_2 > ... > t_S of the T steps defines its own forward process with the same marginals q(x_{t_i} | x0),
+    because those depend only on \bar\alpha_{t_i}. Its steps are bigger: from t_{i+1} to t_i the signal shrinks by
+    \bar\alpha_{t_i} / \bar\alpha_{t_{i+1}}, so its beta is 1 minus that ratio. Every step function takes the
     pair (alpha_bar, alpha_bar_prev), so the same step serves every sub-sequence.
     """
     steps = T if steps is None else steps

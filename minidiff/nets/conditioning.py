@@ -1,10 +1,10 @@
 r"""Conditioning a U-Net on a short sequence of tokens, read by cross-attention.
 
-Latent diffusion (Rombach et al. 2022, sec. 3.3, eq. 3) conditions its U-Net on $\tau_\theta(y)$: the input $y$
-(a caption) turned into a sequence of vectors, one per token, which every cross-attention layer reads. This module
-is that idea at its smallest. For the Shapes dataset, $y$ is the image's four attributes, written as a four-word
-"sentence" [colour, shape, size, position] after a start token; $\tau_\theta$ is a learned vector per word plus a
-learned vector per place. The text chapters replace this table by a transformer over the words of a caption
+Latent diffusion (Rombach et al. 2022, sec. 3.3, eq. 3) conditions its U-Net on the context $c = \mathrm{enc}_\theta(y)$
+($\tau_\theta(y)$ there): the input $y$ (a caption) turned into a sequence of vectors, one per token, which every
+cross-attention layer reads. This module is that idea at its smallest. For the Shapes dataset, $y$ is the image's
+four attributes, written as a four-word "sentence" [colour, shape, size, position] after a start token;
+$\mathrm{enc}_\theta$ is a learned vector per word plus a learned vector per place. The text chapters replace this table by a transformer over the words of a caption
 (`minidiff.nets.text`); the U-Net, the training loop and the samplers stay the same. `ConditionedUNet` holds
 either encoder (`EncoderConfig.kind`) and the U-Net it feeds.
 
@@ -105,7 +105,10 @@ class EncoderConfig:
 
 
 class AttributeEncoder(nn.Module):
-    r"""tokens (B, L) -> context (B, L, dim) and context_mask (B, L): $\tau_\theta(y)_i = W_{\mathrm{emb}}[y_i] + P[i]$."""
+    r"""tokens (B, L) -> context (B, L, dim) and context_mask (B, L).
+
+    $c_i = \mathrm{enc}_\theta(y)_i = W_{\mathrm{emb}}[y_i] + P[i]$.
+    """
 
     def __init__(self, config: EncoderConfig):
         super().__init__()

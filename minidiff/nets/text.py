@@ -5,8 +5,8 @@ Papers followed:
   (eq. 1, scaled dot-product), position-wise MLP, residual connections.
 - Xiong et al. 2020, "On Layer Normalization in the Transformer Architecture": the pre-LayerNorm block,
   x + Attention(LN(x)), then x + MLP(LN(x)), which trains without a warm-up dance; CLIP's text tower is built so.
-- Rombach et al. 2022, sec. 3.3: the encoder's output, one vector per token, is the context $\tau_\theta(y)$ that
-  the U-Net's cross-attention reads.
+- Rombach et al. 2022, sec. 3.3: the encoder's output, one vector per token, is the context
+  $c = \mathrm{enc}_\theta(y)$ ($\tau_\theta(y)$ there) that the U-Net's cross-attention reads.
 
 The tokenizer is word-level: the Shapes captions use 19 distinct words, so each word gets its own id, and a
 prompt is "<start>" followed by its words, padded with "<pad>" to a fixed length. (Real models split text into
