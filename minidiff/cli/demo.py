@@ -18,12 +18,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from minidiff.data.digits import mnist5k
-from minidiff.data.photo import photo
-from minidiff.data.pixels import from_model, to_model
+from minidiff.data.digits import mnist5k  # noqa: E402
+from minidiff.data.photo import photo  # noqa: E402
+from minidiff.data.pixels import from_model, to_model  # noqa: E402
 from minidiff.data.shapes import shapes  # noqa: E402
 from minidiff.diffusion.forward import q_sample  # noqa: E402
 from minidiff.diffusion.schedule import make_schedule  # noqa: E402
+from minidiff.files.checkpoint import CheckpointError  # noqa: E402
 from minidiff.files.images import write_folder  # noqa: E402
 from minidiff.pipeline import DEFAULT_MODEL, TextToImage  # noqa: E402
 
@@ -131,6 +132,14 @@ def forward_pictures(out: Path, seed: int) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> list[Path]:
+    """The demo command; a clear message instead of a traceback when the model or the shipped data is missing."""
+    try:
+        return demo(args)
+    except (FileNotFoundError, CheckpointError, ValueError) as error:
+        raise SystemExit(f"minidiff demo: {error}") from None
+
+
+def demo(args: argparse.Namespace) -> list[Path]:
     """Text to image into args.out/demo/, then the forward-process pictures into args.out/."""
     torch.set_num_threads(args.threads)
     out = Path(args.out)

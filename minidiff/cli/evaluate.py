@@ -19,6 +19,7 @@ import shlex
 import torch
 
 from minidiff.diffusion.samplers import SAMPLERS
+from minidiff.files.checkpoint import CheckpointError
 from minidiff.files.device import resolve_device
 from minidiff.measure.digits import balanced_labels, digit_quality, generate_digits
 from minidiff.measure.metrics import real_vs_real_baseline
@@ -36,11 +37,22 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
+    """The evaluate command; a clear message instead of a traceback for a model or device it cannot use."""
+    try:
+        return evaluate_from_arguments(args)
+    except (FileNotFoundError, CheckpointError, ValueError) as error:
+        raise SystemExit(f"minidiff evaluate: {error}") from None
+
+
+def evaluate_from_arguments(args: argparse.Namespace) -> dict:
     """Sample args.n digits, measure them, print the figures, and record them in the checkpoint's JSON."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     model, info = load_model(args.model, device)
+    if info.unet_config().num_classes is None:
+        raise ValueError(f"{args.model} is not a class-conditional digit model: evaluate measures digits drawn by "
+                         "class (e.g. mnist); measure a text or attribute model with evaluate-text")
     labels = balanced_labels(args.n)
     images, cost = generate_digits(model, info, labels, args.sampler, args.steps, args.guidance, args.seed,
                                    device=device)

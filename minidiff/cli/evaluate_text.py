@@ -22,12 +22,21 @@ import shlex
 import torch
 
 from minidiff.diffusion.samplers import SAMPLERS
+from minidiff.files.checkpoint import CheckpointError
 from minidiff.measure.adherence import prompt_adherence, target_report
 from minidiff.models import record_metrics
 from minidiff.pipeline import DEFAULT_MODEL, TextToImage
 
 
 def run(args: argparse.Namespace) -> dict:
+    """The evaluate-text command; a clear message instead of a traceback for a model or device it cannot use."""
+    try:
+        return evaluate_from_arguments(args)
+    except (FileNotFoundError, CheckpointError, ValueError) as error:
+        raise SystemExit(f"minidiff evaluate-text: {error}") from None
+
+
+def evaluate_from_arguments(args: argparse.Namespace) -> dict:
     """Measure both prompt sets, print the figures and the targets, and record them in the model's JSON."""
     if args.threads:
         torch.set_num_threads(args.threads)

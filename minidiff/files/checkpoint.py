@@ -94,4 +94,5 @@ def checkpoint_stem(name_or_path: Path | str) -> Path:
         return CHECKPOINT_DIR / path.name
     available = ", ".join(available_checkpoints()) or "none yet"
     raise FileNotFoundError(f"no checkpoint named {str(name_or_path)!r}: give a shipped name ({available}) or the "
-                            "path of a checkpoint (a run folder, or STEM.json beside STEM.safetensors)")
+                            "path of a checkpoint (a run folder, or STEM.json beside STEM.safetensors); shipped "
+                            f"checkpoints are read from {CHECKPOINT_DIR} (set MINIDIFF_DATA for another data folder)")

@@ -4,9 +4,20 @@ import torch
 
 
 def resolve_device(name: torch.device | str = "auto") -> torch.device:
-    """"auto" -> cuda if available, else mps if available, else cpu; any other name is used as given."""
+    """"auto" -> cuda if available, else mps if available, else cpu; any other name is used as given.
+
+    Raises ValueError for a name torch does not know, or for cuda/mps on a machine that has neither.
+    """
     if str(name) != "auto":
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"unknown device {str(name)!r}; give auto, cpu, cuda (cuda:N) or mps") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {str(name)!r} asked for, but this torch sees no CUDA GPU; use cpu or auto")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device {str(name)!r} asked for, but this machine has no MPS (Apple GPU); use cpu or auto")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from minidiff.__main__ import main
 
 
@@ -15,3 +17,8 @@ def test_evaluate_command_prints_and_records_the_figures(tiny_digit_model, capsy
     recorded = json.loads(tiny_digit_model.with_suffix(".json").read_text())["metrics"]["dpm++_4_steps"]
     assert recorded["class_accuracy"] == report["class_accuracy"]
     assert recorded["command"].startswith("python -m minidiff evaluate")
+
+
+def test_evaluate_refuses_a_model_that_draws_no_digits_by_class(tiny_text_model):
+    with pytest.raises(SystemExit, match="minidiff evaluate: .* not a class-conditional digit model.*evaluate-text"):
+        main(["evaluate", "--model", str(tiny_text_model), "--n", "2", "--steps", "2"])

@@ -2,6 +2,8 @@
 
 import shutil
 
+import pytest
+
 from minidiff.__main__ import main
 from minidiff.measure.adherence import evaluation_prompts
 from minidiff.models import load_checkpoint
@@ -20,3 +22,10 @@ def test_evaluate_text_measures_both_prompt_sets_and_records_them(tiny_text_mode
     metrics = load_checkpoint(model)[1].metrics["adherence_dpm++_2_steps_guidance_3.0"]
     assert metrics["train_captions"]["n"] == 4 and metrics["heldout_pairs"]["n"] == 3
     assert 0 <= metrics["train_captions"]["colour"] <= 1
+
+
+def test_evaluate_text_answers_a_class_model_and_a_missing_one_with_a_message():
+    with pytest.raises(SystemExit, match="minidiff evaluate-text: this is a class-conditional model"):
+        main(["evaluate-text", "--model", "mnist", "--n", "2", "--heldout-n", "2"])
+    with pytest.raises(SystemExit, match="no checkpoint named 'nowhere'.*MINIDIFF_DATA"):
+        main(["evaluate-text", "--model", "nowhere", "--n", "2", "--heldout-n", "2"])
