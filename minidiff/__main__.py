@@ -4,6 +4,11 @@ dispatches."""
 import argparse
 
 from minidiff.cli import demo, evaluate, evaluate_text, sample, train, train_vae
+from minidiff.files.checkpoint import CheckpointError
+
+# what a command raises for a user's mistake (a wrong path, model, setting or device, a run that diverged): shown
+# as one line, "minidiff COMMAND: what is wrong and what to do", instead of a traceback
+USER_ERRORS = (FileNotFoundError, FileExistsError, CheckpointError, FloatingPointError, ValueError)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -13,11 +18,15 @@ def main(argv: list[str] | None = None) -> None:
     train.add_arguments(commands.add_parser("train", help="train a diffusion model (a preset) into a run folder"))
     train_vae.add_arguments(commands.add_parser("train-vae", help="train the autoencoder for latent diffusion"))
     sample.add_arguments(commands.add_parser("sample", help="draw images from a trained model into a folder"))
-    evaluate.add_arguments(commands.add_parser("evaluate", help="measure a digit model: class accuracy, Fréchet distance"))
+    evaluate.add_arguments(commands.add_parser("evaluate",
+                                               help="measure a digit model: class accuracy, Fréchet distance"))
     evaluate_text.add_arguments(commands.add_parser("evaluate-text", help="measure a text-to-image model's prompt "
                                                                           "adherence with the attribute checker"))
     args = parser.parse_args(argv)
-    args.run(args)
+    try:
+        args.run(args)
+    except USER_ERRORS as error:
+        raise SystemExit(f"minidiff {args.command}: {error}") from None
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ ALLOWED = {
     "training": {"training", "measure", "pipeline", "models", "nets", "files", "diffusion", "data"},
     "views": {"views", "training", "measure", "pipeline", "models", "nets", "files", "diffusion", "data"},
     "cli": {"cli", "training", "measure", "pipeline", "models", "nets", "files", "diffusion", "data"},
-    "__main__": {"cli"},
+    "__main__": {"cli", "files"},  # the dispatcher turns a command's user errors (files.checkpoint's too) into messages
 }
 MAX_CHAIN = 8  # modules in the longest chain of imports inside the package
 MAX_LINES = 300

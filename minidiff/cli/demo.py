@@ -24,7 +24,6 @@ from minidiff.data.pixels import from_model, to_model  # noqa: E402
 from minidiff.data.shapes import shapes  # noqa: E402
 from minidiff.diffusion.forward import q_sample  # noqa: E402
 from minidiff.diffusion.schedule import make_schedule  # noqa: E402
-from minidiff.files.checkpoint import CheckpointError  # noqa: E402
 from minidiff.files.images import write_folder  # noqa: E402
 from minidiff.pipeline import DEFAULT_MODEL, TextToImage  # noqa: E402
 
@@ -131,13 +130,6 @@ def forward_pictures(out: Path, seed: int) -> list[Path]:
     return paths
 
 
-def run(args: argparse.Namespace) -> list[Path]:
-    """The demo command; a clear message instead of a traceback when the model or the shipped data is missing."""
-    try:
-        return demo(args)
-    except (FileNotFoundError, CheckpointError, ValueError) as error:
-        raise SystemExit(f"minidiff demo: {error}") from None
-
 
 def demo(args: argparse.Namespace) -> list[Path]:
     """Text to image into args.out/demo/, then the forward-process pictures into args.out/."""
@@ -159,4 +151,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for torch (default: 1; the models are small, and a second thread that has "
                              "to wait for a busy core slows them down many times)")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=demo)

@@ -19,7 +19,6 @@ import shlex
 import torch
 
 from minidiff.diffusion.samplers import SAMPLERS
-from minidiff.files.checkpoint import CheckpointError
 from minidiff.files.device import resolve_device
 from minidiff.measure.digits import balanced_labels, digit_quality, generate_digits
 from minidiff.measure.metrics import real_vs_real_baseline
@@ -35,13 +34,6 @@ def command_line(args: argparse.Namespace) -> str:
             words += [f"--{option}", str(getattr(args, option))]
     return shlex.join(words)
 
-
-def run(args: argparse.Namespace) -> dict:
-    """The evaluate command; a clear message instead of a traceback for a model or device it cannot use."""
-    try:
-        return evaluate_from_arguments(args)
-    except (FileNotFoundError, CheckpointError, ValueError) as error:
-        raise SystemExit(f"minidiff evaluate: {error}") from None
 
 
 def evaluate_from_arguments(args: argparse.Namespace) -> dict:
@@ -80,4 +72,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--record", action="store_true", help="write the figures into the checkpoint's metrics")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=evaluate_from_arguments)

@@ -22,18 +22,9 @@ import shlex
 import torch
 
 from minidiff.diffusion.samplers import SAMPLERS
-from minidiff.files.checkpoint import CheckpointError
 from minidiff.measure.adherence import prompt_adherence, target_report
 from minidiff.models import record_metrics
 from minidiff.pipeline import DEFAULT_MODEL, TextToImage
-
-
-def run(args: argparse.Namespace) -> dict:
-    """The evaluate-text command; a clear message instead of a traceback for a model or device it cannot use."""
-    try:
-        return evaluate_from_arguments(args)
-    except (FileNotFoundError, CheckpointError, ValueError) as error:
-        raise SystemExit(f"minidiff evaluate-text: {error}") from None
 
 
 def evaluate_from_arguments(args: argparse.Namespace) -> dict:
@@ -71,4 +62,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--record", action="store_true", help="write the figures into the model's JSON")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=evaluate_from_arguments)

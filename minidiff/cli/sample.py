@@ -28,7 +28,7 @@ from minidiff.diffusion.loop import Denoiser, DenoisingStep, model_denoiser
 from minidiff.diffusion.samplers import SAMPLERS, sample
 from minidiff.diffusion.steps import VARIANCES
 from minidiff.diffusion.timesteps import SPACINGS
-from minidiff.files.checkpoint import CheckpointError, checkpoint_stem
+from minidiff.files.checkpoint import checkpoint_stem
 from minidiff.files.device import resolve_device
 from minidiff.files.images import picture_grid, read_image, read_mask, write_folder
 from minidiff.models import load_model
@@ -106,13 +106,6 @@ def make_denoiser(model: torch.nn.Module, labels: torch.Tensor | None, guidance:
     return guided_denoiser(model, guidance, class_labels=labels, rescale=rescale)
 
 
-def run(args: argparse.Namespace) -> Path:
-    """Load the model, sample, write the images, the grid, the GIF and meta.json; return the folder."""
-    try:
-        return sample_to_folder(args)
-    except (FileNotFoundError, CheckpointError, ValueError) as error:
-        raise SystemExit(f"minidiff sample: {error}") from None
-
 
 def prompt_to_folder(args: argparse.Namespace) -> Path:
     """Text to image: --prompt (and --negative-prompt) through minidiff.pipeline, written like class samples."""
@@ -147,7 +140,8 @@ def prompt_to_folder(args: argparse.Namespace) -> Path:
 
 
 def sample_to_folder(args: argparse.Namespace) -> Path:
-    """The work of `run`, with errors left as exceptions."""
+    """Load the model, sample, write the images, the grid, the GIF and meta.json; return the folder. A user's
+    mistake is an exception (ValueError, FileNotFoundError, ...) that `python -m minidiff` shows as one line."""
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
     if args.threads is not None:
@@ -233,4 +227,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice; 1 is often faster on a busy 2-core CPU)")
     parser.add_argument("--out", default="outputs/sample", help="folder for the images (default: outputs/sample)")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=sample_to_folder)

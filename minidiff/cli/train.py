@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from minidiff.files.checkpoint import CheckpointError
 from minidiff.training.config import TrainConfig
 from minidiff.training.loop import train
 from minidiff.training.presets import PRESETS
@@ -40,16 +39,10 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
-def run(args: argparse.Namespace) -> Run:
-    """The train command: a new run from a preset, or --resume with the run's own saved config."""
-    try:
-        return train_from_arguments(args)
-    except (FileNotFoundError, FileExistsError, CheckpointError, FloatingPointError, ValueError) as error:
-        raise SystemExit(f"minidiff train: {error}") from None
-
 
 def train_from_arguments(args: argparse.Namespace) -> Run:
-    """The work of `run`, with errors left as exceptions."""
+    """The train command: a new run from a preset, or --resume with the run's own saved config. A user's mistake
+    is an exception that `python -m minidiff` shows as one line."""
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.resume:
@@ -77,4 +70,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice; 1 is often faster on a busy 2-core CPU)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=train_from_arguments)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from minidiff.files.checkpoint import CheckpointError
 from minidiff.models import AutoencoderInfo
 from minidiff.training.config import VAETrainConfig
 from minidiff.training.presets import AUTOENCODER_PRESETS
@@ -20,16 +19,9 @@ from minidiff.training.run import saved_training_state
 from minidiff.training.vae import train_vae
 
 
-def run(args: argparse.Namespace) -> AutoencoderInfo:
-    """The train-vae command; a clear message instead of a traceback when the run folder or the loss is wrong."""
-    try:
-        return train_from_arguments(args)
-    except (FileNotFoundError, FileExistsError, CheckpointError, FloatingPointError, ValueError) as error:
-        raise SystemExit(f"minidiff train-vae: {error}") from None
-
-
 def train_from_arguments(args: argparse.Namespace) -> AutoencoderInfo:
-    """The work of `run`, with errors left as exceptions."""
+    """The train-vae command: a new run from a preset, or --resume with the run's own saved config. A user's
+    mistake is an exception that `python -m minidiff` shows as one line."""
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.resume:
@@ -61,4 +53,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=train_from_arguments)
