@@ -190,15 +190,16 @@ def test_resampling_makes_the_regenerated_half_agree_with_the_kept_half(sampler)
 
 @pytest.mark.parametrize("sampler", sorted(SAMPLERS))
 def test_every_editing_path_is_reproducible_from_its_generator_alone(sampler):
-    """The same seed gives the same images, whatever else draws from torch's global RNG in between: SDEdit,
-    inpainting with the kept region's noise from the sampler's generator (no generator of its own), and RePaint."""
+    """The same seed gives the same images, whatever else draws from torch's global RNG in between: plain sampling,
+    SDEdit, inpainting with the kept region's noise from the sampler's generator (no generator of its own), and
+    RePaint."""
     x0 = torch.randn(SHAPE, generator=torch.Generator().manual_seed(5))
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., 2:5, 3:7] = 1.0
-    for edit_options in ({"strength": 0.6}, {"mask": mask}, {"mask": mask, "resamplings": 1, "jump_length": 3}):
+    for edit_options in (None, {"strength": 0.6}, {"mask": mask}, {"mask": mask, "resamplings": 1, "jump_length": 3}):
         results = []
         for global_seed in (0, 1):
             torch.manual_seed(global_seed)  # disturb the global RNG: nothing may depend on it
             torch.randn(7)
-            results.append(run(sampler, Edit(x0, **edit_options), steps=6, seed=11)[0])
+            results.append(run(sampler, None if edit_options is None else Edit(x0, **edit_options), steps=6, seed=11)[0])
         assert torch.equal(*results), edit_options
