@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from minidiff.data.pixels import to_model
 from minidiff.data.shapes import caption_attributes
-from minidiff.diffusion.editing import Edit, latent_mask
+from minidiff.diffusion.editing import Edit, latent_mask, paste_kept
 from minidiff.diffusion.guidance import guided_denoiser
 from minidiff.diffusion.loop import Denoiser, DenoisingStep, model_denoiser
 from minidiff.diffusion.samplers import sample
@@ -107,7 +107,8 @@ class Generation:
     seconds: float
     trajectory: list[DecodedStep] = field(default_factory=list)  # every step, when keep_trajectory
     attention: list[torch.Tensor] = field(default_factory=list)  # per step (N, L, 32, 32), when attention
-    strength: float | None = None  # the share of the steps that ran, when editing an image
+    strength: float | None = None  # the strength the edit ran with (t_0 = strength * T), when editing an image
+    start_timestep: float | None = None  # t_0, the timestep the edit started from; None when no step ran
 
 
 def require_token_model(info: CheckpointInfo) -> None:
@@ -149,8 +150,10 @@ class TextToImage:
             return attribute_tokens([caption_attributes(prompt) for prompt in prompts])
         return tokenize_batch(prompts, unknown, max_length=self.info.encoder["length"])
 
-    def edit(self, image: np.ndarray, strength: float, mask: torch.Tensor | None, n: int, seed: int) -> Edit:
-        """The `Edit` of an input image (its latent) and a pixel mask, 1 = regenerate (its share per latent cell)."""
+    def edit(self, image: np.ndarray, strength: float, mask: torch.Tensor | None, n: int, seed: int,
+             jump_length: int = 10, resamplings: int = 0) -> Edit:
+        """The `Edit` of an input image (its latent) and a pixel mask, 1 = regenerate, taken to the latent grid by its
+        largest value per cell (`latent_mask`). jump_length, resamplings: RePaint's resampling (0 = none)."""
         image = np.asarray(image)
         if image.shape != (32, 32, 3) or image.dtype != np.uint8:
             raise ValueError(f"init_image must be uint8 (32, 32, 3), got {image.dtype} {image.shape}")
@@ -162,7 +165,7 @@ class TextToImage:
             cell_mask = latent_mask(mask.float(), self.autoencoder.config.downsampling)  # (1, 1, 8, 8)
         generator = torch.Generator(self.device).manual_seed(seed + 1)  # the kept region's re-noising
         return Edit(z0.expand(n, -1, -1, -1).to(self.device), strength,
-                    None if cell_mask is None else cell_mask.to(self.device), generator)
+                    None if cell_mask is None else cell_mask.to(self.device), generator, jump_length, resamplings)
 
     @torch.inference_mode()
     def __call__(self, prompt: str | list[str], n: int | None = None, negative_prompt: str | None = None,
@@ -170,14 +173,16 @@ class TextToImage:
                  seed: int = 0, generator: torch.Generator | None = None, unknown: str = "error",
                  keep_trajectory: bool = False, attention: bool = False, progress: bool = False,
                  callback: Callable[[DecodedStep], None] | None = None, init_image: np.ndarray | None = None,
-                 strength: float | None = None, mask: torch.Tensor | None = None,
-                 **sampler_options) -> Generation:
+                 strength: float | None = None, mask: torch.Tensor | None = None, jump_length: int = 10,
+                 resamplings: int = 0, **sampler_options) -> Generation:
         """Draw images for a prompt (n copies, default 1) or a list of prompts (one image each).
 
         negative_prompt: its prediction replaces the unconditional one in guidance (needs guidance).
-        init_image: uint8 (32, 32, 3): edit it instead of starting from noise (`edit`); strength: the share of the
-        steps that run (SDEdit; default 0.6, or 1 with a mask); mask (1, 1, 32, 32) in [0, 1], 1 = regenerate:
-        keep the rest (inpainting).
+        init_image: uint8 (32, 32, 3): edit it instead of starting from noise (`edit`); strength: where the edit
+        starts, t_0 = strength * T, whatever the sampler (SDEdit; default 0.6, or 1 with a mask), with
+        round_half_up(strength * steps) steps; mask (1, 1, 32, 32) in [0, 1], 1 = regenerate: keep the rest
+        (inpainting; every pixel outside the mask is the input's own). jump_length, resamplings: RePaint's
+        resampling for inpainting (`minidiff.diffusion.editing.repaint_path`; 0 = none).
         generator: the noise's source; default torch.Generator seeded with `seed`, so a seed gives the same images.
         keep_trajectory / attention: also return every step (the trajectory) / every step's cross-attention map
         per token.
@@ -189,7 +194,8 @@ class TextToImage:
             raise ValueError("a mask or a strength edits an image: give the image (init_image) too")
         if init_image is not None:
             strength = strength if strength is not None else (1.0 if mask is not None else 0.6)
-            sampler_options["edit"] = self.edit(init_image, strength, mask, len(prompts), seed)
+            sampler_options["edit"] = self.edit(init_image, strength, mask, len(prompts), seed, jump_length,
+                                                resamplings)
         tokens = self.tokens(prompts, unknown)
         result = Generation(prompts, torch.empty(0), tokens, nfe=0, seconds=0.0, strength=strength)
         negative = None if negative_prompt is None else self.tokens([negative_prompt], unknown)
@@ -199,6 +205,8 @@ class TextToImage:
         with recording as recorder, bar:
             def on_step(step: DecodedStep) -> None:
                 result.nfe = step.latent.nfe
+                if step.latent.index == 0 and init_image is not None:
+                    result.start_timestep = step.latent.t
                 if keep_trajectory:
                     result.trajectory.append(step)
                 if attention:
@@ -211,5 +219,7 @@ class TextToImage:
             images = sample_shapes(self.model, self.schedule, self.prediction, self.autoencoder, self.scale_factor,
                                    tokens.to(self.device), sampler, steps, guidance, generator, on_step, self.device,
                                    negative_tokens=negative, rescale=rescale, **sampler_options)
+            if mask is not None:
+                images = paste_kept(images, to_model(np.asarray(init_image)[None]), mask)  # the kept pixels: the input's
             result.images, result.seconds = images.cpu(), time.perf_counter() - start
         return result

@@ -130,7 +130,7 @@ def prompt_to_folder(args: argparse.Namespace) -> Path:
                 "negative_prompt": args.negative_prompt, "n": args.n, "seed": args.seed,
                 "sampler": args.sampler or "dpm++", "steps": steps, "spacing": args.spacing, "guidance": guidance,
                 "guidance_rescale": args.guidance_rescale, "init_image": args.init_image,
-                "strength": result.strength, "mask": args.mask,
+                "strength": result.strength, "start_timestep": result.start_timestep, "mask": args.mask,
                 "device": str(pipe.device), "nfe": result.nfe,
                 "seconds": round(result.seconds, 3), "image_shape": list(result.images.shape[1:])}
     write_folder(Path(args.out), from_model(result.images), recorder.frames, settings)

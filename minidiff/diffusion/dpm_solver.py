@@ -129,13 +129,16 @@ def dpm_solver_2m_update(noise_source: NoiseSource | None = None
     (`dpm_solver_sde_2m_step`), which draws once per step, except on the last. Both are first order on the first
     step (no earlier x0 yet) and on the last one, into the clean image, which is infinitely long in ell
     (Lu et al. 2022b, Algorithm 2, takes the first-order step on its first step alone). There the SDE's noise scale
-    is 0, so its last step is the ODE's and draws nothing.
+    is 0, so its last step is the ODE's and draws nothing. After a jump back up to more noise (RePaint's
+    resampling, `minidiff.diffusion.editing.repaint_path`) the step is first order again.
     """
     x0_earlier, alpha_bar_earlier = None, None  # the step before's prediction and noise level
 
     def update(x_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, alpha_bar: float,
                alpha_bar_prev: float) -> torch.Tensor:
         nonlocal x0_earlier, alpha_bar_earlier
+        if alpha_bar_earlier is not None and alpha_bar_earlier >= alpha_bar:  # after a jump back up (RePaint):
+            x0_earlier, alpha_bar_earlier = None, None  # the earlier prediction is not from a noisier step: forget it
         if alpha_bar_prev == 1.0:  # the last step: first order, without noise
             x_prev = dpm_solver_2m_step(x_t, x0, alpha_bar, alpha_bar_prev)
         elif noise_source is None:  # second order, or first on the first step, where x0_earlier is still None

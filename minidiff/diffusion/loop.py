@@ -17,7 +17,8 @@ Papers followed:
 - Lin, Liu, Li & Yang 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", sec. 3.2: at zero
   terminal SNR an eps prediction says nothing about x0, so such a schedule needs a model that predicts v or x0.
 - Lugmayr et al. 2022, "RePaint", eq. 8: the kept region of an inpainting edit is reset before every step
-  (`minidiff.diffusion.editing.keep_known`).
+  (`minidiff.diffusion.editing.keep_known`); Algorithm 1: optionally, stretches of steps walked again after a
+  jump back up (`minidiff.diffusion.editing.repaint_path`).
 
 Notation (variable -> symbol in Ho et al. 2020). t is 0-based: t = 0 is one step of noise, t = T-1 the last;
 t is fractional for Karras sigmas.
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from minidiff.diffusion.editing import Edit, keep_known
+from minidiff.diffusion.editing import Edit, keep_known, renoise, repaint_path
 from minidiff.diffusion.forward import eps_from_x0, x0_and_eps_from_output
 from minidiff.diffusion.schedule import NoiseSchedule, alpha_bar_at
 
@@ -130,17 +131,24 @@ def denoising_loop(denoiser: Denoiser, x_t: torch.Tensor, schedule: NoiseSchedul
     evaluated again at the update's result, and `correct` makes the step from both predictions; not on the
     last step, into the clean image. NFE counts calls of `denoiser`: one per step, two with a correction.
     With an `edit` that keeps part of an input (inpainting), that part of x_t is the input noised to t before
-    every step, and the input itself at the end (`minidiff.diffusion.editing.keep_known`).
+    every step, and the input itself at the end (`minidiff.diffusion.editing.keep_known`); with RePaint's
+    resampling (edit.resamplings > 0) the loop walks `minidiff.diffusion.editing.repaint_path`, noising x_t back up
+    wherever that path rises (`renoise`); every step walked is reported, repeats included.
     """
     if timesteps and prediction == "eps" and alpha_bar_at(schedule, timesteps[0]) == 0.0:
         raise ValueError("an eps-predicting model cannot recover x0 at zero SNR (alpha_bar = 0 at the first step); "
                          "train with prediction 'v' or 'x0' for a zero-terminal-SNR schedule (Lin et al. 2023)")
     denoiser = CountedDenoiser(denoiser)
+    path = repaint_path(timesteps, edit)  # the timesteps, or with RePaint's jumps back up
+    index = 0
     with torch.inference_mode():
-        for index, t in enumerate(timesteps):
-            t_prev = timesteps[index + 1] if index + 1 < len(timesteps) else -1
+        for position, t in enumerate(path):
+            t_prev = path[position + 1] if position + 1 < len(path) else -1
             x_t = keep_known(x_t, t, schedule, edit)
             alpha_bar = alpha_bar_at(schedule, t)
+            if t_prev > t:  # RePaint: jump back up to t_prev by the forward process, then walk down again
+                x_t = renoise(x_t, alpha_bar, alpha_bar_at(schedule, t_prev), edit.generator)
+                continue
             alpha_bar_prev = alpha_bar_at(schedule, t_prev) if t_prev >= 0 else 1.0
             x0, eps = predict_x0_and_eps(denoiser, prediction, x_t, t, alpha_bar, clip_x0)
             x_prev = update(x_t, x0, eps, alpha_bar, alpha_bar_prev)
@@ -149,5 +157,5 @@ def denoising_loop(denoiser: Denoiser, x_t: torch.Tensor, schedule: NoiseSchedul
                 x_prev = correct(x_t, eps, eps_next, alpha_bar, alpha_bar_prev)
             if callback is not None:
                 callback(DenoisingStep(index, t, t_prev, x_t, eps, x0, x_prev, nfe=denoiser.calls))
-            x_t = x_prev
+            index, x_t = index + 1, x_prev
     return keep_known(x_t, -1, schedule, edit)

@@ -27,6 +27,7 @@ Notation (variable -> symbol). t is 0-based: t = 0 is one step of noise, t = T-1
     NFE             network evaluations (calls of the denoiser): the honest cost of a sample
 """
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -36,7 +37,26 @@ from minidiff.diffusion.editing import Edit, starting_point
 from minidiff.diffusion.loop import Denoiser, DenoisingStep, denoising_loop, gaussian_noise
 from minidiff.diffusion.schedule import NoiseSchedule
 from minidiff.diffusion.steps import VARIANCES, ddim_step, ddpm_step, euler_update, heun_correction
-from minidiff.diffusion.timesteps import karras_timesteps, sampling_timesteps
+from minidiff.diffusion.timesteps import edit_timesteps, karras_timesteps
+
+
+def start(shape: tuple[int, ...], schedule: NoiseSchedule, steps: int | None, spacing: str,
+          generator: torch.Generator | None, device: torch.device | str, edit: Edit | None,
+          karras: bool = False) -> tuple[torch.Tensor, list, Edit | None]:
+    """What every sampler starts with: x_T, the timesteps to visit, and the edit.
+
+    The timesteps are `steps` of the T placed by `spacing`, or for an edit (SDEdit) the same spacing laid over
+    0 ... t_0 = strength * T (`minidiff.diffusion.editing.edit_timesteps`); with `karras`, Karras noise levels over
+    the same range. x_T is N(0, I) noise from `generator`, or the input noised to the first timestep. An edit
+    without its own generator re-noises its kept region from the sampler's, so one generator reproduces a sample.
+    """
+    timesteps = edit_timesteps(schedule.T, steps, spacing, None if edit is None else edit.strength)
+    if karras and timesteps:
+        timesteps = karras_timesteps(schedule, timesteps)
+    if edit is not None and edit.generator is None:
+        edit = dataclasses.replace(edit, generator=generator)
+    x_T = starting_point(gaussian_noise(shape, generator, device), timesteps, schedule, edit)
+    return x_T, timesteps, edit
 
 
 def sample_ddpm(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
@@ -51,8 +71,7 @@ def sample_ddpm(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSched
     """
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; choose one of {VARIANCES}")
-    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device),  # Algorithm 2, line 1
-                                    sampling_timesteps(schedule.T, steps, spacing), schedule, edit)
+    x_T, timesteps, edit = start(shape, schedule, steps, spacing, generator, device, edit)  # Algorithm 2, line 1
 
     def update(x_t, x0, eps, alpha_bar, alpha_bar_prev):
         # Algorithm 2, line 3: no noise on the last step, into the clean image (alpha_bar_prev = 1)
@@ -72,8 +91,7 @@ def sample_ddim(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSched
     """
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in 0 ... 1 (0 = deterministic DDIM, 1 = DDPM's variance), got {eta}")
-    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device),
-                                    sampling_timesteps(schedule.T, steps, spacing), schedule, edit)
+    x_T, timesteps, edit = start(shape, schedule, steps, spacing, generator, device, edit)
 
     def update(x_t, x0, eps, alpha_bar, alpha_bar_prev):
         noise = gaussian_noise(x_t.shape, generator, device) if eta > 0 and alpha_bar_prev < 1.0 else None
@@ -89,8 +107,7 @@ def sample_dpm_solver(denoiser: Denoiser, shape: tuple[int, ...], schedule: Nois
                       edit: Edit | None = None) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2) for the probability-flow ODE: one NFE per step, second order
     except on the first and the last step (see `minidiff.diffusion.dpm_solver.dpm_solver_2m_update`)."""
-    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device),
-                                    sampling_timesteps(schedule.T, steps, spacing), schedule, edit)
+    x_T, timesteps, edit = start(shape, schedule, steps, spacing, generator, device, edit)
     return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, dpm_solver_2m_update(), clip_x0, callback,
                           edit=edit)
 
@@ -104,8 +121,7 @@ def sample_dpm_solver_sde(denoiser: Denoiser, shape: tuple[int, ...], schedule: 
 
     The generator draws x_T, then fresh noise on every step but the last
     (`minidiff.diffusion.dpm_solver.dpm_solver_sde_2m_step`)."""
-    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device),
-                                    sampling_timesteps(schedule.T, steps, spacing), schedule, edit)
+    x_T, timesteps, edit = start(shape, schedule, steps, spacing, generator, device, edit)
     update = dpm_solver_2m_update(noise_source=lambda noise_shape: gaussian_noise(noise_shape, generator, device))
     return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, update, clip_x0, callback, edit=edit)
 
@@ -119,8 +135,7 @@ def sample_euler(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSche
     The `steps` noise levels span the same range as the spacing's timesteps, placed by eq. 5 (rho = 7), then
     a last step into sigma = 0. One NFE per step. x_T ~ N(0, I), as for every sampler here.
     """
-    timesteps = karras_timesteps(schedule, sampling_timesteps(schedule.T, steps, spacing))
-    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device), timesteps, schedule, edit)
+    x_T, timesteps, edit = start(shape, schedule, steps, spacing, generator, device, edit, karras=True)
     return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, euler_update, clip_x0, callback, edit=edit)
 
 
@@ -132,8 +147,7 @@ def sample_heun(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSched
 
     Two NFE per step, except the last, into sigma = 0, which stays an Euler step: 2 * steps - 1 in all.
     """
-    timesteps = karras_timesteps(schedule, sampling_timesteps(schedule.T, steps, spacing))
-    x_T, timesteps = starting_point(gaussian_noise(shape, generator, device), timesteps, schedule, edit)
+    x_T, timesteps, edit = start(shape, schedule, steps, spacing, generator, device, edit, karras=True)
     return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, euler_update, clip_x0, callback,
                           correct=heun_correction, edit=edit)
 

@@ -1,6 +1,7 @@
 r"""Where samplers step: the timesteps they visit, a spacing of the T training steps, and Karras noise levels.
 
-`sampling_timesteps` picks `steps` of the T timesteps, falling, placed as a spacing says; `karras_timesteps` puts
+`sampling_timesteps` picks `steps` of the T timesteps, falling, placed as a spacing says (`edit_timesteps`: over the
+first strength * T of them only, for an edit that starts part of the way, SDEdit); `karras_timesteps` puts
 noise levels even in sigma^(1/rho) over the same range instead, as fractional timesteps, which
 `minidiff.diffusion.schedule.alpha_bar_at` reads back. The samplers (`minidiff.diffusion.samplers`) take their
 timesteps from here.
@@ -8,6 +9,7 @@ timesteps from here.
 Papers followed:
 - Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", sec. 4, and Lin, Liu, Li & Yang 2023,
   "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2: fewer steps, and where they fall.
+- Meng et al. 2022, "SDEdit", sec. 3: an edit starts at the time t_0 = strength * T on the diffusion.
 - Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative Models" (EDM):
   the noise levels sigma_i (eq. 5, rho = 7).
 
@@ -98,3 +100,26 @@ def karras_timesteps(schedule: NoiseSchedule, timesteps: list[int], rho: float =
                          "(sigma = inf at the last step); sample it with ddpm, ddim or dpm++")
     sigmas = karras_sigmas(sigma_max, sigma_min, len(timesteps), rho)
     return [timestep_from_sigma(schedule, sigma) for sigma in sigmas]
+
+
+def round_half_up(x: float) -> int:
+    """x rounded to the nearest whole number, halves up (2.5 -> 3), unlike Python's round (halves to even)."""
+    return math.floor(x + 0.5)
+
+
+def edit_timesteps(T: int, steps: int | None, spacing: str, strength: float | None) -> list[int]:
+    r"""The timesteps a sampler visits: `sampling_timesteps(T, steps, spacing)`, or for an edit the same spacing
+    laid over the diffusion's first round_half_up(strength * T) timesteps, 0 ... t_0, with
+    round_half_up(strength * S) steps (S = steps, or T).
+
+    So the first timestep is $t_0 = \text{strength} \cdot T - 1$ (0-based; rounded), the start SDEdit asks for
+    (Meng et al. 2022, sec. 3), for every spacing that starts at its top (linspace, trailing) and within one of the
+    edit's steps for leading. strength None: no edit. No steps (an empty list) when strength * S rounds to 0.
+    """
+    timesteps = sampling_timesteps(T, steps, spacing)  # also checks steps and spacing
+    if strength is None:
+        return timesteps
+    count = round_half_up(strength * len(timesteps))  # steps that run: S' <= T' because S <= T
+    if count == 0:
+        return []
+    return sampling_timesteps(round_half_up(strength * T), count, spacing)  # T' = t_0 + 1 timesteps: 0 ... t_0

@@ -123,9 +123,11 @@ def test_cli_img2img_and_inpainting(tiny_text_model, tmp_path):
           str(tmp_path / "in.png"), "--strength", "0.5", "--steps", "4", "--n", "2", "--out", str(tmp_path / "a")])
     meta = json.loads((tmp_path / "a" / "meta.json").read_text())
     assert meta["strength"] == 0.5 and meta["nfe"] == 2 and Image.open(tmp_path / "a" / "001.png").size == (32, 32)
+    assert meta["start_timestep"] == 0.5 * 100 - 1  # SDEdit's t_0 = strength * T, 0-based (the tiny model: T = 100)
     main(["sample", "--model", str(tiny_text_model), "--prompt", "a blue circle", "--init-image",
           str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"), "--steps", "4", "--out", str(tmp_path / "b")])
-    assert json.loads((tmp_path / "b" / "meta.json").read_text())["strength"] == 1.0
+    meta = json.loads((tmp_path / "b" / "meta.json").read_text())
+    assert meta["strength"] == 1.0 and meta["start_timestep"] == 99
     with pytest.raises(SystemExit, match="strength must lie in"):
         main(["sample", "--model", str(tiny_text_model), "--prompt", "a blue circle", "--init-image",
               str(tmp_path / "in.png"), "--strength", "2", "--out", str(tmp_path / "c")])

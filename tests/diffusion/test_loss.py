@@ -26,8 +26,32 @@ def test_min_snr_weights_turn_every_target_into_min_snr_gamma_times_the_x0_error
     torch.testing.assert_close(weighted, expected, rtol=1e-5, atol=1e-9)
 
 
-def test_min_snr_weights_at_zero_snr_and_without_gamma():
+def min_snr_by_hand(snr: float, gamma: float, prediction: str) -> float:
+    """Hang et al. 2023, sec. 3.4, written out in float64: min(SNR, gamma) over the factor that turns the target's
+    error into an x0 error (SNR for eps, SNR + 1 for v, 1 for x0); 1 at SNR = 0 for every target (their code)."""
+    if snr == 0.0:
+        return 1.0
+    factor = {"eps": snr, "x0": 1.0, "v": snr + 1.0}[prediction]
+    return min(snr, gamma) / factor
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+@pytest.mark.parametrize("zero_terminal_snr", [False, True])
+def test_min_snr_weights_at_both_ends_of_the_schedule_match_the_formula(prediction, zero_terminal_snr):
+    """SNR = 0 (a zero-terminal-SNR schedule's last step), the largest SNR (t = 0), and steps in between."""
+    gamma = 5.0
+    schedule = make_schedule("cosine", 1000, zero_terminal_snr=zero_terminal_snr)
+    snr = schedule.snr.double()
+    t = torch.tensor([0, 1, 300, 700, 998, 999])
+    assert (snr[999] == 0) == zero_terminal_snr and snr[0] == snr.max()
+    weights = loss_weights(snr[t], gamma, prediction)
+    expected = torch.tensor([min_snr_by_hand(float(snr[i]), gamma, prediction) for i in t], dtype=torch.float64)
+    torch.testing.assert_close(weights.double(), expected, rtol=1e-6, atol=0)
+
+
+def test_min_snr_weights_at_zero_snr_are_one_for_every_target_and_without_gamma():
     snr = torch.tensor([0.0, 1.0, 100.0], dtype=torch.float64)
     assert loss_weights(snr, 5.0, "eps").tolist() == [1.0, 1.0, 0.05000000074505806]  # 5 / 100 in float32
-    assert loss_weights(snr, 5.0, "x0").tolist() == [0.0, 1.0, 5.0]
+    assert loss_weights(snr, 5.0, "x0").tolist() == [1.0, 1.0, 5.0]
+    assert loss_weights(snr, 5.0, "v")[:2].tolist() == [1.0, 0.5] and loss_weights(snr, 5.0, "v")[2].item() == pytest.approx(5 / 101)
     assert loss_weights(snr, None, "eps").tolist() == [1.0, 1.0, 1.0]
