@@ -19,9 +19,15 @@ def fake_denoiser(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return 0.3 * torch.tanh(x_t) + 0.01 * t.float()[:, None, None, None] / 100
 
 
-def run(sampler: str, edit: Edit | None, steps: int = 10, seed: int = 0):
+def mixing_denoiser(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """fake_denoiser plus each image's mean: every pixel's prediction depends on every other pixel, as a network's
+    does, so the kept region's noise reaches the regenerated one."""
+    return fake_denoiser(x_t, t) + 0.5 * x_t.mean(dim=(1, 2, 3), keepdim=True)
+
+
+def run(sampler: str, edit: Edit | None, steps: int = 10, seed: int = 0, denoiser=fake_denoiser):
     counted = []
-    x = SAMPLERS[sampler](fake_denoiser, SHAPE, SCHEDULE, "v", steps=steps, generator=torch.Generator().manual_seed(seed),
+    x = SAMPLERS[sampler](denoiser, SHAPE, SCHEDULE, "v", steps=steps, generator=torch.Generator().manual_seed(seed),
                           edit=edit, callback=counted.append, clip_x0=False)
     return x, (counted[-1].nfe if counted else 0)
 
@@ -201,5 +207,9 @@ def test_every_editing_path_is_reproducible_from_its_generator_alone(sampler):
         for global_seed in (0, 1):
             torch.manual_seed(global_seed)  # disturb the global RNG: nothing may depend on it
             torch.randn(7)
-            results.append(run(sampler, None if edit_options is None else Edit(x0, **edit_options), steps=6, seed=11)[0])
+            edit = None if edit_options is None else Edit(x0, **edit_options)
+            results.append(run(sampler, edit, steps=6, seed=11, denoiser=mixing_denoiser)[0])
         assert torch.equal(*results), edit_options
+        other_seed = run(sampler, None if edit_options is None else Edit(x0, **edit_options), steps=6, seed=12,
+                         denoiser=mixing_denoiser)[0]
+        assert not torch.equal(results[0], other_seed), edit_options  # the generator does decide the images
