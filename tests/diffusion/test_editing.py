@@ -5,6 +5,7 @@ pipeline: tests/test_pipeline.py; on the command line: tests/cli/test_cli_sample
 import pytest
 import torch
 
+from minidiff.diffusion.dpm_solver import dpm_solver_2m_step, dpm_solver_2m_update
 from minidiff.diffusion.editing import Edit, latent_mask, paste_kept, repaint_path
 from minidiff.diffusion.samplers import SAMPLERS
 from minidiff.diffusion.schedule import alpha_bar_at, make_schedule
@@ -157,6 +158,19 @@ def test_repaint_path_walks_each_stretch_again_after_a_jump_back():
         Edit(torch.zeros(SHAPE), resamplings=1)
     with pytest.raises(ValueError, match="jump_length must be a whole number >= 1"):
         Edit(torch.zeros(SHAPE), mask=torch.ones(1, 1, 8, 8), jump_length=0)
+
+
+def test_dpm_solver_takes_a_first_order_step_after_a_jump_back_up():
+    """DPM-Solver++(2M) extrapolates x0 from the step before, which must be at more noise. After RePaint's jump
+    back up, the step before is at less noise: the solver forgets it and steps first order (as on its first step)."""
+    update = dpm_solver_2m_update()
+    x_t, eps = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
+    x0_a, x0_b, x0_c = torch.randn(3, 1, 3, 4, 4)
+    update(x_t, x0_a, eps, 0.3, 0.5)
+    second_order = update(x_t, x0_b, eps, 0.5, 0.7)  # the step before was at alpha_bar 0.3 < 0.5: extrapolate
+    assert torch.allclose(second_order, dpm_solver_2m_step(x_t, x0_b, 0.5, 0.7, x0_a, 0.3))
+    after_jump = update(x_t, x0_c, eps, 0.2, 0.4)  # jumped back up: the step before (0.5) was at less noise
+    assert torch.allclose(after_jump, dpm_solver_2m_step(x_t, x0_c, 0.2, 0.4))
 
 
 def seam_mismatch(x: torch.Tensor) -> float:
