@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from minidiff.diffusion.dpm_solver import dpm_solver_2m_step, dpm_solver_2m_update
-from minidiff.diffusion.editing import Edit, latent_mask, paste_kept, repaint_path
+from minidiff.diffusion.editing import Edit, latent_mask, paste_kept, renoise, repaint_path
 from minidiff.diffusion.samplers import SAMPLERS
 from minidiff.diffusion.schedule import alpha_bar_at, make_schedule
 from minidiff.diffusion.timesteps import SPACINGS, edit_timesteps, round_half_up
@@ -158,6 +158,19 @@ def test_repaint_path_walks_each_stretch_again_after_a_jump_back():
         Edit(torch.zeros(SHAPE), resamplings=1)
     with pytest.raises(ValueError, match="jump_length must be a whole number >= 1"):
         Edit(torch.zeros(SHAPE), mask=torch.ones(1, 1, 8, 8), jump_length=0)
+
+
+def test_the_jump_back_up_lands_on_the_forward_process_marginal():
+    """RePaint's jump from s up to t > s is q(x_t | x_s): applied to x_s ~ q(x_s | x0) it must give q(x_t | x0) =
+    N(sqrt(alpha_bar_t) x0, 1 - alpha_bar_t), for every pair. 400 000 draws: mean and variance within 0.01."""
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.full((400_000,), 0.8)
+    for s, t in [(10, 60), (0, 99), (40, 41)]:
+        alpha_bar_s, alpha_bar_t = alpha_bar_at(SCHEDULE, s), alpha_bar_at(SCHEDULE, t)
+        x_s = alpha_bar_s ** 0.5 * x0 + (1 - alpha_bar_s) ** 0.5 * torch.randn(x0.shape, generator=generator)
+        x_t = renoise(x_s, alpha_bar_s, alpha_bar_t, generator)
+        assert x_t.mean().item() == pytest.approx(alpha_bar_t ** 0.5 * 0.8, abs=0.01), (s, t)
+        assert x_t.var().item() == pytest.approx(1 - alpha_bar_t, abs=0.01), (s, t)
 
 
 def test_dpm_solver_takes_a_first_order_step_after_a_jump_back_up():
