@@ -5,7 +5,8 @@ pipeline: tests/test_pipeline.py; on the command line: tests/cli/test_cli_sample
 import pytest
 import torch
 
-from minidiff.diffusion.editing import Edit, latent_mask, paste_kept, repaint_path
+from minidiff.diffusion.dpm_solver import dpm_solver_2m_step, dpm_solver_2m_update
+from minidiff.diffusion.editing import Edit, latent_mask, paste_kept, renoise, repaint_path
 from minidiff.diffusion.samplers import SAMPLERS
 from minidiff.diffusion.schedule import alpha_bar_at, make_schedule
 from minidiff.diffusion.timesteps import SPACINGS, edit_timesteps, round_half_up
@@ -19,9 +20,15 @@ def fake_denoiser(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return 0.3 * torch.tanh(x_t) + 0.01 * t.float()[:, None, None, None] / 100
 
 
-def run(sampler: str, edit: Edit | None, steps: int = 10, seed: int = 0):
+def mixing_denoiser(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """fake_denoiser plus each image's mean: every pixel's prediction depends on every other pixel, as a network's
+    does, so the kept region's noise reaches the regenerated one."""
+    return fake_denoiser(x_t, t) + 0.5 * x_t.mean(dim=(1, 2, 3), keepdim=True)
+
+
+def run(sampler: str, edit: Edit | None, steps: int = 10, seed: int = 0, denoiser=fake_denoiser):
     counted = []
-    x = SAMPLERS[sampler](fake_denoiser, SHAPE, SCHEDULE, "v", steps=steps, generator=torch.Generator().manual_seed(seed),
+    x = SAMPLERS[sampler](denoiser, SHAPE, SCHEDULE, "v", steps=steps, generator=torch.Generator().manual_seed(seed),
                           edit=edit, callback=counted.append, clip_x0=False)
     return x, (counted[-1].nfe if counted else 0)
 
@@ -153,6 +160,32 @@ def test_repaint_path_walks_each_stretch_again_after_a_jump_back():
         Edit(torch.zeros(SHAPE), mask=torch.ones(1, 1, 8, 8), jump_length=0)
 
 
+def test_the_jump_back_up_lands_on_the_forward_process_marginal():
+    """RePaint's jump from s up to t > s is q(x_t | x_s): applied to x_s ~ q(x_s | x0) it must give q(x_t | x0) =
+    N(sqrt(alpha_bar_t) x0, 1 - alpha_bar_t), for every pair. 400 000 draws: mean and variance within 0.01."""
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.full((400_000,), 0.8)
+    for s, t in [(10, 60), (0, 99), (40, 41)]:
+        alpha_bar_s, alpha_bar_t = alpha_bar_at(SCHEDULE, s), alpha_bar_at(SCHEDULE, t)
+        x_s = alpha_bar_s ** 0.5 * x0 + (1 - alpha_bar_s) ** 0.5 * torch.randn(x0.shape, generator=generator)
+        x_t = renoise(x_s, alpha_bar_s, alpha_bar_t, generator)
+        assert x_t.mean().item() == pytest.approx(alpha_bar_t ** 0.5 * 0.8, abs=0.01), (s, t)
+        assert x_t.var().item() == pytest.approx(1 - alpha_bar_t, abs=0.01), (s, t)
+
+
+def test_dpm_solver_takes_a_first_order_step_after_a_jump_back_up():
+    """DPM-Solver++(2M) extrapolates x0 from the step before, which must be at more noise. After RePaint's jump
+    back up, the step before is at less noise: the solver forgets it and steps first order (as on its first step)."""
+    update = dpm_solver_2m_update()
+    x_t, eps = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
+    x0_a, x0_b, x0_c = torch.randn(3, 1, 3, 4, 4)
+    update(x_t, x0_a, eps, 0.3, 0.5)
+    second_order = update(x_t, x0_b, eps, 0.5, 0.7)  # the step before was at alpha_bar 0.3 < 0.5: extrapolate
+    assert torch.allclose(second_order, dpm_solver_2m_step(x_t, x0_b, 0.5, 0.7, x0_a, 0.3))
+    after_jump = update(x_t, x0_c, eps, 0.2, 0.4)  # jumped back up: the step before (0.5) was at less noise
+    assert torch.allclose(after_jump, dpm_solver_2m_step(x_t, x0_c, 0.2, 0.4))
+
+
 def seam_mismatch(x: torch.Tensor) -> float:
     """How far apart the two halves of an image are along their shared edge (columns 3 and 4): the seam."""
     return (x[..., 3] - x[..., 4]).pow(2).mean().item()
@@ -201,5 +234,9 @@ def test_every_editing_path_is_reproducible_from_its_generator_alone(sampler):
         for global_seed in (0, 1):
             torch.manual_seed(global_seed)  # disturb the global RNG: nothing may depend on it
             torch.randn(7)
-            results.append(run(sampler, None if edit_options is None else Edit(x0, **edit_options), steps=6, seed=11)[0])
+            edit = None if edit_options is None else Edit(x0, **edit_options)
+            results.append(run(sampler, edit, steps=6, seed=11, denoiser=mixing_denoiser)[0])
         assert torch.equal(*results), edit_options
+        other_seed = run(sampler, None if edit_options is None else Edit(x0, **edit_options), steps=6, seed=12,
+                         denoiser=mixing_denoiser)[0]
+        assert not torch.equal(results[0], other_seed), edit_options  # the generator does decide the images

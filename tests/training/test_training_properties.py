@@ -101,3 +101,32 @@ def test_the_ema_weights_follow_the_decay_schedule_step_by_step():
         # $\theta_{ema} \leftarrow \delta_k \theta_{ema} + (1 - \delta_k) \theta_{k+1}$
         expected = decay * expected + (1 - decay) * model.weight.detach()
     torch.testing.assert_close(run.ema.weight, expected, rtol=1e-5, atol=1e-7)
+
+
+class InputRecorder(torch.nn.Module):
+    """A stand-in network that answers zeros and remembers what it was asked: x_t and t."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x_t, t, **condition):
+        self.calls.append((x_t.clone(), t.clone()))
+        return torch.zeros_like(x_t)
+
+
+def test_the_loss_weights_each_image_by_min_snr_gamma():
+    """With x0 = 0, x_t = sqrt(1 - alpha_bar_t) eps, so the network's inputs give away each image's target eps; a
+    network answering 0 makes each image's error mean(eps^2), and the loss is the mean of min(SNR, 5) / SNR times that
+    (Hang et al. 2023, written out in float64)."""
+    config = tiny_train_config(min_snr_gamma=5.0)
+    assert config.diffusion.prediction == "eps"
+    schedule = make_schedule(config.diffusion.schedule, config.diffusion.T)
+    run = SimpleNamespace(config=config, generator=torch.Generator().manual_seed(0), model=InputRecorder())
+    loss = diffusion_loss(run, schedule, torch.zeros(64, 1, 4, 4), torch.zeros(64, dtype=torch.long), "cpu")
+    (x_t, t), = run.model.calls
+    alpha_bar = schedule.alpha_bar.double()[t]
+    eps = x_t.double() / (1 - alpha_bar).sqrt()[:, None, None, None]
+    snr = alpha_bar / (1 - alpha_bar)
+    expected = (snr.clamp(max=5.0) / snr * eps.pow(2).mean(dim=(1, 2, 3))).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
