@@ -71,7 +71,7 @@ class DenoisingStep:
     """What the sampling loop reports after each step (for widgets, plots and step counting)."""
 
     index: int  # 0, 1, ... in sampling order
-    t: float  # timestep of x_t: an int, or fractional for Karras sigmas
+    t: float  # timestep of x_t: an int, fractional for Karras sigmas, or a flow model's time in [0, 1]
     t_prev: float  # timestep of x_prev; -1 for the final, clean image
     x_t: torch.Tensor  # (B, C, H, W) the input of this step
     eps: torch.Tensor  # (B, C, H, W) predicted noise
