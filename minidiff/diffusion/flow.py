@@ -153,6 +153,7 @@ def straightness(states: list[torch.Tensor], times: list[float]) -> torch.Tensor
     for k in range(len(states) - 1):
         dt = times[k + 1] - times[k]
         segment = (states[k + 1] - states[k]) / dt  # (B, ...)
-        # $S = \frac{1}{|t_N - t_0|} \sum_k |\Delta t_k|\, \overline{\| (x_N - x_0)/(t_N - t_0) - \Delta x_k / \Delta t_k \|^2}$
+        # $\frac{1}{|t_{(K)} - t_{(0)}|} \sum_k |\Delta t_{(k)}|\, \overline{\lVert \frac{x_{(K)} - x_{(0)}}{t_{(K)} - t_{(0)}}
+        #   - \frac{\Delta x_{(k)}}{\Delta t_{(k)}} \rVert^2}$, with $x_{(k)}$ the k-th state (not the image $x_0$)
         total += abs(dt) * (segment - whole).pow(2).flatten(1).mean(dim=1)  # (B, ...) -> (B,)
     return total / abs(times[-1] - times[0])

@@ -169,9 +169,11 @@ def sample_flow_midpoint(denoiser: Denoiser, shape: tuple[int, ...], prediction:
                          device: torch.device | str = "cpu",
                          callback: Callable[[DenoisingStep], None] | None = None) -> torch.Tensor:
     r"""The explicit midpoint method in t: half an Euler step to the middle of the step, then the whole step from its
-    start with the velocity found there: $x_{t'} = x_t + (t' - t)\, u(x_t + \tfrac{t' - t}{2} u(x_t, t), \tfrac{t + t'}{2})$.
+    start with the velocity found there:
+    $x_{t'} = x_t + (t' - t)\, u(x_t + \tfrac{t' - t}{2} u(x_t, t), \tfrac{t + t'}{2})$.
 
-    The loop visits each step's start and its midpoint as two timesteps, so it reports both; 2 NFE per step.
+    The loop visits each step's start and its midpoint as two timesteps, so it reports both; the update at a start
+    keeps its point for the update at the midpoint. 2 NFE per step.
     """
     times = flow_times(steps)
     ends = times[1:] + [0.0]
@@ -222,15 +224,15 @@ SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm++": sample_dpm_solver
             "euler": sample_euler, "heun": sample_heun}
 
 
-def sample(name: str, denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
-           **options) -> torch.Tensor:
+def sample(name: str, denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule | None,
+           prediction: str = "eps", **options) -> torch.Tensor:
     """Draw images (B, C, H, W) with the sampler called `name` (a key of SAMPLERS or of FLOW_SAMPLERS): the one
     entry point.
 
     options go to that sampler: steps, spacing, clip_x0, generator, device, callback, edit, and its own ones
     (DDPM's variance, DDIM's eta). A rectified-flow model (prediction 'flow') samples with the flow samplers
-    (`sample_flow_euler`, `sample_flow_midpoint`, `sample_flow_heun`), which need no schedule. Raises ValueError for an unknown name or a
-    sampler that does not fit the model.
+    (`sample_flow_euler`, `sample_flow_midpoint`, `sample_flow_heun`), which need no schedule (None). Raises
+    ValueError for an unknown name or a sampler that does not fit the model.
     """
     if name in FLOW_SAMPLERS:
         return FLOW_SAMPLERS[name](denoiser, shape, prediction, **options)

@@ -28,7 +28,8 @@ def mnist_config() -> TrainConfig:
 def mnist_flow_config() -> TrainConfig:
     """The rectified-flow twin of `mnist_config`: the same U-Net, images, batches, steps and seed, trained on the
     straight path's velocity (prediction "flow", t logit-normal as in SD3) with plain MSE, since Min-SNR weights
-    are weights over a VP schedule's steps. Sampled with the flow samplers (`minidiff.diffusion.samplers.sample_flow_euler`, ...)."""
+    are weights over a VP schedule's steps. Sampled with the flow samplers (`minidiff.diffusion.samplers`:
+    `sample_flow_euler`, `sample_flow_midpoint`, `sample_flow_heun`)."""
     config = mnist_config()
     config.diffusion = DiffusionConfig(prediction="flow", time_sampling="logit_normal")
     config.min_snr_gamma = None

@@ -6,6 +6,7 @@ executes twice per test session in all: once by nbclient for the book, once live
 """
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import nbformat
@@ -23,7 +24,7 @@ def test_there_are_chapters():
     assert names, f"no chapters found in {CHAPTERS_DIR}"
     numbers = [int(n[:2]) for n in names]
     # a number may stay free for a chapter still being written, but each is used once, in order, from 01
-    assert numbers[0] == 1 and all(a < b for a, b in zip(numbers, numbers[1:])), \
+    assert numbers[0] == 1 and all(a < b for a, b in pairwise(numbers)), \
         f"chapters must be numbered 01, 02, ..., each number once: {names}"
 
 

@@ -128,9 +128,9 @@ def test_a_flow_config_draws_logit_normal_times_by_default_and_has_no_schedule()
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(prediction="flow", time_sampling="cosine"), "unknown time_sampling"),
-    (dict(prediction="flow", zero_terminal_snr=True), "pure noise at t = 1 already"),
-    (dict(prediction="eps", time_sampling="uniform"), "time_sampling is for prediction 'flow'"),
+    ({"prediction": "flow", "time_sampling": "cosine"}, "unknown time_sampling"),
+    ({"prediction": "flow", "zero_terminal_snr": True}, "pure noise at t = 1 already"),
+    ({"prediction": "eps", "time_sampling": "uniform"}, "time_sampling is for prediction 'flow'"),
 ])
 def test_mismatched_flow_settings_raise_a_clear_error(bad, message):
     with pytest.raises(ValueError, match=message):
