@@ -4,12 +4,16 @@ A network (minidiff.nets) knows nothing of diffusion: the same U-Net can be trai
 settings belong to the model as a whole, so a training run (`minidiff.training.config.TrainConfig.diffusion`) and a
 checkpoint (`minidiff.models.CheckpointInfo.diffusion`) each store them once, as this dataclass.
 
+A rectified-flow model (prediction "flow") is trained on the straight path x_t = (1 - t) x0 + t eps instead of a
+noise schedule (`minidiff.diffusion.flow`): it has no schedule, and `time_sampling` says how its training draws t.
+
 Papers: Ho et al. 2020 (eps, T = 1000); Nichol & Dhariwal 2021 (cosine schedule); Salimans & Ho 2022 (v);
-Lin et al. 2023 (zero terminal SNR).
+Lin et al. 2023 (zero terminal SNR); Liu et al. 2023 and Lipman et al. 2023 (flow); Esser et al. 2024 (logit-normal t).
 """
 
 from dataclasses import asdict, dataclass, fields
 
+from minidiff.diffusion.flow import FLOW, TIME_SAMPLINGS
 from minidiff.diffusion.forward import PREDICTIONS
 from minidiff.diffusion.schedule import SCHEDULES, NoiseSchedule, make_schedule
 
@@ -21,18 +25,37 @@ class DiffusionConfig:
     schedule: str = "cosine"  # Nichol & Dhariwal 2021: better than linear for small images and few sampling steps
     T: int = 1000  # diffusion steps, as in DDPM
     zero_terminal_snr: bool = False  # Lin et al. 2023: the last step is pure noise; needs prediction "v" or "x0"
-    prediction: str = "eps"  # the network's target: "eps" (DDPM), "x0" or "v" (Salimans & Ho 2022)
+    # the network's target: "eps" (DDPM), "x0" or "v" (Salimans & Ho 2022), or "flow": the straight path's velocity
+    prediction: str = "eps"
+    time_sampling: str | None = None  # flow only: how training draws t, "logit_normal" (the default, SD3) or "uniform"
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
-        if self.prediction not in PREDICTIONS:
-            raise ValueError(f"unknown prediction {self.prediction!r}; choose one of {PREDICTIONS}")
+        if self.prediction not in PREDICTIONS + (FLOW,):
+            raise ValueError(f"unknown prediction {self.prediction!r}; choose one of {PREDICTIONS + (FLOW,)}")
         if isinstance(self.T, bool) or not isinstance(self.T, int) or self.T < 1:
             raise ValueError(f"T, the number of diffusion steps, must be a whole number >= 1, got {self.T!r}")
+        if self.prediction == FLOW:
+            self.check_flow()
+        elif self.time_sampling is not None:
+            raise ValueError(f"time_sampling is for prediction 'flow'; a {self.prediction!r} model draws its step "
+                             "uniformly from 0 ... T-1, so leave time_sampling out (None)")
 
-    def noise_schedule(self) -> NoiseSchedule:
-        """The schedule's tables for these settings."""
+    def check_flow(self) -> None:
+        """A rectified-flow model's settings: its t is drawn as time_sampling says; it has no zero-SNR rescale."""
+        if self.time_sampling is None:
+            self.time_sampling = "logit_normal"
+        if self.time_sampling not in TIME_SAMPLINGS:
+            raise ValueError(f"unknown time_sampling {self.time_sampling!r}; choose one of {TIME_SAMPLINGS}")
+        if self.zero_terminal_snr:
+            raise ValueError("zero_terminal_snr rescales a VP schedule; the straight path of prediction 'flow' is "
+                             "pure noise at t = 1 already, so leave zero_terminal_snr False")
+
+    def noise_schedule(self) -> NoiseSchedule | None:
+        """The schedule's tables for these settings; None for a rectified-flow model, which has no schedule."""
+        if self.prediction == FLOW:
+            return None
         return make_schedule(self.schedule, self.T, zero_terminal_snr=self.zero_terminal_snr)
 
     def to_dict(self) -> dict:

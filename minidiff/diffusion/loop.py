@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from minidiff.diffusion.editing import Edit, keep_known, renoise, repaint_path
+from minidiff.diffusion.flow import FLOW, alpha_bar_of_flow_time, eps_on_path, x0_and_eps_from_velocity
 from minidiff.diffusion.forward import eps_from_x0, x0_and_eps_from_output
 from minidiff.diffusion.schedule import NoiseSchedule, alpha_bar_at
 
@@ -71,7 +72,7 @@ class DenoisingStep:
     """What the sampling loop reports after each step (for widgets, plots and step counting)."""
 
     index: int  # 0, 1, ... in sampling order
-    t: float  # timestep of x_t: an int, or fractional for Karras sigmas
+    t: float  # timestep of x_t: an int, fractional for Karras sigmas, or a flow model's time in [0, 1]
     t_prev: float  # timestep of x_prev; -1 for the final, clean image
     x_t: torch.Tensor  # (B, C, H, W) the input of this step
     eps: torch.Tensor  # (B, C, H, W) predicted noise
@@ -98,11 +99,17 @@ def predict_x0_and_eps(denoiser: Denoiser, prediction: str, x_t: torch.Tensor, t
 
     An int t goes to the network as a LongTensor, a fractional one (Karras sigmas) as float32.
     With clip_x0, x0 is clipped to the data range [-1, 1] and eps recomputed from it, so the pair stays
-    consistent: x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps.
+    consistent: x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps (for a flow model, x_t = (1 - t) x0 + t eps).
     """
     t_dtype = torch.long if isinstance(t, int) else torch.float32
     t_batch = torch.full((len(x_t),), t, dtype=t_dtype, device=x_t.device)  # () -> (B,)
     output = denoiser(x_t, t_batch)
+    if prediction == FLOW:  # a velocity on the straight path, at flow time t (minidiff.diffusion.flow)
+        x0, eps = x0_and_eps_from_velocity(x_t, output, t)
+        if clip_x0:
+            x0 = x0.clamp(-1.0, 1.0)
+            eps = eps_on_path(x_t, x0, t)
+        return x0, eps
     alpha_bar = torch.tensor(alpha_bar, dtype=x_t.dtype, device=x_t.device)  # in x_t's precision, not float32's
     x0, eps = x0_and_eps_from_output(prediction, output, x_t, alpha_bar)
     if clip_x0:
@@ -120,7 +127,22 @@ Update = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, float], torc
 Correct = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, float], torch.Tensor]
 
 
-def denoising_loop(denoiser: Denoiser, x_t: torch.Tensor, schedule: NoiseSchedule, prediction: str,
+def flow_or_schedule(schedule: NoiseSchedule | None, prediction: str) -> Callable[[float], float]:
+    """timestep -> alpha_bar: the schedule's (`alpha_bar_at`), or for a rectified-flow model (schedule None), the
+    noise level of flow time t (`minidiff.diffusion.flow.alpha_bar_of_flow_time`). Refuses a mismatched pair."""
+    if prediction == FLOW and schedule is not None:
+        raise ValueError("a rectified-flow model (prediction 'flow') samples in flow time t with the flow samplers "
+                         "('flow_euler', 'flow_midpoint', 'flow_heun'); for this sampler wrap it in "
+                         "minidiff.diffusion.flow_bridge.vp_denoiser_from_flow and pass prediction 'v'")
+    if prediction != FLOW and schedule is None:
+        raise ValueError(f"a model with prediction {prediction!r} needs its NoiseSchedule; for the flow samplers "
+                         "wrap it in minidiff.diffusion.flow_bridge.flow_denoiser_from_vp")
+    if prediction == FLOW:
+        return alpha_bar_of_flow_time
+    return lambda t: alpha_bar_at(schedule, t)
+
+
+def denoising_loop(denoiser: Denoiser, x_t: torch.Tensor, schedule: NoiseSchedule | None, prediction: str,
                    timesteps: list[float], update: Update, clip_x0: bool = False,
                    callback: Callable[[DenoisingStep], None] | None = None,
                    correct: Correct | None = None, edit: Edit | None = None) -> torch.Tensor:
@@ -134,8 +156,12 @@ def denoising_loop(denoiser: Denoiser, x_t: torch.Tensor, schedule: NoiseSchedul
     every step, and the input itself at the end (`minidiff.diffusion.editing.keep_known`); with RePaint's
     resampling (edit.resamplings > 0) the loop walks `minidiff.diffusion.editing.repaint_path`, noising x_t back up
     wherever that path rises (`renoise`); every step walked is reported, repeats included.
+    A rectified-flow model (prediction 'flow', schedule None) runs the same loop in flow time: its timesteps are
+    floats t in [0, 1], x_t lies on the straight path, and each t has the noise level alpha_bar of the bridge
+    (`minidiff.diffusion.flow`); its samplers are `minidiff.diffusion.samplers.sample_flow_euler` and its two siblings.
     """
-    if timesteps and prediction == "eps" and alpha_bar_at(schedule, timesteps[0]) == 0.0:
+    noise_level = flow_or_schedule(schedule, prediction)
+    if timesteps and prediction == "eps" and noise_level(timesteps[0]) == 0.0:
         raise ValueError("an eps-predicting model cannot recover x0 at zero SNR (alpha_bar = 0 at the first step); "
                          "train with prediction 'v' or 'x0' for a zero-terminal-SNR schedule (Lin et al. 2023)")
     denoiser = CountedDenoiser(denoiser)
@@ -145,11 +171,11 @@ def denoising_loop(denoiser: Denoiser, x_t: torch.Tensor, schedule: NoiseSchedul
         for position, t in enumerate(path):
             t_prev = path[position + 1] if position + 1 < len(path) else -1
             x_t = keep_known(x_t, t, schedule, edit)
-            alpha_bar = alpha_bar_at(schedule, t)
+            alpha_bar = noise_level(t)
             if t_prev > t:  # RePaint: jump back up to t_prev by the forward process, then walk down again
-                x_t = renoise(x_t, alpha_bar, alpha_bar_at(schedule, t_prev), edit.generator)
+                x_t = renoise(x_t, alpha_bar, noise_level(t_prev), edit.generator)
                 continue
-            alpha_bar_prev = alpha_bar_at(schedule, t_prev) if t_prev >= 0 else 1.0
+            alpha_bar_prev = noise_level(t_prev) if t_prev >= 0 else 1.0
             x0, eps = predict_x0_and_eps(denoiser, prediction, x_t, t, alpha_bar, clip_x0)
             x_prev = update(x_t, x0, eps, alpha_bar, alpha_bar_prev)
             if correct is not None and t_prev >= 0:

@@ -17,6 +17,9 @@ Papers followed:
   Models" (Lu et al. 2022b): DPM-Solver++(2M), Algorithm 2, and its SDE variant SDE-DPM-Solver++(2M).
 - Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative Models" (EDM):
   the noise levels of eq. 5, and Euler's and Heun's method on them, Algorithm 1.
+- Liu, Gong & Liu 2023, "Flow Straight and Fast", sec. 2, and Lipman et al. 2023, "Flow Matching for Generative
+  Modeling", sec. 6: a rectified-flow model's ODE dx/dt = u(x, t), integrated from t = 1 to 0 on steps even in t
+  with Euler's, the midpoint and Heun's method (`sample_flow_*`; the path and its steps: `minidiff.diffusion.flow`).
 
 Notation (variable -> symbol). t is 0-based: t = 0 is one step of noise, t = T-1 the last.
 
@@ -34,6 +37,7 @@ import torch
 
 from minidiff.diffusion.dpm_solver import dpm_solver_2m_update
 from minidiff.diffusion.editing import Edit, starting_point
+from minidiff.diffusion.flow import FLOW, flow_euler_step, flow_heun_step, flow_time, velocity_from_eps
 from minidiff.diffusion.loop import Denoiser, DenoisingStep, denoising_loop, gaussian_noise
 from minidiff.diffusion.schedule import NoiseSchedule
 from minidiff.diffusion.steps import VARIANCES, ddim_step, ddpm_step, euler_update, heun_correction
@@ -152,18 +156,103 @@ def sample_heun(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSched
                           correct=heun_correction, edit=edit)
 
 
+def flow_times(steps: int) -> list[float]:
+    """The times a flow sampler visits: 1, 1 - 1/N, ..., 1/N, falling; the loop ends at t = 0, the image."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
+    return [1.0 - i / steps for i in range(steps)]
+
+
+def sample_flow_euler(denoiser: Denoiser, shape: tuple[int, ...], prediction: str = FLOW, steps: int = 50,
+                      clip_x0: bool = False, generator: torch.Generator | None = None,
+                      device: torch.device | str = "cpu",
+                      callback: Callable[[DenoisingStep], None] | None = None) -> torch.Tensor:
+    """Euler's method in t (Liu et al. 2023, sec. 2): x_1 ~ N(0, I), then x <- x + (t' - t) u(x, t). One NFE per step.
+
+    denoiser(x_t, t) returns the velocity at flow times t (B,); prediction must be 'flow'. Returns (B, C, H, W).
+    """
+    def update(x_t, x0, eps, alpha_bar, alpha_bar_prev):
+        return flow_euler_step(x_t, eps - x0, flow_time(alpha_bar), flow_time(alpha_bar_prev))
+
+    x_1 = gaussian_noise(shape, generator, device)
+    return denoising_loop(denoiser, x_1, None, prediction, flow_times(steps), update, clip_x0, callback)
+
+
+def sample_flow_midpoint(denoiser: Denoiser, shape: tuple[int, ...], prediction: str = FLOW, steps: int = 25,
+                         clip_x0: bool = False, generator: torch.Generator | None = None,
+                         device: torch.device | str = "cpu",
+                         callback: Callable[[DenoisingStep], None] | None = None) -> torch.Tensor:
+    r"""The explicit midpoint method in t: half an Euler step to the middle of the step, then the whole step from its
+    start with the velocity found there:
+    $x_{t'} = x_t + (t' - t)\, u(x_t + \tfrac{t' - t}{2} u(x_t, t), \tfrac{t + t'}{2})$.
+
+    The loop visits each step's start and its midpoint as two timesteps, so it reports both; the update at a start
+    keeps its point for the update at the midpoint. 2 NFE per step.
+    """
+    times = flow_times(steps)
+    ends = times[1:] + [0.0]
+    visits = [time for start, end in zip(times, ends) for time in (start, 0.5 * (start + end))]
+    step_start = {}  # the step's starting point, kept from its first half for its second
+
+    def update(x_t, x0, eps, alpha_bar, alpha_bar_prev):
+        t, t_next = flow_time(alpha_bar), flow_time(alpha_bar_prev)
+        if not step_start:  # at the start: half an Euler step, to the midpoint
+            step_start.update(x=x_t, t=t)
+            return flow_euler_step(x_t, eps - x0, t, t_next)
+        x_start, t_start = step_start.pop("x"), step_start.pop("t")  # at the midpoint: the whole step
+        return flow_euler_step(x_start, eps - x0, t_start, t_next)
+
+    x_1 = gaussian_noise(shape, generator, device)
+    return denoising_loop(denoiser, x_1, None, prediction, visits, update, clip_x0, callback)
+
+
+def sample_flow_heun(denoiser: Denoiser, shape: tuple[int, ...], prediction: str = FLOW, steps: int = 25,
+                     clip_x0: bool = False, generator: torch.Generator | None = None,
+                     device: torch.device | str = "cpu",
+                     callback: Callable[[DenoisingStep], None] | None = None) -> torch.Tensor:
+    """Heun's method in t (Karras et al. 2022, Algorithm 1, in flow time): an Euler step, then the step again along
+    the average of the velocities at its two ends. 2 NFE per step but the last, into t = 0: 2 * steps - 1 in all."""
+    euler = {}  # the Euler step's velocity and end point, kept for its correction
+
+    def update(x_t, x0, eps, alpha_bar, alpha_bar_prev):
+        euler["velocity"] = eps - x0
+        euler["x_next"] = flow_euler_step(x_t, euler["velocity"], flow_time(alpha_bar), flow_time(alpha_bar_prev))
+        return euler["x_next"]
+
+    def correct(x_t, eps, eps_next, alpha_bar, alpha_bar_prev):
+        t, t_next = flow_time(alpha_bar), flow_time(alpha_bar_prev)
+        velocity_next = velocity_from_eps(euler["x_next"], eps_next, t_next)  # t_next < 1 after any step
+        return flow_heun_step(x_t, euler["velocity"], velocity_next, t, t_next)
+
+    x_1 = gaussian_noise(shape, generator, device)
+    return denoising_loop(denoiser, x_1, None, prediction, flow_times(steps), update, clip_x0, callback,
+                          correct=correct)
+
+
+# name -> flow sampler, for rectified-flow models (prediction 'flow'); `sample` runs them by name too
+FLOW_SAMPLERS = {"flow_euler": sample_flow_euler, "flow_midpoint": sample_flow_midpoint, "flow_heun": sample_flow_heun}
+
+
 # name -> sampling function; the CLI's --sampler choices
 SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm++": sample_dpm_solver, "dpm++sde": sample_dpm_solver_sde,
             "euler": sample_euler, "heun": sample_heun}
 
 
-def sample(name: str, denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str = "eps",
-           **options) -> torch.Tensor:
-    """Draw images (B, C, H, W) with the sampler called `name` (a key of SAMPLERS): the one entry point.
+def sample(name: str, denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule | None,
+           prediction: str = "eps", **options) -> torch.Tensor:
+    """Draw images (B, C, H, W) with the sampler called `name` (a key of SAMPLERS or of FLOW_SAMPLERS): the one
+    entry point.
 
     options go to that sampler: steps, spacing, clip_x0, generator, device, callback, edit, and its own ones
-    (DDPM's variance, DDIM's eta). Raises ValueError for an unknown name.
+    (DDPM's variance, DDIM's eta). A rectified-flow model (prediction 'flow') samples with the flow samplers
+    (`sample_flow_euler`, `sample_flow_midpoint`, `sample_flow_heun`), which need no schedule (None). Raises
+    ValueError for an unknown name or a sampler that does not fit the model.
     """
+    if name in FLOW_SAMPLERS:
+        return FLOW_SAMPLERS[name](denoiser, shape, prediction, **options)
     if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
+        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS) + sorted(FLOW_SAMPLERS)}")
+    if prediction == FLOW:
+        raise ValueError(f"{name!r} samples VP models (eps, x0, v); a rectified-flow model samples with one of "
+                         f"{sorted(FLOW_SAMPLERS)}")
     return SAMPLERS[name](denoiser, shape, schedule, prediction, **options)

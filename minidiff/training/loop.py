@@ -11,6 +11,8 @@ Papers followed:
 - Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy", sec. 3.4: per-step loss weights
   (`minidiff.diffusion.loss.loss_weights`).
 - Ho & Salimans 2022, "Classifier-Free Diffusion Guidance", Algorithm 1: train with the label dropped to a null class.
+- Liu et al. 2023, Lipman et al. 2023, Esser et al. 2024: a rectified-flow model (prediction "flow") in the same loop,
+  trained on the straight path's velocity at times drawn from [0, 1] (`flow_loss`, `minidiff.diffusion.flow`).
 
 The update itself (AdamW, the learning-rate warm-up and decay, the EMA) is `minidiff.training.run.optimizer_step`,
 the same for every model; its papers are named there.
@@ -29,10 +31,11 @@ import torch
 
 from minidiff.data.pixels import from_model
 from minidiff.data.shapes import grid_attributes
+from minidiff.diffusion.flow import FLOW, linear_path, sample_flow_times, velocity_target
 from minidiff.diffusion.forward import q_sample, training_target
 from minidiff.diffusion.loop import model_denoiser
 from minidiff.diffusion.loss import loss_weights
-from minidiff.diffusion.samplers import sample_ddpm
+from minidiff.diffusion.samplers import sample
 from minidiff.diffusion.schedule import NoiseSchedule
 from minidiff.files.device import resolve_device
 from minidiff.files.images import picture_grid, write_png
@@ -72,9 +75,10 @@ def conditioning_inputs(config: TrainConfig, conditions: torch.Tensor, generator
     return {"class_labels": torch.where(drop, num_classes, conditions).to(device)}
 
 
-def diffusion_loss(run: Run, schedule: NoiseSchedule, x0: torch.Tensor, conditions: torch.Tensor,
+def diffusion_loss(run: Run, schedule: NoiseSchedule | None, x0: torch.Tensor, conditions: torch.Tensor,
                    device: torch.device) -> torch.Tensor:
-    """The loss of one batch: DDPM's Algorithm 1, lines 2-5, with a choice of target and Min-SNR weights.
+    """The loss of one batch: DDPM's Algorithm 1, lines 2-5, with a choice of target and Min-SNR weights
+    (for a rectified-flow model, whose schedule is None: `flow_loss`).
 
     conditions: class labels (B,) or token ids (B, L), as the run's model is conditioned.
 
@@ -83,6 +87,8 @@ def diffusion_loss(run: Run, schedule: NoiseSchedule, x0: torch.Tensor, conditio
     """
     config, generator = run.config, run.generator
     prediction = config.diffusion.prediction
+    if prediction == FLOW:
+        return flow_loss(run, x0, conditions, device)
     # 1. a random step and noise for each image (Algorithm 1, lines 3-4)
     # $t \sim \mathrm{Uniform}\{0, \dots, T-1\}, \quad \epsilon \sim \mathcal{N}(0, I)$
     t = torch.randint(0, schedule.T, (len(x0),), generator=generator)  # (B,)
@@ -97,6 +103,23 @@ def diffusion_loss(run: Run, schedule: NoiseSchedule, x0: torch.Tensor, conditio
     per_image = ((output - target.to(device)) ** 2).mean(dim=(1, 2, 3))  # (B, C, H, W) -> (B,)
     weights = loss_weights(schedule.snr[t], config.min_snr_gamma, prediction).to(device)  # (B,)
     return (weights * per_image).mean()
+
+
+def flow_loss(run: Run, x0: torch.Tensor, conditions: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The loss of one batch of a rectified-flow model: conditional flow matching on the straight path
+    (Lipman et al. 2023, sec. 4.1; Liu et al. 2023), at times drawn as config.diffusion.time_sampling says."""
+    config, generator = run.config, run.generator
+    # 1. a time and noise for each image: $t \sim \pi(t)$ (uniform or logit-normal), $\epsilon \sim \mathcal N(0, I)$
+    t = sample_flow_times(len(x0), generator, config.diffusion.time_sampling)  # (B,)
+    eps = torch.randn(x0.shape, generator=generator)  # (B, C, H, W)
+    # 2. the condition, sometimes dropped for classifier-free guidance
+    condition = conditioning_inputs(config, conditions, generator, device)
+    # 3. the point of the straight path, and its velocity
+    x_t = linear_path(x0, eps, t)
+    target = velocity_target(x0, eps)
+    # 4. $\| (\epsilon - x_0) - u_\theta(x_t, t) \|^2$, averaged
+    output = run.model(x_t.to(device), t.to(device), **condition)
+    return ((output - target.to(device)) ** 2).mean()
 
 
 def train_step(run: Run, schedule: NoiseSchedule, images: torch.Tensor, conditions: torch.Tensor,
@@ -115,6 +138,7 @@ def train(config: TrainConfig, out: Path | str, resume: bool = False, device: to
     """Train a diffusion model in `train_loop`; checkpoint (state, EMA model) on the way and at the end, and write a
     sample grid every config.sample_every_steps steps and at the end."""
     out, device = Path(out), resolve_device(device)
+    check_flow_run(config)
     if not resume and (out / "train_state.json").exists():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     images, conditions = load_images(config, cache_dir=out)
@@ -133,6 +157,24 @@ def train(config: TrainConfig, out: Path | str, resume: bool = False, device: to
     return run
 
 
+def check_flow_run(config: TrainConfig) -> None:
+    """Refuse what a rectified-flow run does not do (yet): Min-SNR weights, which are weights over a VP schedule's
+    steps, and latent models, whose sample grids go through the pipeline's VP samplers."""
+    if config.diffusion.prediction != FLOW:
+        return
+    if config.min_snr_gamma is not None:
+        raise ValueError("min_snr_gamma weights a VP model's loss by its steps' SNR; a rectified-flow model "
+                         "(prediction 'flow') trains with plain MSE: set min_snr_gamma to None (null in JSON)")
+    if config.data == "shapes_latents":
+        raise ValueError("a rectified-flow model trains on pixels here (data 'mnist5k' or 'shapes'); latent "
+                         "models sample through the pipeline's VP samplers, so use prediction 'v' for them")
+
+
+def grid_sampler(config: TrainConfig) -> str:
+    """The sampler of the training grids: DDPM for a VP model, Euler in t for a rectified-flow model."""
+    return "flow_euler" if config.diffusion.prediction == FLOW else "ddpm"
+
+
 def write_sample_grid(run: Run, schedule: NoiseSchedule, out: Path, device: torch.device) -> Path:
     """Draw a grid with the EMA weights, always from the same noise, into out/samples/: two of each class, or
     (Shapes) twelve conditions, as attributes or full captions, decoded when the model works in latent space."""
@@ -145,15 +187,17 @@ def write_sample_grid(run: Run, schedule: NoiseSchedule, out: Path, device: torc
         columns = 6
     elif config.data == "shapes":
         tokens = condition_tokens(grid_attributes(), config.encoder.kind).to(device)
-        x0 = sample_ddpm(token_denoiser(run.ema, tokens), (len(tokens), *config.image_shape()), schedule,
-                         config.diffusion.prediction, steps=config.sample_grid_steps, generator=generator, device=device)
+        x0 = sample(grid_sampler(config), token_denoiser(run.ema, tokens), (len(tokens), *config.image_shape()),
+                    schedule, config.diffusion.prediction, steps=config.sample_grid_steps, generator=generator,
+                    device=device)
         columns = 6
     else:
         num_classes = config.unet.num_classes
         n = 2 * num_classes if num_classes is not None else 16
         class_labels = torch.arange(n, device=device) % num_classes if num_classes is not None else None
-        x0 = sample_ddpm(model_denoiser(run.ema, class_labels=class_labels), (n, *config.image_shape()), schedule,
-                         config.diffusion.prediction, steps=config.sample_grid_steps, generator=generator, device=device)
+        x0 = sample(grid_sampler(config), model_denoiser(run.ema, class_labels=class_labels),
+                    (n, *config.image_shape()), schedule, config.diffusion.prediction, steps=config.sample_grid_steps,
+                    generator=generator, device=device)
         columns = num_classes or 8
     path = out / "samples" / f"step_{run.step:06d}.png"
     write_png(picture_grid(from_model(x0), columns=columns), path)

@@ -6,6 +6,7 @@ executes twice per test session in all: once by nbclient for the book, once live
 """
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import nbformat
@@ -22,7 +23,9 @@ def test_there_are_chapters():
     names = [p.name for p in CHAPTERS]
     assert names, f"no chapters found in {CHAPTERS_DIR}"
     numbers = [int(n[:2]) for n in names]
-    assert numbers == list(range(1, len(numbers) + 1)), f"chapters must be numbered 01, 02, ... without gaps: {names}"
+    # a number may stay free for a chapter still being written, but each is used once, in order, from 01
+    assert numbers[0] == 1 and all(a < b for a, b in pairwise(numbers)), \
+        f"chapters must be numbered 01, 02, ..., each number once: {names}"
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])

@@ -31,7 +31,8 @@ def test_training_lowers_the_loss_and_writes_a_loadable_model(whole):
     assert sum(run.losses[-5:]) < sum(run.losses[:5])
     weights, info = load_checkpoint(out)
     assert info.step == 20
-    assert info.diffusion == {"schedule": "cosine", "T": 100, "zero_terminal_snr": False, "prediction": "eps"}
+    assert info.diffusion == {"schedule": "cosine", "T": 100, "zero_terminal_snr": False, "prediction": "eps",
+                              "time_sampling": None}
     for name, value in run.ema.state_dict().items():
         assert torch.equal(weights[name], value)  # the checkpoint holds the EMA weights
     assert (out / "samples" / "step_000020.png").exists()
