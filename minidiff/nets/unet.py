@@ -37,6 +37,9 @@ class UNetConfig:
     # Cross-attention sits at the same levels as self-attention, and in the middle.
     groups: int = 8  # GroupNorm groups; DDPM's 32 would leave one channel per group at 32 channels
     time_embed_dim: int | None = None  # None = 4 * channels[0], as in DDPM
+    # The sinusoidal embedding reads time_scale * t: 1 for DDPM's steps 0 ... T-1; 1000 for a rectified-flow model,
+    # whose t lies in [0, 1] and would leave all but the fastest frequencies flat (Esser et al. 2024 feed 1000 t too)
+    time_scale: float = 1.0
 
     def __post_init__(self):
         self.channels = tuple(self.channels)  # lists (e.g. from JSON) become tuples
@@ -59,6 +62,8 @@ class UNetConfig:
             if c % self.heads != 0:
                 raise ValueError(f"{c} channels cannot be split into {self.heads} attention heads; "
                                  "choose heads that divide the channels of every level with attention")
+        if not self.time_scale > 0:
+            raise ValueError(f"time_scale multiplies t before its embedding and must be positive, got {self.time_scale}")
         if self.num_classes is not None and self.num_classes < 1:
             raise ValueError(f"num_classes must be a positive number of classes or None, got {self.num_classes}")
 
@@ -172,7 +177,8 @@ class UNet(nn.Module):
 
     def embed(self, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         """The conditioning vector (B, embed_dim): MLP(sinusoidal(t)) + class embedding (null class when None)."""
-        embedding = self.time_mlp(timestep_embedding(t, self.config.channels[0]))  # (B,) -> (B, embed_dim)
+        features = timestep_embedding(self.config.time_scale * t, self.config.channels[0])  # (B,) -> (B, c_0)
+        embedding = self.time_mlp(features)  # (B, c_0) -> (B, embed_dim)
         if self.class_embedding is not None:
             if class_labels is None:
                 class_labels = torch.full_like(t, self.config.num_classes, dtype=torch.long)  # the null class

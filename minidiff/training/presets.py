@@ -31,6 +31,7 @@ def mnist_flow_config() -> TrainConfig:
     are weights over a VP schedule's steps. Sampled with the flow samplers (`minidiff.diffusion.samplers`:
     `sample_flow_euler`, `sample_flow_midpoint`, `sample_flow_heun`)."""
     config = mnist_config()
+    config.unet.time_scale = 1000.0  # the embedding reads 1000 t, as for the VP model's steps (and in SD3)
     config.diffusion = DiffusionConfig(prediction="flow", time_sampling="logit_normal")
     config.min_snr_gamma = None
     return config

@@ -177,6 +177,21 @@ def test_overfits_one_batch():
 
 # --- config and errors --------------------------------------------------------------------------------------------
 
+def test_time_scale_multiplies_t_before_the_embedding():
+    # a flow model's t in [0, 1] read with time_scale 1000 is the same network input as the step 1000 t
+    torch.manual_seed(0)
+    flow_time = tiny_unet(num_classes=10, time_scale=1000.0)
+    steps = tiny_unet(num_classes=10)
+    steps.load_state_dict(flow_time.state_dict())
+    x_t = torch.randn(2, 1, 16, 16)
+    with torch.inference_mode():
+        scaled = flow_time(x_t, torch.tensor([0.25, 0.9]), class_labels=torch.tensor([1, 2]))
+        direct = steps(x_t, torch.tensor([250.0, 900.0]), class_labels=torch.tensor([1, 2]))
+        unscaled = steps(x_t, torch.tensor([0.25, 0.9]), class_labels=torch.tensor([1, 2]))
+    torch.testing.assert_close(scaled, direct)
+    assert not torch.allclose(scaled, unscaled, atol=1e-4)
+
+
 def test_config_json_round_trip_keeps_tuples():
     config = UNetConfig(in_channels=4, channels=(16, 32), attention_levels=(True, True), heads=2, num_classes=5,
                         context_dim=24, time_embed_dim=48)
@@ -196,6 +211,7 @@ def test_config_json_round_trip_keeps_tuples():
     (dict(blocks_per_level=0), "blocks_per_level"),
     (dict(dropout=1.0), "dropout is a probability"),
     (dict(channels=(9, 18), attention_levels=(False, True), groups=3, heads=3), "must be even"),
+    (dict(time_scale=0.0), "time_scale .* must be positive"),
 ])
 def test_bad_config_raises_a_clear_error(bad, message):
     with pytest.raises(ValueError, match=message):

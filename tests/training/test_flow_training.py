@@ -71,5 +71,6 @@ def test_settings_a_flow_run_does_not_use_are_refused(tmp_path):
 def test_the_flow_preset_is_the_mnist_preset_but_for_what_the_network_learns():
     mnist, flow = PRESETS["mnist"](), PRESETS["mnist_flow"]()
     assert flow.diffusion.prediction == "flow" and flow.min_snr_gamma is None
-    flow.diffusion, flow.min_snr_gamma = mnist.diffusion, mnist.min_snr_gamma
+    assert flow.unet.time_scale == 1000.0  # t in [0, 1] reaches the embedding as 1000 t, like the VP model's steps
+    flow.diffusion, flow.min_snr_gamma, flow.unet.time_scale = mnist.diffusion, mnist.min_snr_gamma, 1.0
     assert flow == mnist  # same U-Net, images, batches, steps, seed
