@@ -8,7 +8,7 @@ Install what it reads (both are redistributable; data/README.md carries the attr
 
 Then, from the repository root:
 
-    python scripts/make_emoji.py                   # data/emoji32.npz and data/emoji32.json (shipped)
+    python scripts/make_emoji.py                   # data/emoji32.npz, emoji32.json, emoji_bpe.json (shipped)
     python scripts/make_emoji.py --size 64         # outputs/emoji64.npz: the same images at 64 x 64 (not shipped)
 
 An emoji is kept when both sources draw it. Noto's glyphs are PNG bitmaps in the font (its one strike, 109 ppem:
@@ -17,6 +17,8 @@ An emoji is kept when both sources draw it. Noto's glyphs are PNG bitmaps in the
 
 Captions are CLDR short names, lower-cased, as the emoji package spells them ("fox", "red apple",
 "woman firefighter: dark skin tone", "flag: japan"). What the splits promise is minidiff/data/emoji.py's docstring.
+The byte-pair encoding of minidiff/nets/bpe.py is learnt from the training captions, plain and styled, and written
+to data/emoji_bpe.json.
 """
 
 import argparse
@@ -38,6 +40,7 @@ TONE_PHRASE = re.compile(r" (light|medium-light|medium|medium-dark|dark) skin to
 FULLY_QUALIFIED = 2  # the emoji package's status code for a fully-qualified sequence
 SEED = 0
 TEST_SHARE = 0.1  # of the images left after the held-out compositions
+BPE_MERGES = 1000  # a vocabulary of about 1,060 symbols: whole common words, pieces of rare ones
 HELDOUT_STYLE_SHARE = 0.05  # of all things: their twemoji images are held out, their noto images are trained on
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -234,6 +237,21 @@ def summary(arrays: dict[str, np.ndarray], size: int) -> dict:
             "licences": LICENCES, "seed": SEED, "command": f"python scripts/make_emoji.py --size {size}"}
 
 
+def write_bpe(arrays: dict[str, np.ndarray], out: Path) -> None:
+    """Learn the byte-pair encoding from the training captions, plain and styled, and write it as JSON."""
+    import sys
+
+    sys.path.insert(0, str(REPOSITORY))
+    from minidiff.nets.bpe import learn_bpe
+
+    train = arrays["split"] == "train"
+    captions = arrays["caption"][train].tolist()
+    texts = captions + [f"{c} in {s} style" for c, s in zip(captions, arrays["source"][train])]
+    table = {"learnt_from": "the train split's captions of emoji32.npz, plain and styled", "merges_asked": BPE_MERGES,
+             **learn_bpe(texts, BPE_MERGES).to_dict()}
+    out.write_text(json.dumps(table, indent=1, ensure_ascii=False) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=32, help="side of the images in pixels (32 ships)")
@@ -244,6 +262,8 @@ def main() -> None:
     np.savez_compressed(out, **arrays)
     info = summary(arrays, args.size)
     out.with_suffix(".json").write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n")
+    if args.size == 32:
+        write_bpe(arrays, out.parent / "emoji_bpe.json")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {json.dumps(info, ensure_ascii=False)}")
 
 

@@ -17,6 +17,7 @@ data/emoji32.json). Splits, each image in exactly one:
 - "train": the rest.
 """
 
+import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import numpy as np
 from minidiff.data.paths import DATA_DIR
 
 EMOJI_PATH = DATA_DIR / "emoji32.npz"
+BPE_PATH = DATA_DIR / "emoji_bpe.json"  # the byte-pair encoding learnt from the training captions (minidiff.nets.bpe)
 SPLITS = ("train", "test", "heldout_tone", "heldout_style")
 STYLES = ("noto", "twemoji")
 TONES = ("light", "medium-light", "medium", "medium-dark", "dark")  # Fitzpatrick types 1-2, 3, 4, 5, 6
@@ -74,3 +76,12 @@ def emoji(split: str | None = "train", path: Path | str = EMOJI_PATH) -> Emoji:
         every = Emoji(images=f["images"], captions=f["caption"], things=f["thing"], tones=f["tones"],
                       sources=f["source"], codepoints=f["codepoints"], licences=f["licence"], splits=f["split"])
     return every if split is None else every.subset(every.splits == split)
+
+
+def bpe_table(path: Path | str = BPE_PATH) -> dict:
+    """The shipped byte-pair encoding as stored: its alphabet, merges and vocabulary (minidiff.nets.bpe reads it)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; it ships with the repository "
+                                "(regenerate it with `python scripts/make_emoji.py`)")
+    return json.loads(path.read_text(encoding="utf-8"))
