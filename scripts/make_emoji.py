@@ -22,6 +22,7 @@ to data/emoji_bpe.json.
 """
 
 import argparse
+import io
 import json
 import re
 from pathlib import Path
@@ -29,6 +30,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
+
+from minidiff.files.atomic import atomic_write_bytes
+from minidiff.nets.bpe import learn_bpe
 
 NOTO_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 NOTO_PPEM = 109  # the font's one bitmap strike; at any other size FreeType refuses to load it
@@ -239,17 +243,12 @@ def summary(arrays: dict[str, np.ndarray], size: int) -> dict:
 
 def write_bpe(arrays: dict[str, np.ndarray], out: Path) -> None:
     """Learn the byte-pair encoding from the training captions, plain and styled, and write it as JSON."""
-    import sys
-
-    sys.path.insert(0, str(REPOSITORY))
-    from minidiff.nets.bpe import learn_bpe
-
     train = arrays["split"] == "train"
     captions = arrays["caption"][train].tolist()
     texts = captions + [f"{c} in {s} style" for c, s in zip(captions, arrays["source"][train])]
     table = {"learnt_from": "the train split's captions of emoji32.npz, plain and styled", "merges_asked": BPE_MERGES,
              **learn_bpe(texts, BPE_MERGES).to_dict()}
-    out.write_text(json.dumps(table, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_bytes(out, (json.dumps(table, indent=1, ensure_ascii=False) + "\n").encode())
 
 
 def main() -> None:
@@ -259,9 +258,11 @@ def main() -> None:
     arrays = build(args.size)
     out = REPOSITORY / ("data" if args.size == 32 else "outputs") / f"emoji{args.size}.npz"  # only 32 x 32 ships
     out.parent.mkdir(exist_ok=True)
-    np.savez_compressed(out, **arrays)
+    packed = io.BytesIO()
+    np.savez_compressed(packed, **arrays)
+    atomic_write_bytes(out, packed.getvalue())  # a reader never sees a half-written file
     info = summary(arrays, args.size)
-    out.with_suffix(".json").write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_bytes(out.with_suffix(".json"), (json.dumps(info, indent=1, ensure_ascii=False) + "\n").encode())
     if args.size == 32:
         write_bpe(arrays, out.parent / "emoji_bpe.json")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {json.dumps(info, ensure_ascii=False)}")
