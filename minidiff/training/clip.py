@@ -7,7 +7,8 @@ Each step draws a batch of distinct training images, each with its caption, plai
 twemoji style") at random; a plain caption met twice in one batch (the two styles of one emoji) is styled the
 second time, so that every row of the similarity matrix has exactly one right caption. The run folder holds the
 training state (exact resume, as every run) and, when the run ends, clip.json + clip.safetensors: the weights,
-their config and the zero-shot retrieval measured on the test images and on both held-out compositions.
+their config and the zero-shot retrieval measured on the test images and on both held-out compositions, and how
+often the held-out part of a composition (the skin tone, the style) is read right among the hardest candidates.
 """
 
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from minidiff.data.emoji import Emoji, emoji
+from minidiff.data.emoji import STYLES, TONES, Emoji, emoji, styled
 from minidiff.data.pixels import to_model
 from minidiff.files.checkpoint import read_tensors_and_json, write_tensors_and_json
 from minidiff.files.device import resolve_device
@@ -62,7 +63,9 @@ class CLIPTrainConfig(LoopConfig):
 
 
 def emoji_clip_config() -> CLIPTrainConfig:
-    """The emoji CLIP: a 3-block, 128-wide text transformer, a 32-64-128 conv image encoder, a 128-d space."""
+    """The emoji CLIP: a 3-block, 128-wide text transformer, a 32-64-128 conv image encoder, a 128-d space
+    (1.0M parameters). On a shared 2-core CPU a step of 256 pairs takes about 3 s: 15 minutes (`--minutes 15`,
+    315 steps, 12 epochs) reached top-1 66% / top-5 80% on the test images among 100 styled captions."""
     return CLIPTrainConfig()
 
 
@@ -135,6 +138,42 @@ def measure_retrieval(model: CLIP, tokenizer: BPETokenizer, every: Emoji, device
     return results
 
 
+@torch.inference_mode()
+def composition_accuracy(model: CLIP, tokenizer: BPETokenizer, every: Emoji, device: torch.device) -> dict:
+    """Does the CLIP read the part of a composition it never trained on? With the hardest candidates:
+
+    - tone: each image of a person in one skin tone against its thing's five tones ("waving hand: light skin tone",
+      ... "waving hand: dark skin tone"): the share where its own tone is nearest (chance: 1/5);
+    - style: each image against its caption in both styles ("fox in noto style", "fox in twemoji style"): the
+      share where its own style is nearer (chance: 1/2).
+
+    Measured on the held-out compositions (heldout_tone, heldout_style) and, for comparison, on the test images.
+    """
+    model.eval()
+    results = {}
+    for name, split in (("tone_heldout", "heldout_tone"), ("tone_test", "test")):
+        part = every.subset((every.splits == split) & np.isin(every.tones, TONES))
+        candidates = [f"{thing}: {tone} skin tone" for thing in part.things for tone in TONES]  # (n * 5,)
+        right = torch.as_tensor([TONES.index(tone) for tone in part.tones])
+        results[name] = nearest_share(model, tokenizer, part, candidates, right, device)
+    for name, split in (("style_heldout", "heldout_style"), ("style_test", "test")):
+        part = every.subset(every.splits == split)
+        candidates = [styled(caption, style) for caption in part.captions for style in STYLES]  # (n * 2,)
+        right = torch.as_tensor([STYLES.index(source) for source in part.sources])
+        results[name] = nearest_share(model, tokenizer, part, candidates, right, device)
+    model.train()
+    return results
+
+
+def nearest_share(model: CLIP, tokenizer: BPETokenizer, part: Emoji, candidates: list[str], right: torch.Tensor,
+                  device: torch.device) -> dict:
+    """The share of images whose right candidate (of the k listed per image, in order) is the most similar."""
+    images = model.encode_image(to_model(part.images).to(device))  # (n, embed_dim)
+    texts = embed_captions(model, tokenizer, candidates, device).view(len(part), -1, images.shape[1])  # (n, k, dim)
+    similarity = (texts @ images.unsqueeze(-1)).squeeze(-1).cpu()  # (n, k, dim) @ (n, dim, 1) -> (n, k)
+    return {"accuracy": round((similarity.argmax(dim=1) == right).float().mean().item(), 4), "images": len(part)}
+
+
 def save_clip(stem: Path, run: Run, device: torch.device, metrics: dict) -> None:
     """Write the weights and, beside them, their config, how they were made and what was measured."""
     meta = {"kind": "clip", "config": run.config.clip.to_dict(), "tokenizer": "data/emoji_bpe.json",
@@ -153,25 +192,33 @@ def load_clip(stem: Path | str, device: torch.device | str = "cpu") -> tuple[CLI
     return model.to(device).eval(), meta
 
 
-def train_clip(config: CLIPTrainConfig, out: Path | str, resume: bool = False, device: str = "auto",
-               command: str = "", progress: bool = True) -> dict:
-    """Train until config.steps or config.minutes (earlier sessions included), measure retrieval, write
-    OUT/clip.json + .safetensors. Returns the measured retrieval."""
-    out, device = Path(out), resolve_device(device)
+def run_clip(config: CLIPTrainConfig, out: Path, resume: bool, device: torch.device, command: str,
+             progress: bool) -> Run:
+    """Train (or resume, then carry on) until config.steps or config.minutes, earlier sessions included; the run's
+    state is saved in `out` at every checkpoint and at the end."""
     if not resume and (out / "train_state.json").exists():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    tokenizer, every = emoji_tokenizer(), emoji(split=None)
+    tokenizer, train = emoji_tokenizer(), emoji("train")
     if len(tokenizer) != config.clip.vocabulary_size:
         raise ValueError(f"the config's vocabulary_size {config.clip.vocabulary_size} is not the shipped "
                          f"tokenizer's {len(tokenizer)}")
-    train = every.subset(every.splits == "train")
     images = to_model(train.images).to(device)  # (N, 3, 32, 32)
     torch.manual_seed(config.seed)
     run = start_run(config, CLIP(config.clip), device, command, keep_ema=False)
     if resume:
         restore_run(run, saved_training_state(out), out)
-    train_loop(run, out, lambda run: clip_step(run, train, images, tokenizer, device),
-               lambda run: save_state(run, out), progress=progress)
+    return train_loop(run, out, lambda run: clip_step(run, train, images, tokenizer, device),
+                      lambda run: save_state(run, out), progress=progress)
+
+
+def train_clip(config: CLIPTrainConfig, out: Path | str, resume: bool = False, device: str = "auto",
+               command: str = "", progress: bool = True) -> dict:
+    """Train (run_clip), measure retrieval and compositions, write OUT/clip.json + .safetensors. Returns what was
+    measured."""
+    out, device = Path(out), resolve_device(device)
+    run = run_clip(config, out, resume, device, command, progress)
+    tokenizer, every = emoji_tokenizer(), emoji(split=None)
     metrics = measure_retrieval(run.model, tokenizer, every, device, config.candidates, config.seed)
+    metrics["compositions"] = composition_accuracy(run.model, tokenizer, every, device)
     save_clip(out / "clip", run, device, metrics)
     return metrics

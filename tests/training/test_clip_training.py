@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from minidiff.__main__ import main
-from minidiff.data.emoji import emoji
+from minidiff.data.emoji import TONES, emoji
 from minidiff.nets.bpe import emoji_tokenizer
-from minidiff.training.clip import CLIP_PRESETS, batch_captions, load_clip, train_clip
+from minidiff.nets.clip import CLIPConfig
+from minidiff.training.clip import CLIP_PRESETS, batch_captions, composition_accuracy, load_clip, run_clip, train_clip
 from minidiff.training.run import saved_training_state
 
 
@@ -39,6 +40,9 @@ def test_the_checkpoint_holds_retrieval_and_loads_back(tiny_run):
             scores = metrics[f"{split}_{kind}"]
             assert 0.0 <= scores["top1"] <= scores["top5"] <= 1.0
             assert scores["images"] == int((emoji(split=None).splits == split).sum())
+    compositions = metrics["compositions"]
+    assert set(compositions) == {"tone_heldout", "tone_test", "style_heldout", "style_test"}
+    assert compositions["tone_heldout"]["images"] == 326 and compositions["style_heldout"]["images"] == 95
     model, _ = load_clip(folder / "clip")
     tokens = emoji_tokenizer().encode_batch(["fox in noto style"], model.config.length)
     assert model.encode_text(tokens).shape == (1, model.config.embed_dim)
@@ -68,3 +72,53 @@ def test_the_command_trains_and_refuses_to_overwrite(tmp_path, capsys):
     assert "--preset tiny --seed 0 --steps 2" in json.loads((out / "clip.json").read_text())["command"]
     with pytest.raises(SystemExit, match="minidiff train-clip: .* already holds a run"):
         main(["train-clip", "--preset", "tiny", "--out", str(out), "--steps", "2", "--quiet"])
+
+
+def test_a_resumed_run_is_the_uninterrupted_run(tmp_path):
+    config = CLIP_PRESETS["tiny"]()
+    cpu = torch.device("cpu")
+    config.steps = 8
+    run_clip(config, tmp_path / "straight", False, cpu, "", progress=False)
+    config.steps = 4
+    run_clip(config, tmp_path / "resumed", False, cpu, "", progress=False)
+    config.steps = 8
+    run_clip(config, tmp_path / "resumed", True, cpu, "", progress=False)
+    straight, resumed = (saved_training_state(tmp_path / name) for name in ("straight", "resumed"))
+    assert resumed.loss_history == straight.loss_history
+    assert all(torch.equal(resumed.model[name], weight) for name, weight in straight.model.items())
+
+
+class ToneReader:
+    """A stand-in CLIP whose text vectors are one-hot in the tone a caption names, and whose image vectors are
+    one-hot in a tone we choose: the tone part of composition_accuracy must then score what we chose."""
+
+    def __init__(self, image_tones: list[str]):
+        self.config, self.tokenizer = CLIPConfig(vocabulary_size=len(emoji_tokenizer())), emoji_tokenizer()
+        self.image_tones = image_tones
+
+    def eval(self):
+        return self
+
+    def train(self):
+        return self
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        vectors = torch.zeros(len(images), len(TONES) + 1)
+        if len(images) == len(self.image_tones):  # the tone images; the style images all get the last axis
+            vectors[torch.arange(len(images)), [TONES.index(t) for t in self.image_tones]] = 1.0
+        return vectors
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        captions = [self.tokenizer.decode(row) for row in tokens.tolist()]
+        named = [next((i for i, t in enumerate(TONES) if f" {t} skin tone" in f" {c}"), len(TONES)) for c in captions]
+        return torch.nn.functional.one_hot(torch.tensor(named), len(TONES) + 1).float()
+
+
+def test_composition_accuracy_scores_what_the_encoders_read():
+    every = emoji(split=None)
+    held = every.tones[(every.splits == "heldout_tone")]
+    wrong = [TONES[(TONES.index(t) + 1) % 5] for t in held]
+    read = [t if i % 4 else w for i, (t, w) in enumerate(zip(held, wrong))]  # every fourth tone read wrong
+    results = composition_accuracy(ToneReader(read), emoji_tokenizer(), every, torch.device("cpu"))
+    assert results["tone_heldout"] == {"accuracy": round(sum(i % 4 != 0 for i in range(len(held))) / len(held), 4),
+                                       "images": len(held)}
