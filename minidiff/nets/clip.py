@@ -5,9 +5,10 @@ Supervision" (CLIP), sec. 2.3 and Figure 3.
 - Text: the transformer of minidiff.nets.text over byte-pair tokens (minidiff.nets.bpe), its outputs averaged over
   the caption's real tokens.
 - Image: a small convolutional network, 32 x 32 -> 4 x 4 in three stride-2 stages, averaged over positions.
-- Each is projected linearly into the shared space and scaled to unit length: $I_e$, $T_e$ (B, embed_dim).
-- Loss: for a batch of B (image, caption) pairs, the B x B cosine similarities times a learnt $e^{t}$ are logits;
-  the right caption of each image is the diagonal, and so is the right image of each caption. The symmetric
+- Each is projected linearly into the shared space and scaled to unit length: image_embeddings and text_embeddings
+  (B, embed_dim), CLIP's $I_e$ and $T_e$ (our $T$ is the number of diffusion steps, so we write them out).
+- Loss: for a batch of B (image, caption) pairs, the B x B cosine similarities divided by a learnt temperature are
+  logits; the right caption of each image is the diagonal, and so is the right image of each caption. The symmetric
   InfoNCE loss (Oord et al. 2018) is the mean of the two cross-entropies, over rows and over columns.
 
 A trained pair of encoders reads captions it never saw paired with an image ("zero-shot"): `retrieval_accuracy`
@@ -36,7 +37,7 @@ class CLIPConfig:
     channels: tuple[int, ...] = (32, 64, 128)  # the image encoder's stages: 32 -> 16 -> 8 -> 4 pixels
     groups: int = 8  # GroupNorm groups in the image encoder
     embed_dim: int = 128  # the shared space
-    temperature: float = 0.07  # the initial tau; CLIP learns t = log(1 / tau) from here (sec. 2.5)
+    temperature: float = 0.07  # CLIP's initial temperature (sec. 2.5); it learns logit_scale = log(1 / temperature)
 
     def __post_init__(self):
         self.channels = tuple(self.channels)
@@ -71,7 +72,10 @@ class ImageEncoder(nn.Module):
 
 
 class CLIP(nn.Module):
-    """The two encoders, their projections into the shared space, and the learnt logit scale t (tau = e^-t)."""
+    """The two encoders, their projections into the shared space, and the learnt logit_scale = log(1 / temperature).
+
+    CLIP's paper calls the temperature tau and logit_scale t; minidiff keeps tau and t for diffusion time
+    (docs/notation.md), so here they are words."""
 
     def __init__(self, config: CLIPConfig):
         super().__init__()
@@ -82,24 +86,24 @@ class CLIP(nn.Module):
         # Radford et al. 2021, Figure 3: W_i and W_t, linear maps into the shared space
         self.image_projection = nn.Linear(config.channels[-1], config.embed_dim, bias=False)
         self.text_projection = nn.Linear(config.text_dim, config.embed_dim, bias=False)
-        # $t = \log(1 / \tau)$, learnt; the logits are cosine similarities times $e^t$
+        # $\text{logit\_scale} = \log(1 / \text{temperature})$, learnt: a log keeps the temperature positive
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / config.temperature)))
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """Images (B, 3, 32, 32) in [-1, 1] -> unit vectors (B, embed_dim): $I_e$."""
+        """Images (B, 3, 32, 32) in [-1, 1] -> unit vectors (B, embed_dim)."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W) in [-1, 1], got {tuple(images.shape)}")
         return F.normalize(self.image_projection(self.image_encoder(images)), dim=-1)  # (B, C) -> (B, embed_dim)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, length) from the byte-pair tokenizer -> unit vectors (B, embed_dim): $T_e$."""
+        """Token ids (B, length) from the byte-pair tokenizer -> unit vectors (B, embed_dim)."""
         context, mask = self.text_encoder(tokens)  # (B, L, text_dim), (B, L)
         weights = mask.unsqueeze(-1).to(context.dtype)  # (B, L, 1): 1 on real tokens, 0 on <pad>
         pooled = (context * weights).sum(dim=1) / weights.sum(dim=1)  # (B, L, text_dim) -> (B, text_dim)
         return F.normalize(self.text_projection(pooled), dim=-1)  # (B, embed_dim)
 
     def temperature(self) -> float:
-        r"""The current $\tau = e^{-t}$."""
+        r"""The current temperature, $e^{-\text{logit\_scale}}$."""
         return math.exp(-self.logit_scale.item())
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -111,13 +115,13 @@ def clip_loss(image_embeddings: torch.Tensor, text_embeddings: torch.Tensor, log
               max_scale: float = 100.0) -> torch.Tensor:
     r"""Symmetric InfoNCE, Radford et al. 2021, Figure 3: image i's caption is text i.
 
-    image_embeddings, text_embeddings: (B, D) unit vectors; logit_scale: t, a scalar (e^t is clipped to max_scale,
-    as CLIP does, so the temperature cannot collapse).
+    image_embeddings, text_embeddings: (B, D) unit vectors; logit_scale: log(1 / temperature), a scalar (1 /
+    temperature is clipped to max_scale, as CLIP does, so the temperature cannot collapse to 0).
     """
     if image_embeddings.shape != text_embeddings.shape or image_embeddings.ndim != 2:
         raise ValueError(f"image and text embeddings must both be (B, D), got {tuple(image_embeddings.shape)} "
                          f"and {tuple(text_embeddings.shape)}")
-    # $\mathrm{logits}_{ij} = e^{t}\, I_{e,i} \cdot T_{e,j}$
+    # $\mathrm{logits}_{ij} = \mathrm{image}_i \cdot \mathrm{text}_j \,/\, \text{temperature}$
     logits = logit_scale.exp().clamp(max=max_scale) * image_embeddings @ text_embeddings.T  # (B, B)
     labels = torch.arange(len(logits), device=logits.device)  # (B,): the pairs are on the diagonal
     # $\mathcal{L} = \tfrac12 \left(\mathrm{CE}_{\text{rows}}(\mathrm{logits}) + \mathrm{CE}_{\text{cols}}(\mathrm{logits})\right)$

@@ -46,7 +46,7 @@ class CLIPTrainConfig(LoopConfig):
     candidates: int = 100  # captions each test image's own caption is ranked among
     batch_size: int = 256  # CLIP's loss sees B - 1 wrong captions per image: larger batches, harder negatives
     lr: float = 1e-3
-    weight_decay: float = 0.0  # the one loop decays every weight, the learnt temperature too: none, so tau is free
+    weight_decay: float = 0.0  # the one loop decays every weight, the learnt temperature too: none, so it is free
     warmup_steps: int = 100
     decay_steps: int | None = 3000
     steps: int | None = 3000
@@ -103,7 +103,7 @@ def clip_step(run: Run, data: Emoji, images: torch.Tensor, tokenizer: BPETokeniz
     loss = run.model(images[index.to(device)], tokens.to(device))
     value = optimizer_step(run, loss)
     run.losses.append(value)
-    return {"loss": f"{value:.3f}", "tau": f"{run.model.temperature():.4f}"}
+    return {"loss": f"{value:.3f}", "temperature": f"{run.model.temperature():.4f}"}
 
 
 @torch.inference_mode()
