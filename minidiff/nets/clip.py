@@ -124,7 +124,7 @@ def clip_loss(image_embeddings: torch.Tensor, text_embeddings: torch.Tensor, log
     # $\mathrm{logits}_{ij} = \mathrm{image}_i \cdot \mathrm{text}_j \,/\, \text{temperature}$
     logits = logit_scale.exp().clamp(max=max_scale) * image_embeddings @ text_embeddings.T  # (B, B)
     labels = torch.arange(len(logits), device=logits.device)  # (B,): the pairs are on the diagonal
-    # $\mathcal{L} = \tfrac12 \left(\mathrm{CE}_{\text{rows}}(\mathrm{logits}) + \mathrm{CE}_{\text{cols}}(\mathrm{logits})\right)$
+    # $\mathcal{L} = \tfrac12 (\mathrm{CE}(\mathrm{logits}) + \mathrm{CE}(\mathrm{logits}^\top))$, CE over each row
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
