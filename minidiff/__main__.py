@@ -3,7 +3,7 @@ dispatches."""
 
 import argparse
 
-from minidiff.cli import demo, evaluate, evaluate_text, sample, train, train_vae
+from minidiff.cli import demo, evaluate, evaluate_text, sample, train, train_clip, train_vae
 from minidiff.files.checkpoint import CheckpointError
 
 # what a command raises for a user's mistake (a wrong path, model, setting or device, a run that diverged): shown
@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_arguments(commands.add_parser("demo", help="run the main demo on the shipped data and checkpoints"))
     train.add_arguments(commands.add_parser("train", help="train a diffusion model (a preset) into a run folder"))
     train_vae.add_arguments(commands.add_parser("train-vae", help="train the autoencoder for latent diffusion"))
+    train_clip.add_arguments(commands.add_parser("train-clip", help="train the tiny CLIP on emoji and their captions"))
     sample.add_arguments(commands.add_parser("sample", help="draw images from a trained model into a folder"))
     evaluate.add_arguments(commands.add_parser("evaluate",
                                                help="measure a digit model: class accuracy, Fréchet distance"))

@@ -103,14 +103,17 @@ class MLPBlock(nn.Module):
 
 
 class TextEncoder(nn.Module):
-    """Token ids (B, L) -> context (B, L, dim) and context_mask (B, L): embeddings, then `layers` transformer blocks."""
+    """Token ids (B, L) -> context (B, L, dim) and context_mask (B, L): embeddings, then `layers` transformer blocks.
+    The ids are this module's word ids, or those of another tokenizer with `vocabulary_size` symbols (a tiny CLIP's
+    byte-pair encoding, minidiff.nets.bpe), as long as 0 is <pad>."""
 
-    def __init__(self, dim: int, length: int = MAX_LENGTH, layers: int = 2, heads: int = 4):
+    def __init__(self, dim: int, length: int = MAX_LENGTH, layers: int = 2, heads: int = 4,
+                 vocabulary_size: int = len(VOCABULARY)):
         super().__init__()
         if dim % heads != 0:
             raise ValueError(f"dim {dim} cannot be split into {heads} heads")
         self.length = length
-        self.token_embedding = nn.Embedding(len(VOCABULARY), dim)
+        self.token_embedding = nn.Embedding(vocabulary_size, dim)
         self.position_embedding = nn.Parameter(torch.randn(length, dim) * 0.02)
         self.blocks = nn.ModuleList()
         for _ in range(layers):
@@ -121,7 +124,8 @@ class TextEncoder(nn.Module):
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if tokens.ndim != 2 or tokens.shape[1] != self.length or tokens.is_floating_point():
             raise ValueError(f"tokens must be integer ids of shape (B, {self.length}), got {tokens.dtype} "
-                             f"{tuple(tokens.shape)}; make them with minidiff.nets.text.tokenize_batch")
+                             f"{tuple(tokens.shape)}; make them with minidiff.nets.text.tokenize_batch (or the "
+                             "encode_batch of the byte-pair tokenizer the encoder was built for)")
         mask = tokens != PAD  # (B, L)
         x = self.token_embedding(tokens) + self.position_embedding  # (B, L) -> (B, L, dim)
         for block in self.blocks:
