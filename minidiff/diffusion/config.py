@@ -10,6 +10,7 @@ Lin et al. 2023 (zero terminal SNR).
 
 from dataclasses import asdict, dataclass, fields
 
+from minidiff.diffusion.arguments import flag, one_of, whole_number
 from minidiff.diffusion.forward import PREDICTIONS
 from minidiff.diffusion.schedule import SCHEDULES, NoiseSchedule, make_schedule
 
@@ -24,12 +25,15 @@ class DiffusionConfig:
     prediction: str = "eps"  # the network's target: "eps" (DDPM), "x0" or "v" (Salimans & Ho 2022)
 
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
-        if self.prediction not in PREDICTIONS:
-            raise ValueError(f"unknown prediction {self.prediction!r}; choose one of {PREDICTIONS}")
-        if isinstance(self.T, bool) or not isinstance(self.T, int) or self.T < 1:
-            raise ValueError(f"T, the number of diffusion steps, must be a whole number >= 1, got {self.T!r}")
+        one_of("schedule", self.schedule, SCHEDULES)
+        one_of("prediction", self.prediction, PREDICTIONS)
+        whole_number("T", self.T, 1, what="the number of diffusion steps")
+        flag("zero_terminal_snr", self.zero_terminal_snr)
+        if self.zero_terminal_snr and self.prediction == "eps":
+            # Lin et al. 2023, sec. 3.2: at SNR 0, x_T holds no trace of x0, so predicted noise says nothing about it
+            raise ValueError("zero_terminal_snr needs prediction 'v' or 'x0': at the last step x_T is pure noise, so "
+                             "an eps prediction cannot recover x0 from it and no sampler can start there; "
+                             "set prediction='v' (Lin et al. 2023)")
 
     def noise_schedule(self) -> NoiseSchedule:
         """The schedule's tables for these settings."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from minidiff.diffusion.arguments import generator_or_none, image_batch, real_number
 from minidiff.diffusion.schedule import NoiseSchedule, alpha_bar_at
 
 
@@ -37,11 +38,24 @@ class Edit:
     generator: torch.Generator | None = None  # the fresh noise that re-noises the kept region at every step
 
     def __post_init__(self):
-        if not 0.0 <= self.strength <= 1.0:
-            raise ValueError(f"strength must lie in [0, 1] (0 = return the input, 1 = ignore it), got {self.strength}")
-        if self.mask is not None and (self.mask.ndim != 4 or self.mask.shape[-2:] != self.x0.shape[-2:]):
-            raise ValueError(f"the mask must be (B or 1, 1, {self.x0.shape[-2]}, {self.x0.shape[-1]}) like the input, "
-                             f"got {tuple(self.mask.shape)}")
+        image_batch("x0", self.x0)
+        self.strength = real_number("strength", self.strength, 0.0, 1.0, what="0 = return the input, 1 = ignore it")
+        generator_or_none("generator", self.generator)
+        if self.mask is not None:
+            check_mask(self.mask, self.x0)
+
+
+def check_mask(mask: torch.Tensor, x0: torch.Tensor) -> None:
+    """A mask (B or 1, 1, H, W) like the input's batch and size, with values in [0, 1] (1 = regenerate)."""
+    image_batch("mask", mask, layout="(B or 1, 1, H, W) in [0, 1]")
+    H, W = x0.shape[-2:]
+    if mask.shape[1] != 1 or mask.shape[-2:] != x0.shape[-2:] or mask.shape[0] not in (1, len(x0)):
+        raise ValueError(f"the mask must be (1, 1, {H}, {W}) or ({len(x0)}, 1, {H}, {W}) like the input, "
+                         f"got {tuple(mask.shape)}")
+    low, high = float(mask.min()), float(mask.max())
+    if not 0.0 <= low <= high <= 1.0:  # NaN fails too
+        raise ValueError(f"the mask's values must lie in [0, 1] (1 = regenerate, 0 = keep), got values from {low:g} "
+                         f"to {high:g}; divide an 8-bit mask (0 ... 255) by 255")
 
 
 def starting_point(noise: torch.Tensor, timesteps: list, schedule: NoiseSchedule,

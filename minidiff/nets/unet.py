@@ -39,6 +39,12 @@ class UNetConfig:
     time_embed_dim: int | None = None  # None = 4 * channels[0], as in DDPM
 
     def __post_init__(self):
+        for name in ("in_channels", "blocks_per_level", "heads", "groups"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        if isinstance(self.channels, (str, int)) or not self.channels:
+            raise ValueError(f"channels must list the width of each level, e.g. (32, 64), got {self.channels!r}")
         self.channels = tuple(self.channels)  # lists (e.g. from JSON) become tuples
         self.attention_levels = tuple(bool(a) for a in self.attention_levels)
         if len(self.attention_levels) != len(self.channels):

@@ -26,7 +26,7 @@ def test_sampling_timesteps_are_evenly_spaced_and_run_from_T_minus_1_to_0():
         gaps = np.diff(timesteps)
         assert (gaps < 0).all() and gaps.max() - gaps.min() <= 1  # strictly falling, even up to rounding
     for bad in [0, 1001]:
-        with pytest.raises(ValueError, match="steps must lie in 1"):
+        with pytest.raises(ValueError, match="steps must be a whole number in 1"):
             sampling_timesteps(1000, bad)
 
 
