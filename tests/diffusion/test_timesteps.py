@@ -53,6 +53,7 @@ def test_spacings_match_diffusers_ddim_scheduler():
 
 
 @pytest.mark.parametrize("T", [50, 1000])
+@pytest.mark.filterwarnings("ignore:one step with leading spacing")  # expected at steps = 1: tests/test_bad_inputs.py
 def test_spacings_fall_evenly_and_have_their_ends(T):
     for steps in range(1, T + 1):
         linspace, leading, trailing = (sampling_timesteps(T, steps, spacing) for spacing in SPACINGS)
