@@ -16,13 +16,14 @@ from types import FunctionType
 import numpy as np
 import pytest
 import torch
-from support.tiny import tiny_train_config
+from support.tiny import tiny_train_config, tiny_unet
 
 from minidiff.__main__ import main
 from minidiff.diffusion.config import DiffusionConfig
 from minidiff.diffusion.editing import Edit
 from minidiff.diffusion.forward import q_posterior, q_sample, q_step
 from minidiff.diffusion.guidance import guided_denoiser
+from minidiff.diffusion.loop import model_denoiser
 from minidiff.diffusion.samplers import SAMPLERS, sample
 from minidiff.diffusion.schedule import NoiseSchedule, cosine_betas, linear_betas, make_schedule, sigmoid_betas
 from minidiff.diffusion.timesteps import sampling_timesteps
@@ -111,6 +112,14 @@ def test_every_sampler_refuses_bad_options(sampler, through):
             refused(lambda: sample(sampler, **arguments, steps=3), name)
         else:
             refused(lambda: SAMPLERS[sampler](**arguments, steps=3), name)
+
+
+def test_a_condition_for_another_batch_size_is_refused_by_every_sampler():
+    model = tiny_unet(num_classes=10)
+    labels = torch.arange(3)  # three labels for a batch of two
+    for denoiser in (model_denoiser(model, class_labels=labels), guided_denoiser(model, 2.0, class_labels=labels)):
+        for sampler in SAMPLERS:
+            refused(lambda: sample(sampler, denoiser, SHAPE, SCHEDULE, "eps", steps=2), "class_labels")
 
 
 @pytest.mark.parametrize("name", ["DDIM", "", 3, ["ddim"], None])

@@ -116,6 +116,13 @@ def device_name(name: str, value) -> torch.device:
         raise ValueError(f"unknown {name} {value!r}; give cpu, cuda (cuda:N) or mps") from None
 
 
+def same_batch(name: str, value, x: torch.Tensor) -> None:
+    """A per-image condition (class labels, a text context) has one row per image of x (B, ...), or one for all."""
+    if value is not None and len(value) not in (1, len(x)):
+        raise ValueError(f"{name} has {len(value)} rows but the sampler draws a batch of {len(x)}: give one per "
+                         "image, or one for all")
+
+
 def function(name: str, value, what: str) -> Callable:
     """A callable: a denoiser, a callback."""
     if not callable(value):

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from minidiff.diffusion.arguments import real_number
+from minidiff.diffusion.arguments import real_number, same_batch
 
 
 def classifier_free_guidance(output_cond: torch.Tensor, output_uncond: torch.Tensor, guidance: float,
@@ -120,6 +120,8 @@ def guided_denoiser(model: nn.Module, guidance: float, class_labels: torch.Tenso
         contexts, masks = paired_context(context, context_mask, null_context, null_context_mask)
 
     def denoiser(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        same_batch("class_labels", class_labels, x_t)
+        same_batch("context", context, x_t)
         # one forward pass for both predictions: [conditional; unconditional]
         x_pair, t_pair = torch.cat([x_t, x_t]), torch.cat([t, t])  # (B, C, H, W) -> (2B, C, H, W); (B,) -> (2B,)
         output = model(x_pair, t_pair, class_labels=labels, context=contexts, context_mask=masks)  # (2B, C, H, W)

@@ -37,7 +37,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from minidiff.diffusion.arguments import device_name, flag, function, generator_or_none, one_of, sample_shape
+from minidiff.diffusion.arguments import (
+    device_name,
+    flag,
+    function,
+    generator_or_none,
+    one_of,
+    same_batch,
+    sample_shape,
+)
 from minidiff.diffusion.editing import Edit, keep_known
 from minidiff.diffusion.forward import PREDICTIONS, eps_from_x0, x0_and_eps_from_output
 from minidiff.diffusion.schedule import NoiseSchedule, alpha_bar_at
@@ -52,6 +60,8 @@ def model_denoiser(model: nn.Module, class_labels: torch.Tensor | None = None, c
     Classifier-free guidance (`minidiff.diffusion.guidance.guided_denoiser`) is another function of the same shape.
     """
     def denoiser(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        same_batch("class_labels", class_labels, x_t)
+        same_batch("context", context, x_t)
         return model(x_t, t, class_labels=class_labels, context=context, context_mask=context_mask)
     return denoiser
 
