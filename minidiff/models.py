@@ -24,6 +24,7 @@ from minidiff.diffusion.schedule import NoiseSchedule
 from minidiff.files.atomic import atomic_write_bytes
 from minidiff.files.checkpoint import (
     CheckpointError,
+    checkpoint_path,
     checkpoint_stem,
     read_tensors_and_json,
     write_tensors_and_json,
@@ -124,7 +125,7 @@ def save_autoencoder(stem: Path | str, autoencoder: Autoencoder, info: Autoencod
 def load_autoencoder(name_or_path: Path | str = "shapes_vae",
                      device: torch.device | str = "cpu") -> tuple[Autoencoder, AutoencoderInfo]:
     """An autoencoder checkpoint by shipped name ("shapes_vae"), run folder or path, in eval mode, and its info."""
-    path = Path(name_or_path)
+    path = checkpoint_path(name_or_path)
     stem = path / "autoencoder" if path.is_dir() else checkpoint_stem(path)  # a train-vae run folder, or a stem
     weights, meta = read_tensors_and_json(stem)
     if meta.get("kind") != "autoencoder":

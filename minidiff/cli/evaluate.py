@@ -3,8 +3,8 @@
 Two numbers, both from the shipped digit classifier (`minidiff.measure.metrics`), which never saw a generated digit:
 - class accuracy: the share of samples asked for digit k that the classifier reads as k;
 - Fréchet distance between the classifier's features of the samples and of real digits, printed beside
-  the real-vs-real baseline at the same n (two disjoint sets of real digits), the floor any generator is
-  compared against.
+  the real-vs-real baseline at the same n (two disjoint sets of real digits): a reference for the distance's
+  small-sample bias at that n, not a floor (a good sampler can score a little below it).
 
 The sampling and the scoring are `minidiff.measure.digits`, which the sampler race and the chapters use too; this
 command prints the figures with their cost (NFE, seconds) and, with --record, writes them into the checkpoint's JSON.
@@ -16,8 +16,7 @@ import argparse
 import json
 import shlex
 
-import torch
-
+from minidiff.cli.options import check_counts, check_guidance_option, check_seed, use_threads
 from minidiff.diffusion.samplers import SAMPLERS
 from minidiff.files.device import resolve_device
 from minidiff.measure.digits import balanced_labels, digit_quality, generate_digits
@@ -38,8 +37,10 @@ def command_line(args: argparse.Namespace) -> str:
 
 def evaluate_from_arguments(args: argparse.Namespace) -> dict:
     """Sample args.n digits, measure them, print the figures, and record them in the checkpoint's JSON."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    check_counts(args, "n", "steps")
+    check_seed(args.seed)
+    check_guidance_option(args.guidance)
+    use_threads(args.threads)
     device = resolve_device(args.device)
     model, info = load_model(args.model, device)
     if info.unet_config().num_classes is None:

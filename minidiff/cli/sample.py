@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from minidiff.cli.options import check_counts, check_guidance_option, check_seed, use_threads
 from minidiff.data.pixels import from_model
 from minidiff.diffusion.guidance import guided_denoiser
 from minidiff.diffusion.loop import Denoiser, DenoisingStep, model_denoiser
@@ -142,10 +143,10 @@ def prompt_to_folder(args: argparse.Namespace) -> Path:
 def sample_to_folder(args: argparse.Namespace) -> Path:
     """Load the model, sample, write the images, the grid, the GIF and meta.json; return the folder. A user's
     mistake is an exception (ValueError, FileNotFoundError, ...) that `python -m minidiff` shows as one line."""
-    if args.n < 1:
-        raise ValueError(f"--n must be at least 1, got {args.n}")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    check_counts(args, "n", "steps")
+    check_seed(args.seed)
+    check_guidance_option(args.guidance)
+    use_threads(args.threads)
     if args.prompt is not None:
         return prompt_to_folder(args)
     for option in ("negative_prompt", "init_image", "strength", "mask"):

@@ -11,11 +11,11 @@ uninterrupted one would have taken, is `minidiff.training.run`.
 """
 
 import argparse
+import dataclasses
 import shlex
 from pathlib import Path
 
-import torch
-
+from minidiff.cli.options import check_budget, check_seed, use_threads
 from minidiff.training.config import TrainConfig
 from minidiff.training.loop import train
 from minidiff.training.presets import PRESETS
@@ -43,15 +43,15 @@ def command_line(args: argparse.Namespace) -> str:
 def train_from_arguments(args: argparse.Namespace) -> Run:
     """The train command: a new run from a preset, or --resume with the run's own saved config. A user's mistake
     is an exception that `python -m minidiff` shows as one line."""
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    check_budget(args.steps, args.minutes)
+    check_seed(args.seed)
+    use_threads(args.threads)
     if args.resume:
         config = TrainConfig.from_dict(saved_training_state(Path(args.out)).config)
     else:
-        config = PRESETS[args.config]()
-        config.seed = args.seed
+        config = dataclasses.replace(PRESETS[args.config](), seed=args.seed)
     if args.steps is not None or args.minutes is not None:
-        config.steps, config.minutes = args.steps, args.minutes
+        config = dataclasses.replace(config, steps=args.steps, minutes=args.minutes)  # checked again, as a whole
     return train(config, args.out, resume=args.resume, device=args.device, command=command_line(args),
                  progress=not args.quiet)
 

@@ -7,11 +7,11 @@ What the run folder holds, and how a run resumes exactly, is `minidiff.training.
 """
 
 import argparse
+import dataclasses
 import shlex
 from pathlib import Path
 
-import torch
-
+from minidiff.cli.options import check_budget, check_seed, use_threads
 from minidiff.models import AutoencoderInfo
 from minidiff.training.config import VAETrainConfig
 from minidiff.training.presets import AUTOENCODER_PRESETS
@@ -22,15 +22,15 @@ from minidiff.training.vae import train_vae
 def train_from_arguments(args: argparse.Namespace) -> AutoencoderInfo:
     """The train-vae command: a new run from a preset, or --resume with the run's own saved config. A user's
     mistake is an exception that `python -m minidiff` shows as one line."""
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    check_budget(args.steps, args.minutes)
+    check_seed(args.seed)
+    use_threads(args.threads)
     if args.resume:
         config = VAETrainConfig.from_dict(saved_training_state(Path(args.out)).config)
     else:
-        config = AUTOENCODER_PRESETS[args.preset]()
-        config.seed = args.seed
+        config = dataclasses.replace(AUTOENCODER_PRESETS[args.preset](), seed=args.seed)
     if args.steps is not None or args.minutes is not None:
-        config.steps, config.minutes = args.steps, args.minutes
+        config = dataclasses.replace(config, steps=args.steps, minutes=args.minutes)  # checked again, as a whole
     words = ["python", "-m", "minidiff", "train-vae", "--out", str(args.out)]
     words += ["--resume"] if args.resume else ["--preset", args.preset, "--seed", str(args.seed)]
     for option in ("steps", "minutes", "threads"):

@@ -11,6 +11,7 @@ Functions that take `alpha_bar` accept a float, a (B,) tensor, or anything broad
 
 import torch
 
+from minidiff.diffusion.arguments import image_batch, whole_number
 from minidiff.diffusion.schedule import NoiseSchedule
 
 
@@ -26,22 +27,49 @@ def expand_like(a: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
 
 
 def gather(table: torch.Tensor, t: int | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Read `table[t]` for each sample and shape it to broadcast against x."""
-    if isinstance(t, int):
-        if not 0 <= t < len(table):
-            raise IndexError(f"t = {t} is outside 0 ... {len(table) - 1}")
+    """Read `table[t]` for each sample and shape it to broadcast against x.
+
+    Raises TypeError for a t that is not a whole number (an int, or an integer tensor () or (B,)), ValueError for
+    a t outside 0 ... T-1 or a (B,) t whose B differs from x's batch.
+    """
+    image_batch("x", x, ndim=None)
+    if not isinstance(t, torch.Tensor):
+        t = whole_number("t", t, 0, len(table) - 1, what="a 0-based timestep")
         return expand_like(table[t], x)
-    t = torch.as_tensor(t)
+    if t.dtype.is_floating_point or t.dtype == torch.bool or t.ndim > 1:
+        raise TypeError(f"t must be an int or an integer tensor () or (B,) of timesteps, got {t.dtype} "
+                        f"{tuple(t.shape)}")
     if bool(((t < 0) | (t >= len(table))).any()):
-        raise IndexError(f"every t must lie in 0 ... {len(table) - 1}, got {t.tolist()}")
+        raise ValueError(f"every t must lie in 0 ... {len(table) - 1}, got {t.tolist()}")
     if t.ndim == 1 and len(t) != len(x):
         raise ValueError(f"t has {len(t)} entries but x has a batch of {len(x)}")
     return expand_like(table[t.cpu()], x)  # index on the CPU; only the picked values travel
 
 
+def same_shape(name: str, value: torch.Tensor, like_name: str, like: torch.Tensor) -> torch.Tensor:
+    """`value` must be a float tensor shaped like `like`, or broadcastable against it (e.g. the noise eps and the
+    image x0)."""
+    image_batch(name, value, ndim=None)
+    try:
+        torch.broadcast_shapes(value.shape, like.shape)
+    except RuntimeError:
+        raise ValueError(f"{name} must have the shape of {like_name}, {tuple(like.shape)}, got "
+                         f"{tuple(value.shape)}") from None
+    return value
+
+
+def schedule_tables(schedule: NoiseSchedule) -> NoiseSchedule:
+    """The schedule whose tables q reads; anything else is a TypeError that says how to make one."""
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule (e.g. make_schedule('cosine', 1000)), got "
+                        f"{type(schedule).__name__}")
+    return schedule
+
+
 def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """Draw x_t ~ q(x_t | x0) in one shot, given the noise eps (Ho et al. 2020, eq. 4)."""
-    alpha_bar = gather(schedule.alpha_bar, t, x0)
+    alpha_bar = gather(schedule_tables(schedule).alpha_bar, t, image_batch("x0", x0, ndim=None))
+    same_shape("eps", eps, "x0", x0)
     # $x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon$
     return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
 
@@ -51,14 +79,16 @@ def q_step(schedule: NoiseSchedule, x_prev: torch.Tensor, t: int | torch.Tensor,
 
     For t = 0, x_prev is the clean image x0.
     """
-    beta = gather(schedule.betas, t, x_prev)
+    beta = gather(schedule_tables(schedule).betas, t, image_batch("x_prev", x_prev, ndim=None))
+    same_shape("eps", eps, "x_prev", x_prev)
     # $x_t = \sqrt{1 - \beta_t}\, x_{t-1} + \sqrt{\beta_t}\, \epsilon$
     return (1 - beta).sqrt() * x_prev + beta.sqrt() * eps
 
 
 def q_posterior(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of q(x_{t-1} | x_t, x0), the step the reverse process imitates (Ho et al. 2020, eq. 6-7)."""
-    coef_x0 = gather(schedule.posterior_coef_x0, t, x_t)
+    same_shape("x0", x0, "x_t", image_batch("x_t", x_t, ndim=None))
+    coef_x0 = gather(schedule_tables(schedule).posterior_coef_x0, t, x_t)
     coef_xt = gather(schedule.posterior_coef_xt, t, x_t)
     # $\tilde\mu_t(x_t, x_0) = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t} x_0 + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t} x_t$
     mean = coef_x0 * x0 + coef_xt * x_t

@@ -32,9 +32,10 @@ def balanced_labels(n: int) -> torch.Tensor:
 @torch.inference_mode()
 def generate_digits(model, info, labels: torch.Tensor, sampler: str = "ddpm", steps: int | None = None,
                     guidance: float | None = None, seed: int = 0, batch_size: int = 250,
-                    device: torch.device | str = "cpu") -> tuple[torch.Tensor, dict]:
+                    device: torch.device | str = "cpu", clip_x0: bool = True) -> tuple[torch.Tensor, dict]:
     """Sample one digit per label -> images (N, 1, 28, 28) in [-1, 1], and {"nfe", "seconds"} for the whole set.
 
+    clip_x0: clip each step's predicted x0 to [-1, 1], the samplers' default; False runs the plain ODE or SDE.
     Batches are seeded seed, seed + 1, ...: the same call gives the same digits. The noise is drawn on the CPU and
     moved to `device`, so a GPU starts from exactly the noise a CPU does.
     """
@@ -52,7 +53,8 @@ def generate_digits(model, info, labels: torch.Tensor, sampler: str = "ddpm", st
         generator = torch.Generator().manual_seed(seed + index)  # on the CPU: the same noise on any device
         nfe_so_far = []  # only the count: keeping all 1000 steps of 250 digits would take gigabytes
         x0 = sample(sampler, denoiser, (len(batch_labels), *shape), schedule, prediction, steps=steps,
-                    generator=generator, device=device, callback=lambda step: nfe_so_far.append(step.nfe))
+                    clip_x0=clip_x0, generator=generator, device=device,
+                    callback=lambda step: nfe_so_far.append(step.nfe))
         nfe = nfe_so_far[-1]  # network evaluations for one batch = for one image
         images.append(x0.clamp(-1, 1).cpu())
     return torch.cat(images), {"nfe": nfe, "seconds": time.perf_counter() - start}

@@ -2,7 +2,7 @@ r"""Where does each word look? Cross-attention maps, recorded while a model samp
 
 Every cross-attention layer (minidiff.nets.layers.CrossAttention) lets each image position $i$ take a weighted
 average of the token vectors, with weights $A_{ij} = \mathrm{softmax}_j(Q_i \cdot K_j / \sqrt{d})$
-(Rombach et al. 2022, eq. 3). Column $j$ of $A$, laid out on the image grid, is a map of where token $j$ acts.
+(Rombach et al. 2022, sec. 3.3). Column $j$ of $A$, laid out on the image grid, is a map of where token $j$ acts.
 Hertz et al. 2022 ("Prompt-to-Prompt", sec. 3.1) show such maps, averaged over heads and layers, and upsampled.
 
 `CrossAttentionRecorder` does that without touching the model: a forward hook on each CrossAttention layer

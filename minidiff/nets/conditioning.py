@@ -1,6 +1,6 @@
 r"""Conditioning a U-Net on a short sequence of tokens, read by cross-attention.
 
-Latent diffusion (Rombach et al. 2022, sec. 3.3, eq. 3) conditions its U-Net on the context $c = \mathrm{enc}_\theta(y)$
+Latent diffusion (Rombach et al. 2022, sec. 3.3) conditions its U-Net on the context $c = \mathrm{enc}_\theta(y)$
 ($\tau_\theta(y)$ there): the input $y$ (a caption) turned into a sequence of vectors, one per token, which every
 cross-attention layer reads. This module is that idea at its smallest. For the Shapes dataset, $y$ is the image's
 four attributes, written as a four-word "sentence" [colour, shape, size, position] after a start token;

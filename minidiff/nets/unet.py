@@ -37,11 +37,15 @@ class UNetConfig:
     # Cross-attention sits at the same levels as self-attention, and in the middle.
     groups: int = 8  # GroupNorm groups; DDPM's 32 would leave one channel per group at 32 channels
     time_embed_dim: int | None = None  # None = 4 * channels[0], as in DDPM
-    # The sinusoidal embedding reads time_scale * t: 1 for DDPM's steps 0 ... T-1; 1000 for a rectified-flow model,
-    # whose t lies in [0, 1] and would leave all but the fastest frequencies flat (Esser et al. 2024 feed 1000 t too)
-    time_scale: float = 1.0
+    time_scale: float = 1.0  # the embedding reads time_scale * t: 1 for steps 0 ... T-1, 1000 for a flow t in [0, 1] (SD3)
 
     def __post_init__(self):
+        for name in ("in_channels", "blocks_per_level", "heads", "groups"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        if isinstance(self.channels, (str, int)) or not self.channels:
+            raise ValueError(f"channels must list the width of each level, e.g. (32, 64), got {self.channels!r}")
         self.channels = tuple(self.channels)  # lists (e.g. from JSON) become tuples
         self.attention_levels = tuple(bool(a) for a in self.attention_levels)
         if len(self.attention_levels) != len(self.channels):
@@ -177,8 +181,7 @@ class UNet(nn.Module):
 
     def embed(self, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         """The conditioning vector (B, embed_dim): MLP(sinusoidal(t)) + class embedding (null class when None)."""
-        features = timestep_embedding(self.config.time_scale * t, self.config.channels[0])  # (B,) -> (B, c_0)
-        embedding = self.time_mlp(features)  # (B, c_0) -> (B, embed_dim)
+        embedding = self.time_mlp(timestep_embedding(self.config.time_scale * t, self.config.channels[0]))  # (B, embed)
         if self.class_embedding is not None:
             if class_labels is None:
                 class_labels = torch.full_like(t, self.config.num_classes, dtype=torch.long)  # the null class

@@ -6,7 +6,9 @@ conditioning). `VAETrainConfig`: the autoencoder's run (`minidiff.training.vae`)
 """
 
 from dataclasses import asdict, dataclass, field, fields
+from os import PathLike
 
+from minidiff.diffusion.arguments import real_number, whole_number
 from minidiff.diffusion.config import DiffusionConfig
 from minidiff.nets.autoencoder import AutoencoderConfig
 from minidiff.nets.conditioning import EncoderConfig
@@ -31,6 +33,24 @@ class LoopConfig:
     checkpoint_every_steps: int | None = None  # also checkpoint every N steps (None = only by minutes)
     checkpoint_every_minutes: float | None = 10.0  # checkpoint at least this often (and always at the end)
     seed: int = 0  # weights, batch order, noise and dropout all follow from it
+
+    def __post_init__(self):
+        """Refuse settings no run can use, naming the field (TypeError: wrong kind of value; ValueError: out of
+        range)."""
+        whole_number("batch_size", self.batch_size, 1, what="images per step")
+        real_number("lr", self.lr, 0.0, low_open=True, what="the peak learning rate, e.g. 5e-4")
+        real_number("weight_decay", self.weight_decay, 0.0)
+        whole_number("warmup_steps", self.warmup_steps, 0)
+        real_number("grad_clip", self.grad_clip, 0.0, low_open=True, what="the gradient's largest global norm")
+        whole_number("seed", self.seed, 0)
+        for name in ("decay_steps", "steps", "checkpoint_every_steps"):
+            if getattr(self, name) is not None:
+                whole_number(name, getattr(self, name), 1, what="None for none")
+        for name in ("minutes", "checkpoint_every_minutes"):
+            if getattr(self, name) is not None:
+                real_number(name, getattr(self, name), 0.0, low_open=True, what="None for no limit")
+        if self.steps is None and self.minutes is None:
+            raise ValueError("give steps or minutes (or both): a run needs a stopping point")
 
     def finished(self, step: int, minutes: float) -> bool:
         """Whether the run has reached its step or time budget."""
@@ -87,16 +107,40 @@ class TrainConfig(LoopConfig):
             self.diffusion = DiffusionConfig.from_dict(self.diffusion)
         if isinstance(self.encoder, dict):
             self.encoder = EncoderConfig(**self.encoder)
+        super().__post_init__()
+        self.check_parts()
         if self.data not in DATASETS:
             raise ValueError(f"unknown data set {self.data!r}; choose one of {DATASETS}")
         if self.data.startswith("shapes") and self.encoder is None:
             raise ValueError(f"data {self.data!r} is conditioned on attribute tokens: give an encoder (EncoderConfig)")
         if self.data == "shapes_latents" and self.autoencoder is None:
             raise ValueError("data 'shapes_latents' needs an autoencoder (e.g. 'shapes_vae') to encode the images")
-        if self.steps is None and self.minutes is None:
-            raise ValueError("give steps or minutes (or both): a run needs a stopping point")
-        if self.batch_size < 1 or (self.max_images is not None and self.max_images < self.batch_size):
-            raise ValueError(f"batch_size must be at least 1 and at most the number of images, got {self.batch_size}")
+        if self.max_images is not None and whole_number("max_images", self.max_images, 1) < self.batch_size:
+            raise ValueError(f"batch_size must be at most the number of images (max_images = {self.max_images}), "
+                             f"got {self.batch_size}")
+        whole_number("dataset_size", self.dataset_size, 1, what="Shapes images to render")
+        for name in ("token_drop_prob", "class_drop_prob", "ema_decay"):
+            if not real_number(name, getattr(self, name), 0.0, 1.0) < 1.0:
+                raise ValueError(f"{name} must be below 1 (1 would drop every condition or freeze the average), got 1")
+        if self.min_snr_gamma is not None:
+            real_number("min_snr_gamma", self.min_snr_gamma, 0.0, low_open=True, what="None for plain MSE")
+        if self.sample_every_steps is not None:
+            whole_number("sample_every_steps", self.sample_every_steps, 1, what="None for no grids")
+        whole_number("sample_grid_steps", self.sample_grid_steps, 1, self.diffusion.T, what="DDPM steps of a grid")
+
+    def check_parts(self) -> None:
+        """The nested settings must be configs of the right kind (dicts from JSON are converted before this)."""
+        for name, kind in (("unet", UNetConfig), ("diffusion", DiffusionConfig)):
+            if not isinstance(getattr(self, name), kind):
+                raise TypeError(f"{name} must be a {kind.__name__} (or its dict), got "
+                                f"{type(getattr(self, name)).__name__}")
+        if self.encoder is not None and not isinstance(self.encoder, EncoderConfig):
+            raise TypeError(f"encoder must be an EncoderConfig, its dict or None, got {type(self.encoder).__name__}")
+        if isinstance(self.autoencoder, PathLike):
+            self.autoencoder = str(self.autoencoder)  # stored in JSON
+        if self.autoencoder is not None and not isinstance(self.autoencoder, str):
+            raise TypeError(f"autoencoder must be a shipped name or a path as a string (e.g. 'shapes_vae'), got "
+                            f"{type(self.autoencoder).__name__}")
 
     def image_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of what the U-Net denoises: MNIST digits, or the 8 x 8 latents of 32 x 32 Shapes."""
@@ -123,5 +167,11 @@ class VAETrainConfig(LoopConfig):
     checkpoint_every_minutes: float | None = 5.0
 
     def __post_init__(self):
+        super().__post_init__()
         if isinstance(self.autoencoder, dict):
             self.autoencoder = AutoencoderConfig.from_dict(self.autoencoder)
+        if not isinstance(self.autoencoder, AutoencoderConfig):
+            raise TypeError(f"autoencoder must be an AutoencoderConfig (or its dict), got "
+                            f"{type(self.autoencoder).__name__}")
+        whole_number("dataset_size", self.dataset_size, 1, what="Shapes images to render")
+        whole_number("eval_images", self.eval_images, 1, what="held-out images for the PSNR")

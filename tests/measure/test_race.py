@@ -116,28 +116,30 @@ def test_table_rows_follow_the_sampler_order_then_the_steps():
     assert rows[2][7].strip() == "35.25" and all(r[8].strip() == "3.50" for r in rows)
 
 
-def test_target_check_compares_frechet_and_cpu_time():
+def test_fast_against_slow_compares_frechet_and_cpu_time():
     results = {"cells": [synthetic_cell("ddpm", 1000, 1000, 400.0, 10.0), synthetic_cell("dpm++", 20, 20, 8.0, 10.5)]}
-    check = race.target_check(results)
+    check = race.fast_against_slow(results)
     assert check["frechet_ratio"] == pytest.approx(1.05) and check["cpu_speedup"] == pytest.approx(50.0)
-    assert check["met"]
+    assert check["as_good_and_cheaper"]
     results["cells"][0]["seconds"] = 800.0  # a busy machine doubles the wall time: the CPU time decides
-    assert race.target_check(results)["speedup"] == pytest.approx(100.0) and race.target_check(results)["met"]
+    check = race.fast_against_slow(results)
+    assert check["speedup"] == pytest.approx(100.0) and check["as_good_and_cheaper"]
     results["cells"][1]["cpu_seconds"] = 12.0  # only 33x faster in CPU time
-    assert not race.target_check(results)["met"]
+    assert not race.fast_against_slow(results)["as_good_and_cheaper"]
     results["cells"][1]["cpu_seconds"] = 8.0
     results["cells"][1]["frechet_distance"] = 11.5  # 15% worse
-    assert not race.target_check(results)["met"]
-    assert race.target_check({"cells": results["cells"][:1]}) is None
+    assert not race.fast_against_slow(results)["as_good_and_cheaper"]
+    assert race.fast_against_slow({"cells": results["cells"][:1]}) is None
 
 
-def test_target_check_holds_the_sde_solver_to_the_same_target():
+def test_fast_against_slow_holds_the_sde_solver_to_the_same_bar():
     results = {"cells": [synthetic_cell("ddpm", 1000, 1000, 400.0, 10.0), synthetic_cell("dpm++", 20, 20, 8.0, 15.0),
                          synthetic_cell("dpm++sde", 20, 20, 8.0, 10.8)]}
-    assert ("dpm++sde", 20) in race.TARGET_FAST_CELLS and race.RACE_SAMPLERS.index("dpm++sde") == 3  # after dpm++
-    assert not race.target_check(results)["met"]  # the default fast cell is still the ODE solver's
-    check = race.target_check(results, fast=("dpm++sde", 20))
-    assert check["fast"] == ("dpm++sde", 20) and check["frechet_ratio"] == pytest.approx(1.08) and check["met"]
+    assert ("dpm++sde", 20) in race.FAST_CELLS and race.RACE_SAMPLERS.index("dpm++sde") == 3  # after dpm++
+    assert not race.fast_against_slow(results)["as_good_and_cheaper"]  # the default fast cell is still the ODE solver's
+    check = race.fast_against_slow(results, fast=("dpm++sde", 20))
+    assert check["fast"] == ("dpm++sde", 20) and check["frechet_ratio"] == pytest.approx(1.08)
+    assert check["as_good_and_cheaper"]
 
 
 def test_command_line_writes_json_and_png_and_skips_measured_cells(tiny_model_path, tmp_path):
