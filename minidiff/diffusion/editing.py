@@ -72,8 +72,8 @@ def check_mask(mask: torch.Tensor, x0: torch.Tensor) -> None:
 
 
 def starting_point(noise: torch.Tensor, timesteps: list, schedule: NoiseSchedule, edit: Edit | None) -> torch.Tensor:
-    """x_T: pure noise, or (SDEdit) the input noised to the first of the edit's timesteps (`edit_timesteps`); the
-    input itself when no step runs."""
+    """x_T: pure noise, or (SDEdit) the input noised to the first of the edit's timesteps
+    (`minidiff.diffusion.timesteps.edit_timesteps`); the input itself when no step runs."""
     if edit is None:
         return noise
     x0 = edit.x0.to(noise.device, noise.dtype).expand_as(noise)
@@ -107,7 +107,8 @@ def keep_known(x_t: torch.Tensor, t: float, schedule: NoiseSchedule, edit: Edit 
     return keep * known + (1 - keep) * x_t
 
 
-def renoise(x_s: torch.Tensor, alpha_bar_s: float, alpha_bar_t: float, generator: torch.Generator | None) -> torch.Tensor:
+def renoise(x_s: torch.Tensor, alpha_bar_s: float, alpha_bar_t: float,
+            generator: torch.Generator | None) -> torch.Tensor:
     r"""RePaint's jump back (Lugmayr et al. 2022, Algorithm 1, line 9, over several steps): from x_s at a lower noise
     level to a higher one, t > s, by the forward process $q(x_t \mid x_s)$ (Ho et al. 2020, eq. 4 between any two
     steps): $x_t = \sqrt{\bar\alpha_t / \bar\alpha_s}\, x_s + \sqrt{1 - \bar\alpha_t / \bar\alpha_s}\, z$."""

@@ -51,7 +51,7 @@ def start(shape: tuple[int, ...], schedule: NoiseSchedule, steps: int | None, sp
     """What every sampler starts with: x_T, the timesteps to visit, and the edit.
 
     The timesteps are `steps` of the T placed by `spacing`, or for an edit (SDEdit) the same spacing laid over
-    0 ... t_0 = strength * T (`minidiff.diffusion.editing.edit_timesteps`); with `karras`, Karras noise levels over
+    0 ... t_0 = strength * T (`minidiff.diffusion.timesteps.edit_timesteps`); with `karras`, Karras noise levels over
     the same range. x_T is N(0, I) noise from `generator`, or the input noised to the first timestep. An edit
     without its own generator re-noises its kept region from the sampler's, so one generator reproduces a sample.
     """
