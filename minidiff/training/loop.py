@@ -26,7 +26,6 @@ losses of one process.
 """
 
 from dataclasses import dataclass
-
 from pathlib import Path
 
 import torch
@@ -38,7 +37,6 @@ from minidiff.diffusion.loop import model_denoiser
 from minidiff.diffusion.loss import loss_weights
 from minidiff.diffusion.samplers import sample_ddpm
 from minidiff.diffusion.schedule import NoiseSchedule
-from minidiff.files.device import resolve_device
 from minidiff.files.images import picture_grid, write_png
 from minidiff.models import load_autoencoder
 from minidiff.nets.conditioning import condition_tokens, drop_tokens

@@ -77,7 +77,7 @@ def test_q_sample_and_q_step(dtype):
     assert_rounded_like_float64(lambda x0, eps: q_sample(SCHEDULE, x0, T, eps), data(dtype, 2))
     assert_rounded_like_float64(lambda x_prev, eps: q_step(SCHEDULE, x_prev, T, eps), data(dtype, 2))
     for t in (0, 999):  # an int t too
-        assert_rounded_like_float64(lambda x0, eps: q_sample(SCHEDULE, x0, t, eps), data(dtype, 2, seed=t))
+        assert_rounded_like_float64(lambda x0, eps, t=t: q_sample(SCHEDULE, x0, t, eps), data(dtype, 2, seed=t))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -104,7 +104,7 @@ def test_conversions_with_alpha_bar_per_sample_or_one_float(name, dtype):
     convert = CONVERSIONS[name]
     assert_rounded_like_float64(lambda a, b: convert(a, b, ALPHA_BAR), data(dtype, 2))  # (B,) float64
     for alpha_bar in (float(ALPHA_BAR[0]), float(ALPHA_BAR[-1])):  # a Python float, at both ends
-        assert_rounded_like_float64(lambda a, b: convert(a, b, alpha_bar), data(dtype, 2, seed=1))
+        assert_rounded_like_float64(lambda a, b, alpha_bar=alpha_bar: convert(a, b, alpha_bar), data(dtype, 2, seed=1))
 
 
 # ------------------------------------------------------------------ the sampler steps
@@ -123,7 +123,7 @@ def levels(t: int, t_prev: int) -> tuple[float, float]:
 def test_ddpm_and_ddim_steps(t, t_prev, dtype):
     a, a_prev = levels(t, t_prev)
     for variance in ("beta_tilde", "beta"):
-        assert_rounded_like_float64(lambda x_t, x0, z: ddpm_step(x_t, x0, a, a_prev, z, variance), data(dtype, 3))
+        assert_rounded_like_float64(lambda x_t, x0, z, v=variance: ddpm_step(x_t, x0, a, a_prev, z, v), data(dtype, 3))
     assert_rounded_like_float64(lambda x0, eps, z: ddim_step(x0, eps, a, a_prev, 0.5, z), data(dtype, 3))
 
 
@@ -174,8 +174,8 @@ def test_predict_x0_and_eps(prediction, dtype):
     t = 0  # alpha_bar = 0.9999, where a coefficient rounded to float16 or bfloat16 loses everything
     for part in (0, 1):
         assert_rounded_like_float64(
-            lambda x_t, output: predict_x0_and_eps(lambda x, t_batch: output, prediction, x_t, t,
-                                                   float(SCHEDULE.alpha_bar[t]))[part], data(dtype, 2))
+            lambda x_t, output, k=part: predict_x0_and_eps(lambda x, t_batch: output, prediction, x_t, t,
+                                                           float(SCHEDULE.alpha_bar[t]))[k], data(dtype, 2))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -194,5 +194,6 @@ def test_the_sampling_loop_keeps_the_dtype_and_each_step_is_float64_rounded(dtyp
     for step in steps:
         assert step.x_t.dtype == step.x0.dtype == step.eps.dtype == step.x_prev.dtype == dtype
         a, a_prev = levels(int(step.t), int(step.t_prev))
-        assert_rounded_like_float64(lambda x0, eps: ddim_step(x0, eps, a, a_prev), [step.x0, step.eps])
+        assert_rounded_like_float64(lambda x0, eps, a=a, a_prev=a_prev: ddim_step(x0, eps, a, a_prev),
+                                    [step.x0, step.eps])
         torch.testing.assert_close(step.x_prev, ddim_step(step.x0, step.eps, a, a_prev), rtol=0, atol=0)
