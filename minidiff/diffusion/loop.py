@@ -161,7 +161,7 @@ def predict_x0_and_eps(denoiser: Denoiser, prediction: str, x_t: torch.Tensor, t
             x0 = x0.clamp(-1.0, 1.0)
             eps = eps_on_path(x_t, x0, t)
         return x0, eps
-    alpha_bar = torch.tensor(alpha_bar, dtype=x_t.dtype, device=x_t.device)  # in x_t's precision, not float32's
+    # alpha_bar stays a Python float (float64): the conversions cast their coefficients to x_t's dtype at the end
     x0, eps = x0_and_eps_from_output(prediction, output, x_t, alpha_bar)
     if clip_x0:
         x0 = x0.clamp(-1.0, 1.0)

@@ -8,7 +8,7 @@ conditioning). `VAETrainConfig`: the autoencoder's run (`minidiff.training.vae`)
 from dataclasses import asdict, dataclass, field, fields
 from os import PathLike
 
-from minidiff.diffusion.arguments import real_number, whole_number
+from minidiff.diffusion.arguments import flag, one_of, real_number, whole_number
 from minidiff.diffusion.config import DiffusionConfig
 from minidiff.nets.autoencoder import AutoencoderConfig
 from minidiff.nets.conditioning import EncoderConfig
@@ -16,6 +16,10 @@ from minidiff.nets.unet import UNetConfig
 
 DATASETS = ("mnist5k", "shapes", "shapes_latents")  # digits, Shapes in pixel space, Shapes as autoencoder latents
 BUDGET_FIELDS = ("steps", "minutes", "checkpoint_every_steps", "checkpoint_every_minutes", "sample_every_steps")
+# how a step is computed, not what: a resumed run may change them (precision changes the rounding, so a resume is
+# exact only under the same precision)
+EXECUTION_FIELDS = ("accumulate", "precision", "channels_last", "compile")
+PRECISIONS = ("fp32", "bf16", "fp16")  # float32; bfloat16 autocast; float16 autocast with a gradient scaler
 
 
 @dataclass
@@ -33,6 +37,12 @@ class LoopConfig:
     checkpoint_every_steps: int | None = None  # also checkpoint every N steps (None = only by minutes)
     checkpoint_every_minutes: float | None = 10.0  # checkpoint at least this often (and always at the end)
     seed: int = 0  # weights, batch order, noise and dropout all follow from it
+    # how each step is computed (`minidiff.training.run`, `minidiff.training.distributed`): batch_size is the batch of
+    # one optimizer step, split over the processes (torchrun) and, in each, over `accumulate` micro-batches
+    accumulate: int = 1  # gradient accumulation: micro-batches per process and step
+    precision: str = "fp32"  # see PRECISIONS; mixed precision (bf16, fp16) computes the network under autocast
+    channels_last: bool = False  # keep the weights (and so the activations) in NHWC memory: faster convolutions on GPUs
+    compile: bool = False  # torch.compile the network: slower to start, faster per step
 
     def __post_init__(self):
         """Refuse settings no run can use, naming the field (TypeError: wrong kind of value; ValueError: out of
@@ -51,6 +61,13 @@ class LoopConfig:
                 real_number(name, getattr(self, name), 0.0, low_open=True, what="None for no limit")
         if self.steps is None and self.minutes is None:
             raise ValueError("give steps or minutes (or both): a run needs a stopping point")
+        one_of("precision", self.precision, PRECISIONS)
+        whole_number("accumulate", self.accumulate, 1, what="micro-batches per process and step")
+        flag("channels_last", self.channels_last)
+        flag("compile", self.compile)
+        if self.batch_size % self.accumulate:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of accumulate {self.accumulate}: every "
+                             "micro-batch has the same size, so that their mean loss is the batch's")
 
     def finished(self, step: int, minutes: float) -> bool:
         """Whether the run has reached its step or time budget."""
@@ -63,9 +80,9 @@ class LoopConfig:
         return by_steps or by_time
 
     def math_fields(self) -> list[str]:
-        """The settings that change what is computed. The others (budget, checkpoint and grid intervals) may
-        change when a run is resumed."""
-        return [f.name for f in fields(self) if f.name not in BUDGET_FIELDS]
+        """The settings that change what is computed. The others (budget, checkpoint and grid intervals, and how
+        a step is computed: EXECUTION_FIELDS) may change when a run is resumed."""
+        return [f.name for f in fields(self) if f.name not in BUDGET_FIELDS + EXECUTION_FIELDS]
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (nested configs as dicts)."""
@@ -101,6 +118,7 @@ class TrainConfig(LoopConfig):
     sample_grid_steps: int = 100  # DDPM steps for those grids: evenly spaced, so they are quick
 
     def __post_init__(self):
+        super().__post_init__()
         if isinstance(self.unet, dict):
             self.unet = UNetConfig.from_dict(self.unet)
         if isinstance(self.diffusion, dict):

@@ -331,11 +331,14 @@ def test_q_sample_matches_diffusers_add_noise(name, diffusers_name, zero_termina
     eps = torch.randn(1000, 3, 4, 4, generator=generator, dtype=torch.float64)
     t = torch.randperm(1000, generator=generator)
     assert torch.allclose(q_sample(schedule, x0, t, eps), reference.add_noise(x0, eps, t), rtol=0, atol=1e-6)
-    # And in float32, the dtype models train in, with diffusers' own float32 version of the same table.
+    # And in float32, the dtype models train in. Our coefficients are float64 until they meet the data, so x_t is the
+    # float64 result rounded once; diffusers computes sqrt(1 - alpha_bar) from its float32 table, off by up to ~3e-5.
     reference.alphas_cumprod = schedule.alpha_bar.float()
     ours32, theirs32 = q_sample(schedule, x0.float(), t, eps.float()), reference.add_noise(x0.float(), eps.float(), t)
     assert ours32.dtype == torch.float32
-    assert torch.allclose(ours32, theirs32, rtol=0, atol=1e-6)
+    assert torch.allclose(ours32.double(), q_sample(schedule, x0.float().double(), t, eps.float().double()),
+                          rtol=0, atol=1e-6)
+    assert torch.allclose(ours32, theirs32, rtol=0, atol=1e-4)
 
 
 def test_tensor_t_outside_the_schedule_is_rejected():
