@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from minidiff.diffusion.config import DiffusionConfig
 from minidiff.nets.autoencoder import AutoencoderConfig
 from minidiff.nets.conditioning import EncoderConfig
+from minidiff.nets.dit import DiTConfig
 from minidiff.nets.unet import UNetConfig
 
 DATASETS = ("mnist5k", "shapes", "shapes_latents")  # digits, Shapes in pixel space, Shapes as autoencoder latents
@@ -64,7 +65,9 @@ class LoopConfig:
 class TrainConfig(LoopConfig):
     """Every setting of a diffusion model's training run: the loop's (LoopConfig) and these."""
 
-    unet: UNetConfig = field(default_factory=lambda: UNetConfig(num_classes=10))
+    # the network: a U-Net, or (unet None) a diffusion transformer; `network` is whichever is given
+    unet: UNetConfig | None = field(default_factory=lambda: UNetConfig(num_classes=10))
+    dit: DiTConfig | None = None
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)  # schedule, T, what the network predicts
     data: str = "mnist5k"  # the data set (see DATASETS)
     max_images: int | None = None  # train on N images spread evenly over the set (tests); None = all
@@ -83,6 +86,11 @@ class TrainConfig(LoopConfig):
     def __post_init__(self):
         if isinstance(self.unet, dict):
             self.unet = UNetConfig.from_dict(self.unet)
+        if isinstance(self.dit, dict):
+            self.dit = DiTConfig.from_dict(self.dit)
+        if (self.unet is None) == (self.dit is None):
+            raise ValueError("give the network as exactly one of unet (a UNetConfig) and dit (a DiTConfig); "
+                             "for a diffusion transformer set unet to None")
         if isinstance(self.diffusion, dict):
             self.diffusion = DiffusionConfig.from_dict(self.diffusion)
         if isinstance(self.encoder, dict):
@@ -98,10 +106,15 @@ class TrainConfig(LoopConfig):
         if self.batch_size < 1 or (self.max_images is not None and self.max_images < self.batch_size):
             raise ValueError(f"batch_size must be at least 1 and at most the number of images, got {self.batch_size}")
 
+    @property
+    def network(self) -> UNetConfig | DiTConfig:
+        """The config of the network this run trains, whichever backbone it is."""
+        return self.unet if self.dit is None else self.dit
+
     def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of what the U-Net denoises: MNIST digits, or the 8 x 8 latents of 32 x 32 Shapes."""
+        """(C, H, W) of what the network denoises: MNIST digits, or the 8 x 8 latents of 32 x 32 Shapes."""
         if self.data == "shapes_latents":
-            return (self.unet.in_channels, 8, 8)  # the autoencoder downsamples 32 x 32 by 4
+            return (self.network.in_channels, 8, 8)  # the autoencoder downsamples 32 x 32 by 4
         if self.data == "shapes":
             return (3, 32, 32)
         return (1, 28, 28)

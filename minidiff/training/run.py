@@ -35,9 +35,7 @@ from minidiff.files.training_state import (
     restore_rng_states,
     save_training_state,
 )
-from minidiff.models import CheckpointInfo, latent_data_info, save_checkpoint
-from minidiff.nets.conditioning import ConditionedUNet
-from minidiff.nets.unet import UNet
+from minidiff.models import CheckpointInfo, backbone_of, build_network, latent_data_info, save_checkpoint
 from minidiff.training.config import LoopConfig, TrainConfig
 
 
@@ -106,10 +104,10 @@ def save_state(run: Run, out: Path) -> None:
 
 
 def new_run(config: TrainConfig, device: torch.device, command: str) -> Run:
-    """A new diffusion run: fresh weights (a U-Net, with its token encoder when conditioned on tokens), an EMA of
-    them, AdamW and the generator, all from config.seed."""
+    """A new diffusion run: fresh weights (a U-Net or a DiT, with its token encoder when conditioned on tokens), an
+    EMA of them, AdamW and the generator, all from config.seed."""
     torch.manual_seed(config.seed)  # the weights' initialisation and, later, dropout
-    model = UNet(config.unet) if config.encoder is None else ConditionedUNet(config.unet, config.encoder)
+    model = build_network(config.network, config.encoder)
     return start_run(config, model, device, command, keep_ema=True)
 
 
@@ -126,9 +124,10 @@ def save_run(run: Run, out: Path, device: torch.device) -> None:
     if config.data == "shapes_latents":
         data.update(latent_data_info(config.autoencoder))
     encoder = None if config.encoder is None else config.encoder.to_dict()
-    info = CheckpointInfo(model=config.unet.to_dict(), diffusion=config.diffusion.to_dict(), data=data,
+    info = CheckpointInfo(model=config.network.to_dict(), diffusion=config.diffusion.to_dict(), data=data,
                           command=run.command, seed=config.seed, device=str(device),
-                          training_minutes=round(run.minutes, 2), step=run.step, encoder=encoder)
+                          training_minutes=round(run.minutes, 2), step=run.step, encoder=encoder,
+                          backbone=backbone_of(config.network))
     save_checkpoint(out / "model", run.ema.state_dict(), info)
 
 
