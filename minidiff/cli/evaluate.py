@@ -10,6 +10,7 @@ The sampling and the scoring are `minidiff.measure.digits`, which the sampler ra
 command prints the figures with their cost (NFE, seconds) and, with --record, writes them into the checkpoint's JSON.
 
     python -m minidiff evaluate --model mnist --n 1000 --sampler dpm++ --steps 20
+    python -m minidiff evaluate --model runs/mnist_flow --n 1000 --sampler flow_heun --steps 10   # rectified flow
 """
 
 import argparse
@@ -18,7 +19,8 @@ import shlex
 
 import torch
 
-from minidiff.diffusion.samplers import SAMPLERS
+from minidiff.diffusion.flow import FLOW
+from minidiff.diffusion.samplers import FLOW_SAMPLERS, SAMPLERS
 from minidiff.files.device import resolve_device
 from minidiff.measure.digits import balanced_labels, digit_quality, generate_digits
 from minidiff.measure.metrics import real_vs_real_baseline
@@ -42,7 +44,13 @@ def evaluate_from_arguments(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     model, info = load_model(args.model, device)
-    if info.unet_config().num_classes is None:
+    flow = info.diffusion["prediction"] == FLOW
+    args.sampler = args.sampler or ("flow_euler" if flow else "ddpm")
+    if flow != (args.sampler in FLOW_SAMPLERS):
+        raise ValueError(f"--sampler {args.sampler} does not fit this model (prediction "
+                         f"{info.diffusion['prediction']!r}): choose one of "
+                         f"{sorted(FLOW_SAMPLERS) if flow else sorted(SAMPLERS)}")
+    if info.network_config().num_classes is None:
         raise ValueError(f"{args.model} is not a class-conditional digit model: evaluate measures digits drawn by "
                          "class (e.g. mnist); measure a text or attribute model with evaluate-text")
     labels = balanced_labels(args.n)
@@ -65,8 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the evaluate command's options."""
     parser.add_argument("--model", default="mnist", help="shipped checkpoint name or path (default: mnist)")
     parser.add_argument("--n", type=int, default=1000, help="digits to sample, labels cycling 0..9 (default: 1000)")
-    parser.add_argument("--sampler", default="ddpm", choices=sorted(SAMPLERS))
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: all T)")
+    parser.add_argument("--sampler", default=None, choices=sorted(SAMPLERS) + sorted(FLOW_SAMPLERS),
+                        help="default: ddpm, or flow_euler for a rectified-flow model")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampling steps (default: all T; the flow sampler's own for a rectified-flow model)")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance w (default: off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
