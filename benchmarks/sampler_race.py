@@ -60,8 +60,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default: 1)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None,
-                        help="results JSON; the PNG is written beside it (default: benchmarks/results/sampler_race.json, "
-                             "or sampler_race_flow.json for a rectified-flow model)")
+                        help="results JSON; the PNG is written beside it (default: benchmarks/results/"
+                             "sampler_race.json, or sampler_race_flow.json for a rectified-flow model)")
     parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="FILE",
                         help="add the cells of these race files (same settings) to --out, and sample nothing")
     return parser.parse_args()

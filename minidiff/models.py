@@ -1,13 +1,14 @@
 """Saved networks: model and autoencoder checkpoints, what their JSON records, and the networks built from them.
 
 A model checkpoint (`save_checkpoint`, `load_checkpoint`) is the weights a sampler uses and a `CheckpointInfo`: the
-network's config and which backbone it configures (`BACKBONES`: a U-Net, or a diffusion transformer), the diffusion settings (`minidiff.diffusion.config.DiffusionConfig`), the data it was trained on
-(for a latent model also its autoencoder and scale factor), the command that trained it, seed, device, minutes,
-step, measured metrics (`record_metrics`), and the token encoder's config for a model conditioned through
-cross-attention. `load_model` builds the network the JSON describes (a `UNet` or `DiT`, or either inside a
-`ConditionedUNet`) and loads its weights. An autoencoder checkpoint (`save_autoencoder`, `load_autoencoder`) holds the autoencoder of latent
-diffusion with its scale factor and measured PSNR; `autoencoder_for` returns the one a latent model was trained
-with, checked by its weights' sha256.
+network's config and which backbone it configures (`BACKBONES`: a U-Net, or a diffusion transformer), the diffusion
+settings (`minidiff.diffusion.config.DiffusionConfig`), the data it was trained on (for a latent model also its
+autoencoder and scale factor), the command that trained it, seed, device, minutes, step, measured metrics
+(`record_metrics`), and the token encoder's config for a model conditioned through cross-attention. `load_model`
+builds the network the JSON describes (a `UNet` or `DiT`, or either inside a `ConditionedUNet`) and loads its
+weights. An autoencoder checkpoint (`save_autoencoder`, `load_autoencoder`) holds the autoencoder of latent diffusion
+with its scale factor and measured PSNR; `autoencoder_for` returns the one a latent model was trained with, checked
+by its weights' sha256.
 
 The shipped checkpoints live in data/checkpoints/ (`mnist` -> data/checkpoints/mnist.json + .safetensors). The file
 format (safetensors beside JSON, sha256, atomic writes) is `minidiff.files.checkpoint`.

@@ -1,9 +1,10 @@
 """Digits drawn and judged: sample a class-conditional digit model, then score the samples with the digit classifier.
 
 `generate_digits` draws one digit per label with any sampler, number of steps and guidance
-(`minidiff.diffusion.samplers.sample`; a rectified-flow model with the flow samplers, `FLOW_SAMPLERS`), in batches seeded seed, seed + 1, ..., and reports the network evaluations
-per image and the seconds taken; `balanced_labels` asks for every digit equally often. `digit_quality` gives two
-numbers, both from the shipped digit classifier (`minidiff.measure.metrics`), which never saw a generated digit:
+(`minidiff.diffusion.samplers.sample`; a rectified-flow model with the flow samplers, `FLOW_SAMPLERS`), in batches
+seeded seed, seed + 1, ..., and reports the network evaluations per image and the seconds taken; `balanced_labels`
+asks for every digit equally often. `digit_quality` gives two numbers, both from the shipped digit classifier
+(`minidiff.measure.metrics`), which never saw a generated digit:
 - class accuracy: the share of samples asked for digit k that the classifier reads as k;
 - Fréchet distance between the classifier's features of the samples and of as many real digits (Heusel et al. 2017,
   eq. 6), to be read beside the real-vs-real baseline at the same n (`minidiff.measure.metrics.real_vs_real_baseline`).

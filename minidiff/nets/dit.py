@@ -13,7 +13,8 @@ Choices, and why:
 - Position: fixed 2-D sin-cos embeddings (Peebles & Xie 2023, sec. 3.1, after MAE): half the width encodes the
   patch's row, half its column, each with the sinusoids of `timestep_embedding`. Nothing to learn, any grid size.
 - Conditioning: adaLN-Zero (Peebles & Xie 2023, sec. 3.2). The timestep's embedding (plus a class embedding, or the
-  mean of the text tokens, "pooled text" as in SD3) is one vector c per sample; from it each block regresses a
+  mean of the text tokens, "pooled text" as in SD3) is one vector e per sample (`embedding`, as in the U-Net;
+  the paper's c); from it each block regresses a
   shift, scale and gate for its two sub-layers. The gates start at zero, so every block starts as the identity
   and the network first learns through the last layer, also zero: the initial output is 0.
 - Text: cross-attention from the image tokens to the caption's tokens, after self-attention, as in PixArt-alpha
@@ -58,7 +59,8 @@ class DiTConfig:
                              "its width to rows and half to columns, each half sines and half cosines")
         check_heads(self.dim, self.heads)
         if not self.time_scale > 0:
-            raise ValueError(f"time_scale multiplies t before its embedding and must be positive, got {self.time_scale}")
+            raise ValueError(f"time_scale multiplies t before its embedding and must be positive, "
+                             f"got {self.time_scale}")
         if self.num_classes is not None and self.num_classes < 1:
             raise ValueError(f"num_classes must be a positive number of classes or None, got {self.num_classes}")
 
@@ -151,23 +153,26 @@ class DiTBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         hidden = int(dim * config.mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
-        # c -> shift, scale, gate for attention and for the MLP; all zero at init ("Zero"): the block is the identity
+        # e -> shift, scale, gate for attention and for the MLP; all zero at init ("Zero"): the block is the identity
         self.modulation = nn.Linear(dim, 6 * dim)
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, context: torch.Tensor | None = None,
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor, context: torch.Tensor | None = None,
                 context_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, N, dim), c (B, dim) -> (B, N, dim)."""
-        parameters = self.modulation(F.silu(c)).chunk(6, dim=1)  # (B, dim) -> 6 x (B, dim)
+        """x (B, N, dim), embedding (B, dim) -> (B, N, dim)."""
+        parameters = self.modulation(F.silu(embedding)).chunk(6, dim=1)  # (B, dim) -> 6 x (B, dim)
         shift_attention, scale_attention, gate_attention, shift_mlp, scale_mlp, gate_mlp = parameters
-        # Peebles & Xie 2023, sec. 3.2: $x \leftarrow x + \alpha_1 \odot \mathrm{Attn}(\mathrm{LN}(x)(1 + \gamma_1) + \beta_1)$
+        # Peebles & Xie 2023, sec. 3.2 (their $\alpha, \gamma, \beta$: gate, scale, shift):
+        # $x \leftarrow x + \mathrm{gate}_1 \odot \mathrm{Attn}(a)$,
+        # $a = \mathrm{LN}(x)\,(1 + \mathrm{scale}_1) + \mathrm{shift}_1$
         h = self.attention(modulate(self.norm1(x), shift_attention, scale_attention))
         x = x + gate_attention[:, None, :] * h  # (B, dim) -> (B, 1, dim), broadcast over N
         if self.cross_attention is not None:
-            # Chen et al. 2024 (PixArt-alpha), sec. 2.3: $x \leftarrow x + \mathrm{CrossAttn}(\mathrm{LN}(x), c_\text{text})$
+            # Chen et al. 2024 (PixArt-alpha), sec. 2.3: $x \leftarrow x + \mathrm{CrossAttn}(\mathrm{LN}(x), c)$
             x = x + self.cross_attention(self.cross_norm(x), context, context_mask)
-        # $x \leftarrow x + \alpha_2 \odot \mathrm{MLP}(\mathrm{LN}(x)(1 + \gamma_2) + \beta_2)$
+        # the same for the MLP: $x \leftarrow x + \mathrm{gate}_2 \odot \mathrm{MLP}(a')$,
+        # $a' = \mathrm{LN}(x)\,(1 + \mathrm{scale}_2) + \mathrm{shift}_2$
         h = self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
         return x + gate_mlp[:, None, :] * h  # (B, dim) -> (B, 1, dim), broadcast over N
 
@@ -181,15 +186,15 @@ class DiT(nn.Module):
         self.config = config
         dim, p = config.dim, config.patch_size
         self.patch_embedding = nn.Linear(p * p * config.in_channels, dim)  # one linear map per patch (a stride-p conv)
-        # conditioning c: t -> sinusoidal features -> MLP; + a class vector (the last row is the null class), or
-        # + the text's pooled tokens projected to dim
+        # the conditioning vector e: t -> sinusoidal features -> MLP; + a class vector (the last row is the null
+        # class), or + the text's pooled tokens projected to dim
         self.time_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.class_embedding = None
         if config.num_classes is not None:
             self.class_embedding = nn.Embedding(config.num_classes + 1, dim)
         self.pooled_context = None if config.context_dim is None else nn.Linear(config.context_dim, dim)
         self.blocks = nn.ModuleList([DiTBlock(config) for _ in range(config.depth)])
-        # final layer: adaLN (shift and scale from c), then a linear map back to a patch's p*p*C_out numbers; zero
+        # final layer: adaLN (shift and scale from e), then a linear map back to a patch's p*p*C_out numbers; zero
         self.norm_out = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.modulation_out = nn.Linear(dim, 2 * dim)
         self.to_patches = nn.Linear(dim, p * p * config.output_channels)
@@ -199,20 +204,21 @@ class DiT(nn.Module):
 
     def embed(self, t: torch.Tensor, class_labels: torch.Tensor | None = None, context: torch.Tensor | None = None,
               context_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The conditioning vector c (B, dim): MLP(sinusoidal(t)) + the class's vector (null class when None) or the
+        """The conditioning vector e (B, dim): MLP(sinusoidal(t)) + the class's vector (null class when None) or the
         projected mean of the context's real tokens."""
         features = timestep_embedding(self.config.time_scale * t, self.config.dim)  # (B,) -> (B, dim)
-        c = self.time_mlp(features)  # (B, dim) -> (B, dim)
+        embedding = self.time_mlp(features)  # (B, dim) -> (B, dim)
         if self.class_embedding is not None:
             if class_labels is None:
                 class_labels = torch.full_like(t, self.config.num_classes, dtype=torch.long)  # the null class
-            c = c + self.class_embedding(class_labels)  # (B,) -> (B, dim)
+            embedding = embedding + self.class_embedding(class_labels)  # (B,) -> (B, dim)
         if self.pooled_context is not None:
             real = torch.ones(context.shape[:2], device=context.device) if context_mask is None else context_mask
             weights = real.float()[:, :, None] / real.float().sum(dim=1)[:, None, None]  # (B, L) -> (B, L, 1)
-            # $\bar c = \sum_j m_j c_j / \sum_j m_j$: the mean of the real tokens, padding left out
-            c = c + self.pooled_context((weights * context).sum(dim=1))  # (B, L, context_dim) -> (B, dim)
-        return c
+            # $\bar c = \sum_{j \text{ real}} c_j / \#\{j \text{ real}\}$: the mean of the real tokens, padding left out
+            pooled = (weights * context).sum(dim=1)  # (B, L, context_dim) -> (B, context_dim)
+            embedding = embedding + self.pooled_context(pooled)  # (B, context_dim) -> (B, dim)
+        return embedding
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None,
                 context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -226,15 +232,15 @@ class DiT(nn.Module):
             raise ValueError(f"H and W must be divisible by patch_size = {p}, got {H} x {W}; pad the image or "
                              "choose a patch size that divides both")
         check_conditioning(config, B, t, class_labels, context, context_mask)
-        c = self.embed(t, class_labels, context, context_mask)  # (B, dim)
+        embedding = self.embed(t, class_labels, context, context_mask)  # (B, dim)
 
         # 1. patches as tokens, each told where it sits
         tokens = self.patch_embedding(patchify(x_t, p))  # (B, C, H, W) -> (B, N, p*p*C) -> (B, N, dim)
         tokens = tokens + position_embedding_2d(H // p, W // p, config.dim, x_t.device)  # + (N, dim)
         # 2. the blocks
         for block in self.blocks:
-            tokens = block(tokens, c, context, context_mask)  # (B, N, dim)
+            tokens = block(tokens, embedding, context, context_mask)  # (B, N, dim)
         # 3. final adaLN and linear, back to patches, back to an image
-        shift, scale = self.modulation_out(F.silu(c)).chunk(2, dim=1)  # (B, dim) -> 2 x (B, dim)
+        shift, scale = self.modulation_out(F.silu(embedding)).chunk(2, dim=1)  # (B, dim) -> 2 x (B, dim)
         patches = self.to_patches(modulate(self.norm_out(tokens), shift, scale))  # (B, N, dim) -> (B, N, p*p*C_out)
         return unpatchify(patches, p, H // p, W // p)  # (B, N, p*p*C_out) -> (B, C_out, H, W)

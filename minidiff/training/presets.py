@@ -1,9 +1,9 @@
-"""The named training presets. PRESETS, for diffusion models (`python -m minidiff train --config NAME`): "mnist"
-(the shipped class-conditional MNIST-5k model), its rectified-flow twin "mnist_flow", "tiny" and "tiny_flow"
-(seconds-long runs for tests), "shapes_latent" (latent
-diffusion on the Shapes dataset, conditioned on its attributes), its pixel-space twin "shapes_pixel", "shapes_text"
-(text to image), its diffusion-transformer twin "shapes_text_dit", and "tiny_latent" and "tiny_dit". AUTOENCODER_PRESETS, for the autoencoder
-(`python -m minidiff train-vae --preset NAME`): "shapes" (the shipped shapes_vae) and "tiny".
+"""The named training presets. PRESETS, for diffusion models (`python -m minidiff train --config NAME`): "mnist" (the
+shipped class-conditional MNIST-5k model), its rectified-flow twin "mnist_flow", "tiny" and "tiny_flow" (seconds-long
+runs for tests), "shapes_latent" (latent diffusion on the Shapes dataset, conditioned on its attributes), its
+pixel-space twin "shapes_pixel", "shapes_text" (text to image), its diffusion-transformer twin "shapes_text_dit", and
+"tiny_latent" and "tiny_dit". AUTOENCODER_PRESETS, for the autoencoder (`python -m minidiff train-vae --preset
+NAME`): "shapes" (the shipped shapes_vae) and "tiny".
 """
 
 from minidiff.diffusion.config import DiffusionConfig
