@@ -13,10 +13,10 @@ Choices, and why:
 - Position: fixed 2-D sin-cos embeddings (Peebles & Xie 2023, sec. 3.1, after MAE): half the width encodes the
   patch's row, half its column, each with the sinusoids of `timestep_embedding`. Nothing to learn, any grid size.
 - Conditioning: adaLN-Zero (Peebles & Xie 2023, sec. 3.2). The timestep's embedding (plus a class embedding, or the
-  mean of the text tokens, "pooled text" as in SD3) is one vector e per sample (`embedding`, as in the U-Net;
-  the paper's c); from it each block regresses a
-  shift, scale and gate for its two sub-layers. The gates start at zero, so every block starts as the identity
-  and the network first learns through the last layer, also zero: the initial output is 0.
+  mean of the text tokens, "pooled text" as in SD3) is one vector e per sample (`embedding`, as in the U-Net; the
+  paper's c); from it each block regresses a shift, scale and gate for its two sub-layers. The gates start at zero,
+  so every block starts as the identity; the last layer starts at zero too, so the initial output is 0, and the
+  first gradients reach the last layer only, the blocks opening as it grows.
 - Text: cross-attention from the image tokens to the caption's tokens, after self-attention, as in PixArt-alpha
   (Chen et al. 2024, sec. 2.3). SD3's joint attention (Esser et al. 2024, sec. 4) would instead run text and image
   tokens through one attention with separate weights, updating the text too: better for long prompts and large
