@@ -60,7 +60,8 @@ def evaluate_from_arguments(args: argparse.Namespace) -> dict:
               "real_vs_real_frechet_distance": real_vs_real_baseline(args.n, seed=args.seed)}
     settings = {"n": args.n, "sampler": args.sampler, "steps": args.steps, "guidance": args.guidance,
                 "seed": args.seed, "device": str(device)}
-    name = f"{args.sampler}_{args.steps or 'all'}_steps" + (f"_guidance_{args.guidance}" if args.guidance else "")
+    steps = args.steps or ("default" if flow else "all")  # a flow sampler's own default, or all T steps
+    name = f"{args.sampler}_{steps}_steps" + (f"_guidance_{args.guidance}" if args.guidance else "")
     report = {**settings, **result, "command": command_line(args)}
     print(json.dumps(report, indent=1))
     if args.record:
