@@ -222,3 +222,20 @@ def test_bad_inputs_are_refused_with_what_to_pass():
     with pytest.raises(ValueError, match="unknown DiTConfig fields"):
         DiTConfig.from_dict({**TINY, "channels": [8]})
     assert DiTConfig.from_dict(DiTConfig(**TINY).to_dict()) == DiTConfig(**TINY)
+
+
+def test_the_attention_maps_of_a_dit_are_the_weights_its_cross_attention_uses():
+    from minidiff.nets.attention_maps import token_attention_weights
+
+    layer = tiny_dit(randomise=True, context_dim=12).blocks[1].cross_attention
+    x, context = torch.randn(2, 16, 16), torch.randn(2, 5, 12)
+    mask = torch.tensor([[True, True, True, False, False], [True] * 5])
+    with torch.no_grad():
+        maps = token_attention_weights(layer, x, context, mask)  # (B, L, 4, 4), averaged over the 2 heads
+        weights = maps.flatten(2).transpose(1, 2)  # (B, N, L)
+        assert torch.allclose(weights.sum(dim=2), torch.ones(2, 16)) and (weights[0, :, 3:] == 0).all()
+        one_head = tiny_dit(randomise=True, context_dim=12, heads=1).blocks[0].cross_attention
+        single = token_attention_weights(one_head, x, context, mask).flatten(2).transpose(1, 2)  # (B, N, L)
+        values = one_head.to_kv(context).chunk(2, dim=2)[1]  # (B, L, dim)
+        torch.testing.assert_close(one_head(x, context, mask), one_head.to_out(single @ values))
+    assert maps.shape == (2, 5, 4, 4)

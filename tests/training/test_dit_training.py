@@ -48,6 +48,9 @@ def test_the_text_to_image_pipeline_draws_with_a_dit(tiny_dit_run):
     again = pipe(PROMPT, n=2, steps=3, guidance=3.0, seed=0, sampler="ddim")
     assert result.images.shape == (2, 3, 32, 32) and torch.isfinite(result.images).all() and result.nfe == 3
     assert again.images.shape == (2, 3, 32, 32)
+    recorded = pipe(PROMPT, n=2, steps=2, guidance=3.0, seed=0, attention=True).attention
+    assert len(recorded) == 2 and recorded[0].shape == (2, 10, 32, 32)  # per step: (n, tokens, 32, 32)
+    torch.testing.assert_close(recorded[0].sum(dim=1), torch.ones(2, 32, 32))  # each position's weights sum to 1
 
 
 def test_a_checkpoint_without_a_backbone_entry_holds_a_unet(tmp_path):
