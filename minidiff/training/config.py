@@ -12,6 +12,7 @@ from minidiff.diffusion.arguments import flag, one_of, real_number, whole_number
 from minidiff.diffusion.config import DiffusionConfig
 from minidiff.nets.autoencoder import AutoencoderConfig
 from minidiff.nets.conditioning import EncoderConfig
+from minidiff.nets.dit import DiTConfig
 from minidiff.nets.unet import UNetConfig
 
 DATASETS = ("mnist5k", "shapes", "shapes_latents")  # digits, Shapes in pixel space, Shapes as autoencoder latents
@@ -101,7 +102,9 @@ class LoopConfig:
 class TrainConfig(LoopConfig):
     """Every setting of a diffusion model's training run: the loop's (LoopConfig) and these."""
 
-    unet: UNetConfig = field(default_factory=lambda: UNetConfig(num_classes=10))
+    # the network: a U-Net, or (unet None) a diffusion transformer; `network` is whichever is given
+    unet: UNetConfig | None = field(default_factory=lambda: UNetConfig(num_classes=10))
+    dit: DiTConfig | None = None
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)  # schedule, T, what the network predicts
     data: str = "mnist5k"  # the data set (see DATASETS)
     max_images: int | None = None  # train on N images spread evenly over the set (tests); None = all
@@ -118,9 +121,13 @@ class TrainConfig(LoopConfig):
     sample_grid_steps: int = 100  # DDPM steps for those grids: evenly spaced, so they are quick
 
     def __post_init__(self):
-        super().__post_init__()
         if isinstance(self.unet, dict):
             self.unet = UNetConfig.from_dict(self.unet)
+        if isinstance(self.dit, dict):
+            self.dit = DiTConfig.from_dict(self.dit)
+        if (self.unet is None) == (self.dit is None):
+            raise ValueError("give the network as exactly one of unet (a UNetConfig) and dit (a DiTConfig); "
+                             "for a diffusion transformer set unet to None")
         if isinstance(self.diffusion, dict):
             self.diffusion = DiffusionConfig.from_dict(self.diffusion)
         if isinstance(self.encoder, dict):
@@ -148,7 +155,8 @@ class TrainConfig(LoopConfig):
 
     def check_parts(self) -> None:
         """The nested settings must be configs of the right kind (dicts from JSON are converted before this)."""
-        for name, kind in (("unet", UNetConfig), ("diffusion", DiffusionConfig)):
+        network_kind = ("unet", UNetConfig) if self.dit is None else ("dit", DiTConfig)
+        for name, kind in (network_kind, ("diffusion", DiffusionConfig)):
             if not isinstance(getattr(self, name), kind):
                 raise TypeError(f"{name} must be a {kind.__name__} (or its dict), got "
                                 f"{type(getattr(self, name)).__name__}")
@@ -160,10 +168,15 @@ class TrainConfig(LoopConfig):
             raise TypeError(f"autoencoder must be a shipped name or a path as a string (e.g. 'shapes_vae'), got "
                             f"{type(self.autoencoder).__name__}")
 
+    @property
+    def network(self) -> UNetConfig | DiTConfig:
+        """The config of the network this run trains, whichever backbone it is."""
+        return self.unet if self.dit is None else self.dit
+
     def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of what the U-Net denoises: MNIST digits, or the 8 x 8 latents of 32 x 32 Shapes."""
+        """(C, H, W) of what the network denoises: MNIST digits, or the 8 x 8 latents of 32 x 32 Shapes."""
         if self.data == "shapes_latents":
-            return (self.unet.in_channels, 8, 8)  # the autoencoder downsamples 32 x 32 by 4
+            return (self.network.in_channels, 8, 8)  # the autoencoder downsamples 32 x 32 by 4
         if self.data == "shapes":
             return (3, 32, 32)
         return (1, 28, 28)

@@ -71,7 +71,7 @@ def conditioning_inputs(config: TrainConfig, conditions: torch.Tensor, generator
     if config.encoder is not None:
         tokens = drop_tokens(conditions, config.class_drop_prob, config.token_drop_prob, generator)  # (B, L)
         return {"tokens": tokens.to(device)}
-    num_classes = config.unet.num_classes
+    num_classes = config.network.num_classes
     if num_classes is None:
         return {}
     drop = torch.rand(len(conditions), generator=generator) < config.class_drop_prob  # (B,)
@@ -229,7 +229,7 @@ def write_sample_grid(run: Run, schedule: NoiseSchedule, out: Path, device: torc
                     device=device)
         columns = 6
     else:
-        num_classes = config.unet.num_classes
+        num_classes = config.network.num_classes
         n = 2 * num_classes if num_classes is not None else 16
         class_labels = torch.arange(n, device=device) % num_classes if num_classes is not None else None
         x0 = sample(grid_sampler(config), model_denoiser(run.ema, class_labels=class_labels),

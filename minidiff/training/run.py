@@ -40,9 +40,7 @@ from minidiff.files.training_state import (
     restore_rng_states,
     save_training_state,
 )
-from minidiff.models import CheckpointInfo, latent_data_info, save_checkpoint
-from minidiff.nets.conditioning import ConditionedUNet
-from minidiff.nets.unet import UNet
+from minidiff.models import CheckpointInfo, backbone_of, build_network, latent_data_info, save_checkpoint
 from minidiff.training.config import LoopConfig, TrainConfig
 from minidiff.training.distributed import Processes, main_decides, mean_over_processes, micro_batches, no_sync, wrap
 from minidiff.training.dropout import ImageGenerators, use_per_image_dropout
@@ -145,10 +143,10 @@ def contiguous(tensors: dict) -> dict:
 
 
 def new_run(config: TrainConfig, device: torch.device, command: str, processes: Processes | None = None) -> Run:
-    """A new diffusion run: fresh weights (a U-Net, with its token encoder when conditioned on tokens), an EMA of
-    them, AdamW and the generator, all from config.seed."""
+    """A new diffusion run: fresh weights (a U-Net or a DiT, with its token encoder when conditioned on tokens), an
+    EMA of them, AdamW and the generator, all from config.seed."""
     torch.manual_seed(config.seed)  # the weights' initialisation
-    model = UNet(config.unet) if config.encoder is None else ConditionedUNet(config.unet, config.encoder)
+    model = build_network(config.network, config.encoder)
     return start_run(config, model, device, command, keep_ema=True, processes=processes)
 
 
@@ -166,9 +164,10 @@ def save_run(run: Run, out: Path, device: torch.device) -> None:
     if config.data == "shapes_latents":
         data.update(latent_data_info(config.autoencoder))
     encoder = None if config.encoder is None else config.encoder.to_dict()
-    info = CheckpointInfo(model=config.unet.to_dict(), diffusion=config.diffusion.to_dict(), data=data,
+    info = CheckpointInfo(model=config.network.to_dict(), diffusion=config.diffusion.to_dict(), data=data,
                           command=run.command, seed=config.seed, device=str(device),
-                          training_minutes=round(run.minutes, 2), step=run.step, encoder=encoder)
+                          training_minutes=round(run.minutes, 2), step=run.step, encoder=encoder,
+                          backbone=backbone_of(config.network))
     save_checkpoint(out / "model", contiguous(run.ema.state_dict()), info)
 
 

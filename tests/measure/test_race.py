@@ -167,3 +167,52 @@ def test_command_line_writes_json_and_png_and_skips_measured_cells(tiny_model_pa
 
     refused = subprocess.run(command[:5] + ["20"] + command[6:], capture_output=True, text=True, cwd=REPO)
     assert refused.returncode != 0 and "measured with n = 10, not 20" in refused.stderr
+
+
+# ------------------------------------------------------------------ a rectified-flow model's race
+
+
+@pytest.fixture(scope="module")
+def tiny_flow_model_path(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    config = tiny_unet_config(in_channels=1, num_classes=10, time_scale=1000.0)
+    info = CheckpointInfo(model=config.to_dict(), diffusion={"schedule": "cosine", "T": 1000,
+                                                             "zero_terminal_snr": False, "prediction": "flow",
+                                                             "time_sampling": "logit_normal"},
+                          data={"name": "mnist5k", "image_shape": [1, 28, 28]}, command="untrained, for tests",
+                          seed=0, device="cpu", training_minutes=0.0, step=0)
+    stem = tmp_path_factory.mktemp("flow_model") / "model"
+    save_checkpoint(stem, UNet(config).state_dict(), info)
+    return stem
+
+
+@pytest.mark.parametrize("sampler, nfe, steps", [
+    ("ddpm", 5, 5), ("flow_euler", 20, 20), ("heun", 5, 3), ("flow_heun", 10, 5), ("flow_heun", 1, 1),
+    ("flow_midpoint", 5, 2), ("flow_midpoint", 20, 10), ("flow_midpoint", 1, 1),
+])
+def test_steps_for_nfe_fits_the_most_steps_into_the_budget(sampler, nfe, steps):
+    assert race.steps_for_nfe(sampler, nfe) == steps
+
+
+def test_a_flow_model_races_its_samplers_by_network_evaluations(tiny_flow_model_path):
+    model, info = load_model(tiny_flow_model_path)
+    results = race.new_results(settings_for(tiny_flow_model_path, n=10))
+    race.run_race(model, info, results, race.FLOW_RACE_SAMPLERS, [4, 5], by_nfe=True)
+    measured = {(cell["sampler"], cell["steps"]): cell["nfe"] for cell in results["cells"]}
+    # the NFE each cell really spent, counted by the loop: within the budget, and the most that fits
+    assert measured == {("flow_euler", 4): 4, ("flow_midpoint", 2): 4, ("flow_heun", 2): 3,
+                        ("flow_euler", 5): 5, ("flow_heun", 3): 5}  # flow_midpoint at 5 NFE is its 4-NFE cell
+    assert all(0 <= cell["class_accuracy"] <= 1 and cell["frechet_distance"] > 0 for cell in results["cells"])
+    assert [row.split("|")[1].strip() for row in race.results_table(results).splitlines()[2:]] == [
+        "flow_euler", "flow_euler", "flow_midpoint", "flow_heun", "flow_heun"]
+
+
+def test_the_command_line_races_a_flow_model(tiny_flow_model_path, tmp_path):
+    out = tmp_path / "flow_race.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "sampler_race.py"), "--model", str(tiny_flow_model_path),
+               "--n", "10", "--nfe", "2", "--out", str(out)]
+    printed = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert "| flow_euler | 2 | 2 |" in printed and "| flow_midpoint | 1 | 2 |" in printed
+    assert "| flow_heun | 1 | 1 |" in printed
+    refused = subprocess.run(command + ["--samplers", "ddim"], capture_output=True, text=True, cwd=REPO)
+    assert refused.returncode != 0 and "--samplers ddim do not fit" in refused.stderr
