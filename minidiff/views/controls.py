@@ -1,0 +1,93 @@
+"""The parts the chapters' live widgets are built from: a picture at its own size, a message area, a busy sign,
+and a progress bar for long work.
+
+- `picture` / `show_png`: an `ipywidgets.Image` whose layout is set to the PNG's own pixel size every time its
+  picture changes. Left alone, JupyterLab's flex boxes stretch an image to the width of the cell, and the browser
+  then resamples it (blurred, 1.24x here, 1.74x there) and pictures of different sizes make the page jump.
+- `message_area` / `say`: an HTML line of its own that wraps: an error is shown whole, never cut at the edge.
+- `busy`: while a picture is being redrawn, it is faded (CSS class "minidiff-stale") and the message says what
+  is being drawn; if drawing fails, it stays faded, so a stale picture never passes for the new one.
+- `progress`: tqdm.auto's progress bar (a widget in JupyterLab, text in a terminal) for long cells; none in the
+  static book, where a widget could not be drawn.
+"""
+
+import html
+import io
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import ipywidgets
+from PIL import Image
+from tqdm.auto import tqdm
+
+BOOK_ENV = "MINIDIFF_BOOK"  # set to 1 to get static HTML players instead of live widgets
+STALE = "minidiff-stale"  # CSS class of a picture that no longer shows what the controls ask for
+MESSAGE = "minidiff-message"  # CSS class of a message area (the browser test reads it)
+PICTURE = "minidiff-picture"  # CSS class of a picture shown at its own size
+STYLE = f"<style>.{STALE} {{ opacity: 0.35; transition: opacity 0.2s; }}</style>"
+COLOURS = {"info": "inherit", "busy": "#555555", "error": "#b00020"}
+
+
+def book_mode() -> bool:
+    """True when building the static HTML book (MINIDIFF_BOOK=1): widgets become self-contained HTML players."""
+    return os.environ.get(BOOK_ENV, "0") == "1"
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) of a PNG in pixels."""
+    with Image.open(io.BytesIO(png)) as image:
+        return image.size
+
+
+def show_png(image: ipywidgets.Image, png: bytes) -> None:
+    """Show png in image at its own pixel size: neither stretched to the cell nor shrunk, so never resampled."""
+    width, height = png_size(png)
+    image.layout.width, image.layout.height = f"{width}px", f"{height}px"
+    image.value = png
+
+
+def picture(png: bytes | None = None) -> ipywidgets.Image:
+    """An image widget that keeps each PNG at its own size (see `show_png`); empty until given a PNG."""
+    image = ipywidgets.Image(format="png", layout=ipywidgets.Layout(max_width="none", flex="0 0 auto"))
+    image.add_class(PICTURE)
+    if png is not None:
+        show_png(image, png)
+    return image
+
+
+def style() -> ipywidgets.HTML:
+    """The CSS the parts need (the faded stale picture), as an invisible widget to put in the view's box."""
+    return ipywidgets.HTML(STYLE, layout=ipywidgets.Layout(display="none"))
+
+
+def message_area() -> ipywidgets.HTML:
+    """An empty message line, as wide as the cell; long messages wrap onto more lines."""
+    area = ipywidgets.HTML(layout=ipywidgets.Layout(width="100%"))
+    area.add_class(MESSAGE)
+    return area
+
+
+def say(area: ipywidgets.HTML, text: str, kind: str = "info") -> None:
+    """Show text (kind "info", "busy" or "error") in the message area, whole: it wraps rather than being cut."""
+    if kind not in COLOURS:
+        raise ValueError(f"kind must be one of {sorted(COLOURS)}, not {kind!r}")
+    area.value = (f'<div style="white-space: pre-wrap; overflow-wrap: anywhere; line-height: 1.4; '
+                  f'color: {COLOURS[kind]}">{html.escape(text)}</div>') if text else ""
+
+
+@contextmanager
+def busy(image: ipywidgets.Widget, area: ipywidgets.HTML, doing: str) -> Iterator[None]:
+    """Fade image and say `doing` while the block runs; unfade and clear the message if it ends without error."""
+    image.add_class(STALE)
+    say(area, doing, "busy")
+    yield
+    image.remove_class(STALE)
+    say(area, "")
+
+
+def progress(iterable: Iterable, description: str, total: int | None = None) -> Iterable:
+    """iterable with a progress bar (tqdm.auto: a widget in JupyterLab); the bare iterable in the static book."""
+    if book_mode():
+        return iterable
+    return tqdm(iterable, desc=description, total=total)

@@ -1,0 +1,51 @@
+"""The parts of the live widgets: a picture at its own size, a message area that shows a message whole, progress."""
+
+import io
+
+import pytest
+from PIL import Image
+from tqdm.auto import tqdm
+
+from minidiff.views import controls
+
+
+def png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), "white").save(buffer, format="png")
+    return buffer.getvalue()
+
+
+def test_a_picture_takes_the_size_of_each_png_it_is_given():
+    image = controls.picture(png(30, 20))
+    assert (image.layout.width, image.layout.height, image.layout.max_width) == ("30px", "20px", "none")
+    controls.show_png(image, png(7, 9))
+    assert (image.layout.width, image.layout.height) == ("7px", "9px")
+    assert controls.PICTURE in image._dom_classes
+
+
+def test_a_message_is_shown_whole_escaped_and_wrapping():
+    area = controls.message_area()
+    long_error = "the prompt has words the model does not know: 'balloon'; " + "it knows only: " + ", ".join(
+        f"word{i}" for i in range(60)) + " <b>"
+    controls.say(area, long_error, "error")
+    assert "word59" in area.value and "&lt;b&gt;" in area.value  # all of it, as text, not as HTML
+    assert "white-space: pre-wrap" in area.value and controls.COLOURS["error"] in area.value
+    controls.say(area, "")
+    assert area.value == ""
+    with pytest.raises(ValueError, match="kind must be one of"):
+        controls.say(area, "x", "warning")
+
+
+def test_busy_marks_the_picture_until_the_work_is_done():
+    image, area = controls.picture(png(4, 4)), controls.message_area()
+    with controls.busy(image, area, "drawing 50 steps ..."):
+        assert controls.STALE in image._dom_classes and "drawing 50 steps" in area.value
+    assert controls.STALE not in image._dom_classes and area.value == ""
+
+
+def test_progress_is_a_bar_for_a_learner_and_nothing_in_the_book(monkeypatch):
+    monkeypatch.delenv(controls.BOOK_ENV, raising=False)
+    bar = controls.progress(range(3), "strengths")
+    assert isinstance(bar, tqdm) and list(bar) == [0, 1, 2] and bar.desc == "strengths"
+    monkeypatch.setenv(controls.BOOK_ENV, "1")
+    assert controls.progress(range(3), "strengths") == range(3)
