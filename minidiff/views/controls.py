@@ -7,8 +7,8 @@ and a progress bar for long work.
 - `message_area` / `say`: an HTML line of its own that wraps: an error is shown whole, never cut at the edge.
 - `busy`: while a picture is being redrawn, it is faded (CSS class "minidiff-stale") and the message says what
   is being drawn; if drawing fails, it stays faded, so a stale picture never passes for the new one.
-- `progress`: tqdm.auto's progress bar (a widget in JupyterLab, text in a terminal) for long cells; none in the
-  static book, where a widget could not be drawn.
+- `progress`: tqdm.auto's progress bar (a widget in JupyterLab, text in a terminal) for every cell that runs
+  longer than about 10 seconds; switched off in the static book, where a widget could not be drawn.
 """
 
 import html
@@ -86,8 +86,8 @@ def busy(image: ipywidgets.Widget, area: ipywidgets.HTML, doing: str) -> Iterato
     say(area, "")
 
 
-def progress(iterable: Iterable, description: str, total: int | None = None) -> Iterable:
-    """iterable with a progress bar (tqdm.auto: a widget in JupyterLab); the bare iterable in the static book."""
-    if book_mode():
-        return iterable
-    return tqdm(iterable, desc=description, total=total)
+def progress(iterable: Iterable | None = None, description: str = "", total: int | None = None) -> tqdm:
+    """A progress bar over iterable, or one to `update()` by hand when iterable is None (give total then):
+    tqdm.auto's, a widget in JupyterLab and text in a terminal. In the static book it is switched off (it shows
+    nothing and passes the items through), since the book cannot draw a widget."""
+    return tqdm(iterable, desc=description, total=total, disable=book_mode())

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from support.book_site import CHAPTERS, built_book
 
-from minidiff.cli.book import build_book, chapter_title, remote_references
+from minidiff.cli.book import build_book, chapter_title, execute_chapter, remote_references
 
 pytestmark = pytest.mark.book  # builds the book, executing every chapter: not part of `make check`
 
@@ -79,6 +79,15 @@ def test_build_replaces_live_widgets_and_swaps_the_whole_site(tmp_path):
     assert 'class="minidiff-live-widget"' in live and "application/vnd.jupyter.widget-view+json" not in live
     assert 'href="01_mode.html"' in live and 'href="index.html"' in live  # navigation to the previous chapter
     assert (site / "mathjax" / "MathJax.js").is_file()
+
+
+def test_chapters_run_in_kernels_on_local_sockets_without_a_tcp_warning(tmp_path, capfd):
+    write_chapter(tmp_path / "01_transport.ipynb", "1. Transport",
+                  "from ipykernel.kernelapp import IPKernelApp\nprint('transport', IPKernelApp.instance().transport)")
+    executed = execute_chapter(tmp_path / "01_transport.ipynb")
+    assert "transport ipc" in executed.cells[-1].outputs[0]["text"]
+    assert "without encryption" not in capfd.readouterr().err  # ipykernel's warning, for TCP alone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["01_transport.ipynb"], "no socket file left beside it"
 
 
 def test_a_failing_chapter_leaves_the_previous_site_as_it_was(tmp_path):

@@ -47,5 +47,9 @@ def test_progress_is_a_bar_for_a_learner_and_nothing_in_the_book(monkeypatch):
     monkeypatch.delenv(controls.BOOK_ENV, raising=False)
     bar = controls.progress(range(3), "strengths")
     assert isinstance(bar, tqdm) and list(bar) == [0, 1, 2] and bar.desc == "strengths"
+    by_hand = controls.progress(description="cells", total=4)
+    by_hand.update()
+    assert (by_hand.n, by_hand.total) == (1, 4)
     monkeypatch.setenv(controls.BOOK_ENV, "1")
-    assert controls.progress(range(3), "strengths") == range(3)
+    off = controls.progress(range(3), "strengths")
+    assert off.disable and list(off) == [0, 1, 2]
