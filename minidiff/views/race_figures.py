@@ -22,7 +22,7 @@ from minidiff.measure.race import ordered_cells
 from minidiff.views import plots
 
 
-def race_figure(results: dict, title: str | None = None, size: float = 3.6, seconds: str = "seconds") -> Figure:
+def race_figure(results: dict, title: str | None = None, size: float = 3.2, seconds: str = "seconds") -> Figure:
     """Quality against cost: Fréchet distance (top) and class accuracy (bottom), against NFE (left) and against
     seconds per image (right), one line per sampler through its step counts; log-scaled x-axes.
 
@@ -86,12 +86,15 @@ def signal_share(schedule: NoiseSchedule, t: float) -> float:
 
 
 def telling_steps(path: list[DenoisingStep], schedule: NoiseSchedule, n_columns: int) -> list[int]:
-    """At most n_columns steps of a path (indices, first and last included) where the signal share of x_t is
-    nearest to n_columns values evenly spaced from the first step's to the last's.
+    """Every step of a path of at most n_columns steps; of a longer one, the steps (indices, first and last
+    included) where the signal share of x_t is nearest to n_columns values evenly spaced from the first step's to
+    the last's.
 
     Steps evenly spaced in their index would not do: a sampler on Karras sigmas spends its first steps near
     t = 999, where x_t is pure noise (Euler, 50 steps: t = 999, 999, 998, 997, 982, 660, 0), so most columns
     would show the same noise under the same label."""
+    if len(path) <= n_columns:
+        return list(range(len(path)))
     shares = np.array([signal_share(schedule, step.t) for step in path])
     targets = np.linspace(shares[0], shares[-1], n_columns)
     return sorted({int(np.abs(shares - target).argmin()) for target in targets})

@@ -4,13 +4,17 @@ The checks on the real chapters share one build (tests/support/book_site.py) wit
 pages in Chromium with the network blocked and moves their scrubbers.
 """
 
+import base64
 import html
+import io
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
+from PIL import Image
 from support.book_site import CHAPTERS, built_book
+from support.learner import OUTPUT_WIDTH_PX
 
 from minidiff.cli.book import build_book, chapter_title, execute_chapter, remote_references
 
@@ -18,6 +22,7 @@ pytestmark = pytest.mark.book  # builds the book, executing every chapter: not p
 
 ANIMATION_FRAMES = re.compile(r"var frames = new Array\((\d+)\);")  # what matplotlib's to_jshtml writes per player
 EMBEDDED_FRAME = re.compile(r'frames\[\d+\] = "data:image/png;base64,')
+FIGURE = re.compile(r'<img[^>]*src="data:image/png;base64,([A-Za-z0-9+/=\s]+)"')
 
 
 def test_remote_references_finds_what_a_browser_would_fetch():
@@ -137,3 +142,12 @@ def test_page_has_its_equations_for_mathjax(path, tmp_path_factory):
     assert "mathjax/MathJax.js" in page
     assert any(equation.replace("\n", " ")[:40] in page.replace("\n", " ") for equation in equations), \
         f"{path.stem}: none of its equations reached the page"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_every_figure_fits_a_notebook_column(path, tmp_path_factory):
+    """JupyterLab shrinks a figure wider than its output column, resampling (blurring) it: each must fit."""
+    page = (built_book(tmp_path_factory) / f"{path.stem}.html").read_text()
+    widths = [Image.open(io.BytesIO(base64.b64decode(data))).width for data in FIGURE.findall(page)]
+    assert widths, f"{path.stem}: no figure found"
+    assert max(widths) <= OUTPUT_WIDTH_PX, f"{path.stem}: figures {widths} px wide; at most {OUTPUT_WIDTH_PX} fit"

@@ -32,7 +32,8 @@ MARKED_WIDGET = ".jp-OutputArea-output:has(.minidiff-main)"
 ANY_WIDGET = ".jp-OutputArea-output:has(.widget-slider [role=slider], .widget-dropdown select, button.jupyter-button)"
 PROMPT_BOX = ".jp-OutputArea-output:has(.widget-text input[type=text]):has(button.jupyter-button)"
 LONG_CELL_S = 10.0  # a cell that runs longer than this must show a progress bar
-PROGRESS = ".widget-progress, progress"  # an ipywidgets progress bar (tqdm.auto's in JupyterLab), or HTML's
+OUTPUT_WIDTH_PX = 848  # JupyterLab's output column in the test's 1280-px window, file browser open: wider is shrunk
+PROGRESS = ".widget-hprogress, .widget-vprogress, progress"  # an ipywidgets progress bar (tqdm.auto's), or HTML's
 TEXT_PROGRESS = re.compile(r"\d+%\|")  # tqdm's bar drawn as text (on stderr, outside a notebook-aware tqdm)
 UNKNOWN_PROMPT = "a red balloon"  # a prompt with a word the text models do not know
 
@@ -200,15 +201,27 @@ def exercise_notebook(context, lab: JupyterLab, name: str, n_code_cells: int, ar
     return problems + [f"JavaScript error: {error}" for error in errors]
 
 
+def settled_screenshot(page, picture, tries: int = 10) -> bytes | None:
+    """A screenshot of the picture once two taken a second apart agree (the page may still be scrolling to the
+    last cell run); None if they never do."""
+    shot = picture.screenshot()
+    for _ in range(tries):
+        page.wait_for_timeout(1000)
+        shot, previous = picture.screenshot(), shot
+        if not png_differs(previous, shot):
+            return shot
+    return None
+
+
 def check_widget_changes(page, widget, artifact_prefix: str, timeout_s: float) -> list[str]:
     """Screenshot the widget's picture, check it is still, operate the widget, and check the picture changes (and
     keeps its size: a picture that changes size makes the page jump under the learner's pointer)."""
     picture = widget_picture(widget)
     size_before = picture.bounding_box()
-    before = picture.screenshot(path=str(ARTIFACTS / f"{artifact_prefix}-before.png"))
-    page.wait_for_timeout(1000)
-    if png_differs(before, picture.screenshot()):
+    before = settled_screenshot(page, picture)
+    if before is None:
         return ["the widget's picture changes by itself, so a change after operating it would prove nothing"]
+    (ARTIFACTS / f"{artifact_prefix}-before.png").write_bytes(before)
     action = operate(page, widget)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
