@@ -6,7 +6,8 @@ and a progress bar for long work.
   then resamples it (blurred, 1.24x here, 1.74x there) and pictures of different sizes make the page jump.
 - `message_area` / `say`: an HTML line of its own that wraps: an error is shown whole, never cut at the edge.
 - `busy`: while a picture is being redrawn, it is faded (CSS class "minidiff-stale") and the message says what
-  is being drawn; if drawing fails, it stays faded, so a stale picture never passes for the new one.
+  is being drawn; if drawing fails, it stays faded, so a stale picture never passes for the new one, and the message
+  says the error.
 - `progress`: tqdm.auto's progress bar (a widget in JupyterLab, text in a terminal) for every cell that runs
   longer than about 10 seconds; switched off in the static book, where a widget could not be drawn.
 """
@@ -78,10 +79,15 @@ def say(area: ipywidgets.HTML, text: str, kind: str = "info") -> None:
 
 @contextmanager
 def busy(image: ipywidgets.Widget, area: ipywidgets.HTML, doing: str) -> Iterator[None]:
-    """Fade image and say `doing` while the block runs; unfade and clear the message if it ends without error."""
+    """Fade image and say `doing` while the block runs; unfade and clear the message if it ends without error.
+    If it raises, the picture stays faded, the message area says the error whole, and the error goes on up."""
     image.add_class(STALE)
     say(area, doing, "busy")
-    yield
+    try:
+        yield
+    except Exception as error:
+        say(area, f"no new picture: {type(error).__name__}: {error}", "error")
+        raise
     image.remove_class(STALE)
     say(area, "")
 

@@ -41,6 +41,9 @@ def test_busy_marks_the_picture_until_the_work_is_done():
     with controls.busy(image, area, "drawing 50 steps ..."):
         assert controls.STALE in image._dom_classes and "drawing 50 steps" in area.value
     assert controls.STALE not in image._dom_classes and area.value == ""
+    with pytest.raises(RuntimeError), controls.busy(image, area, "drawing ..."):
+        raise RuntimeError("out of memory")
+    assert controls.STALE in image._dom_classes and "RuntimeError: out of memory" in area.value
 
 
 def test_progress_is_a_bar_for_a_learner_and_nothing_in_the_book(monkeypatch):

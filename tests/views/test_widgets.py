@@ -115,6 +115,8 @@ def test_a_failed_frame_leaves_the_old_picture_faded(live_widgets):
     with pytest.raises(RuntimeError, match="cannot draw"):
         slider.value = 1
     assert controls.STALE in image._dom_classes, "a picture that no longer matches the slider must look stale"
+    (message,) = [w for w in find(view, ipywidgets.HTML) if controls.MESSAGE in w._dom_classes]
+    assert "cannot draw" in message.value, "the error is said where the learner looks"
 
 
 def test_schedule_widget_redraws_when_a_dropdown_changes(live_widgets):
