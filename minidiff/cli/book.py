@@ -136,9 +136,16 @@ def execute_chapter(path: Path, quick: bool = True) -> nbformat.NotebookNode:
     else:
         env.pop("MINIDIFF_QUICK", None)
     with tempfile.TemporaryDirectory(prefix="minidiff-kernel-") as sockets:
-        client = NotebookClient(notebook, km=local_kernel_manager(Path(sockets)), timeout=CELL_TIMEOUT_S,
-                                store_widget_state=False, resources={"metadata": {"path": str(path.parent)}})
-        client.execute(env=env)  # raises CellExecutionError, naming the cell, if any cell fails
+        kernel = local_kernel_manager(Path(sockets))
+        client = NotebookClient(notebook, km=kernel, timeout=CELL_TIMEOUT_S, store_widget_state=False,
+                                resources={"metadata": {"path": str(path.parent)}})
+        try:
+            client.execute(env=env)  # raises CellExecutionError, naming the cell, if any cell fails
+        finally:  # a kernel manager passed in is ours to stop: nbclient stops only the ones it makes
+            if client.kc is not None:
+                client.kc.stop_channels()
+            if kernel.has_kernel:
+                kernel.shutdown_kernel(now=True)
     return notebook
 
 

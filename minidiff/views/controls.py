@@ -8,6 +8,8 @@ and a progress bar for long work.
 - `busy`: while a picture is being redrawn, it is faded (CSS class "minidiff-stale") and the message says what
   is being drawn; if drawing fails, it stays faded, so a stale picture never passes for the new one, and the message
   says the error.
+- `fit_figures_to_column`: the notebook shows every matplotlib figure at most COLUMN_PX wide, drawn at a lower
+  resolution when it is wider, so JupyterLab never shrinks (and blurs) it to fit its output column.
 - `progress`: tqdm.auto's progress bar (a widget in JupyterLab, text in a terminal) for every cell that runs
   longer than about 10 seconds; switched off in the static book, where a widget could not be drawn.
 """
@@ -19,6 +21,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import ipywidgets
+from IPython import get_ipython
+from matplotlib.figure import Figure
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -28,6 +32,8 @@ MESSAGE = "minidiff-message"  # CSS class of a message area (the browser test re
 PICTURE = "minidiff-picture"  # CSS class of a picture shown at its own size
 STYLE = f"<style>.{STALE} {{ opacity: 0.35; transition: opacity 0.2s; }}</style>"
 COLOURS = {"info": "inherit", "busy": "#555555", "error": "#b00020"}
+COLUMN_PX = 820  # JupyterLab's output column is about 848 px in a 1280-px window with its file browser open
+INLINE_DPI = 100  # what the inline backend draws a figure at, when it fits
 
 
 def book_mode() -> bool:
@@ -90,6 +96,28 @@ def busy(image: ipywidgets.Widget, area: ipywidgets.HTML, doing: str) -> Iterato
         raise
     image.remove_class(STALE)
     say(area, "")
+
+
+def fitted_png(fig: Figure, max_width_px: int = COLUMN_PX) -> bytes:
+    """The figure as PNG (tight bounding box, as the inline backend draws it) at INLINE_DPI, or at the lower
+    resolution that makes it at most max_width_px wide."""
+    dpi = INLINE_DPI
+    for _ in range(3):  # the tight box is known once drawn: measure, and draw again smaller if too wide
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+        width = png_size(buffer.getvalue())[0]
+        if width <= max_width_px:
+            break
+        dpi *= 0.99 * max_width_px / width
+    return buffer.getvalue()
+
+
+def fit_figures_to_column(max_width_px: int = COLUMN_PX) -> None:
+    """From now on, show every matplotlib Figure in this notebook as `fitted_png` draws it (call it after
+    `%matplotlib inline`). Outside IPython it does nothing."""
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["image/png"].for_type(Figure, lambda fig: fitted_png(fig, max_width_px))
 
 
 def progress(iterable: Iterable | None = None, description: str = "", total: int | None = None) -> tqdm:

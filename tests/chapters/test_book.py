@@ -7,6 +7,7 @@ pages in Chromium with the network blocked and moves their scrubbers.
 import base64
 import html
 import io
+import os
 import re
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import nbformat
 import pytest
 from PIL import Image
 from support.book_site import CHAPTERS, built_book
+from support.browser import child_pids
 from support.learner import OUTPUT_WIDTH_PX
 
 from minidiff.cli.book import build_book, chapter_title, execute_chapter, remote_references
@@ -89,8 +91,10 @@ def test_build_replaces_live_widgets_and_swaps_the_whole_site(tmp_path):
 def test_chapters_run_in_kernels_on_local_sockets_without_a_tcp_warning(tmp_path, capfd):
     write_chapter(tmp_path / "01_transport.ipynb", "1. Transport",
                   "from ipykernel.kernelapp import IPKernelApp\nprint('transport', IPKernelApp.instance().transport)")
+    children_before = set(child_pids(os.getpid()))
     executed = execute_chapter(tmp_path / "01_transport.ipynb")
     assert "transport ipc" in executed.cells[-1].outputs[0]["text"]
+    assert set(child_pids(os.getpid())) <= children_before, "the chapter's kernel must be stopped once it has run"
     assert "without encryption" not in capfd.readouterr().err  # ipykernel's warning, for TCP alone
     assert sorted(p.name for p in tmp_path.iterdir()) == ["01_transport.ipynb"], "no socket file left beside it"
 

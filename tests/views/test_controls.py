@@ -3,6 +3,7 @@
 import io
 
 import pytest
+from matplotlib.figure import Figure
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -56,3 +57,22 @@ def test_progress_is_a_bar_for_a_learner_and_nothing_in_the_book(monkeypatch):
     monkeypatch.setenv(controls.BOOK_ENV, "1")
     off = controls.progress(range(3), "strengths")
     assert off.disable and list(off) == [0, 1, 2]
+
+
+def test_a_wide_figure_is_drawn_to_fit_the_column_and_a_narrow_one_as_it_is():
+    wide, narrow = Figure(figsize=(12.0, 3.0)), Figure(figsize=(4.0, 3.0))
+    for fig in (wide, narrow):
+        fig.subplots().plot([0, 1], [1, 0])
+    wide.suptitle("a title that reaches far " * 3)
+    width, height = png_size_of(controls.fitted_png(wide))  # 1,200 px at 100 dpi: drawn smaller
+    assert controls.COLUMN_PX - 20 <= width <= controls.COLUMN_PX and height < 3.0 * 100
+    narrow_png = controls.fitted_png(narrow)  # fits: drawn at 100 dpi, less the margins the tight box trims
+    assert 300 < png_size_of(narrow_png)[0] <= 4.0 * controls.INLINE_DPI
+
+
+def test_figures_keep_their_formatter_outside_ipython():
+    controls.fit_figures_to_column()  # no IPython shell here: nothing to change, nothing raised
+
+
+def png_size_of(png: bytes) -> tuple[int, int]:
+    return Image.open(io.BytesIO(png)).size
