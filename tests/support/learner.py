@@ -34,7 +34,8 @@ PROMPT_BOX = ".jp-OutputArea-output:has(.widget-text input[type=text]):has(butto
 LONG_CELL_S = 10.0  # a cell that runs longer than this must show a progress bar
 OUTPUT_WIDTH_PX = 848  # JupyterLab's output column in the test's 1280-px window, file browser open: wider is shrunk
 PROGRESS = ".widget-hprogress, .widget-vprogress, progress"  # an ipywidgets progress bar (tqdm.auto's), or HTML's
-TEXT_PROGRESS = re.compile(r"\d+%\|")  # tqdm's bar drawn as text (on stderr, outside a notebook-aware tqdm)
+# tqdm's bar drawn as text (on stderr): "40%|####      | 2/5 [00:03<00:04", or with no total "60step [00:30, 2.0step/s]"
+TEXT_PROGRESS = re.compile(r"\d+%\||\[\d+:\d\d[<,]")
 UNKNOWN_PROMPT = "a red balloon"  # a prompt with a word the text models do not know
 
 
@@ -282,7 +283,7 @@ def clipped_text(page) -> list[str]:
 
 
 def shows_progress(cell) -> bool:
-    """True when the cell's output holds a progress bar: a widget, or tqdm's text bar ("40%|####      | 2/5")."""
+    """True when the cell's output holds a progress bar: a widget, or tqdm's text bar (TEXT_PROGRESS)."""
     text = "\n".join(cell.locator(".jp-OutputArea-output").all_inner_texts())
     return cell.locator(PROGRESS).count() > 0 or TEXT_PROGRESS.search(text) is not None
 
