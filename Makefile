@@ -14,7 +14,11 @@ ALLOW_ROOT := $(shell [ "$$(id -u)" = "0" ] && echo --allow-root)
 # package into a fresh virtualenv (their markers are registered in pyproject.toml).
 UNIT_TESTS := not chapters and not book and not browser and not install
 
-.PHONY: demo test check lab book venv clean
+# `make lab` opens your own copies of the chapters, in my-chapters/ (git-ignored), never chapters/ itself: what you run,
+# edit and save there stays yours, and chapters/ stays as committed (clean, as `make test` checks).
+LAB_DIR := my-chapters
+
+.PHONY: demo test check lab lab-copies book venv clean
 
 venv: $(RUNTIME)
 
@@ -39,8 +43,17 @@ test: $(DEV)
 check: $(DEV)
 	$(PY) -m pytest -m "$(UNIT_TESTS)"
 
-lab: $(RUNTIME)
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir chapters $(ALLOW_ROOT)
+lab: $(RUNTIME) lab-copies
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir $(LAB_DIR) $(ALLOW_ROOT)
+
+# Copy each chapter into $(LAB_DIR)/ once, when it is not there yet; a copy that exists is never overwritten.
+lab-copies:
+	@mkdir -p $(LAB_DIR)
+	@for chapter in chapters/*.ipynb; do \
+		copy="$(LAB_DIR)/$$(basename "$$chapter")"; \
+		if [ ! -e "$$copy" ]; then cp "$$chapter" "$$copy"; echo "copied $$chapter to $$copy"; fi; \
+	done
+	@echo "JupyterLab opens your copies in $(LAB_DIR)/ (git ignores them); to start a chapter afresh, delete its copy there and run make lab again"
 
 book: $(DEV)
 	$(PY) -m minidiff.cli.book --out site

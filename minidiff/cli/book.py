@@ -21,6 +21,7 @@ import html
 import os
 import re
 import shutil
+import tempfile
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -28,6 +29,7 @@ from pathlib import Path
 import jinja2
 import jupyter_server_mathjax
 import nbformat
+from jupyter_client import KernelManager
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 
@@ -133,10 +135,28 @@ def execute_chapter(path: Path, quick: bool = True) -> nbformat.NotebookNode:
         env["MINIDIFF_QUICK"] = "1"
     else:
         env.pop("MINIDIFF_QUICK", None)
-    client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                            store_widget_state=False, resources={"metadata": {"path": str(path.parent)}})
-    client.execute(env=env)  # raises CellExecutionError, naming the cell, if any cell fails
+    with tempfile.TemporaryDirectory(prefix="minidiff-kernel-") as sockets:
+        kernel = local_kernel_manager(Path(sockets))
+        client = NotebookClient(notebook, km=kernel, timeout=CELL_TIMEOUT_S, store_widget_state=False,
+                                resources={"metadata": {"path": str(path.parent)}})
+        try:
+            client.execute(env=env)  # raises CellExecutionError, naming the cell, if any cell fails
+        finally:  # a kernel manager passed in is ours to stop: nbclient stops only the ones it makes
+            if client.kc is not None:
+                client.kc.stop_channels()
+            if kernel.has_kernel:
+                kernel.shutdown_kernel(now=True)
     return notebook
+
+
+def local_kernel_manager(folder: Path) -> KernelManager:
+    """A python3 kernel that talks to the book builder over IPC sockets in `folder`, not TCP.
+
+    Over TCP, ipykernel warns on every start that the traffic is unencrypted (13 warnings in one `make book`). The
+    warning is right for TCP and does not apply here: IPC sockets are files only this user can open, and nothing
+    listens on the network.
+    """
+    return KernelManager(kernel_name="python3", transport="ipc", ip=str(folder / "kernel"))
 
 
 def replace_live_widgets(notebook: nbformat.NotebookNode) -> None:

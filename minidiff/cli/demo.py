@@ -5,6 +5,8 @@
    (000.png ..., grid.png, denoise.gif, meta.json, as `python -m minidiff sample --prompt` writes them), and
    outputs/demo/prompts.png shows all of them, one row per prompt.
 2. For each noise schedule, one picture of the forward process: a photo, digits and shapes on their way to noise.
+3. An input and a mask to try editing on: outputs/example_input.png (a red circle) and outputs/example_mask.png,
+   both 32x32 like every image the model draws, the mask white where `sample --mask` regenerates, black where it keeps.
 """
 
 import argparse
@@ -22,10 +24,10 @@ from minidiff.cli.options import check_counts, check_seed, use_threads  # noqa: 
 from minidiff.data.digits import mnist5k  # noqa: E402
 from minidiff.data.photo import photo  # noqa: E402
 from minidiff.data.pixels import from_model, to_model  # noqa: E402
-from minidiff.data.shapes import shapes  # noqa: E402
+from minidiff.data.shapes import COLOURS, render, shapes  # noqa: E402
 from minidiff.diffusion.forward import q_sample  # noqa: E402
 from minidiff.diffusion.schedule import make_schedule  # noqa: E402
-from minidiff.files.images import write_folder  # noqa: E402
+from minidiff.files.images import write_folder, write_png  # noqa: E402
 from minidiff.pipeline import DEFAULT_MODEL, TextToImage  # noqa: E402
 
 PROMPTS = (
@@ -129,6 +131,17 @@ def forward_pictures(out: Path, seed: int) -> list[Path]:
         print(f"wrote {path}")
     return paths
 
+def example_edit_files(out: Path) -> list[Path]:
+    """out/example_input.png, a red circle in the centre, and out/example_mask.png, white (regenerate) over the
+    circle's 16x16 square and black (keep) elsewhere: uint8 32x32 pictures for `sample --init-image ... --mask`."""
+    circle = render({"shape": "circle", "side": 14, "cx": 16.0, "cy": 16.0, "rgb": COLOURS["red"]})  # (32, 32, 3)
+    mask = np.zeros((32, 32, 1), dtype=np.uint8)
+    mask[8:24, 8:24] = 255  # rows and columns 8 ... 23: the circle and a little white around it
+    paths = [out / "example_input.png", out / "example_mask.png"]
+    write_png(circle, paths[0])
+    write_png(mask, paths[1])
+    print(f"an input and a mask to edit (32x32; white = regenerate): {paths[0]}, {paths[1]}")
+    return paths
 
 
 def demo(args: argparse.Namespace) -> list[Path]:
@@ -142,6 +155,7 @@ def demo(args: argparse.Namespace) -> list[Path]:
     print(f"text to image with {args.model} ({len(PROMPTS)} prompts, {args.n} images each):")
     paths = text_to_image(out / "demo", pipe, args.model, args.n, args.seed)
     paths += forward_pictures(out, args.seed)
+    paths += example_edit_files(out)
     return paths
 
 

@@ -32,17 +32,22 @@ def to_pil(image: np.ndarray) -> Image.Image:
     return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
 
 
-def write_png(image: np.ndarray, path: Path | str) -> None:
-    """Write a uint8 (H, W, C) image as a PNG, atomically."""
+def enlarged(picture: Image.Image, scale: int) -> Image.Image:
+    """The picture `scale` times wider and taller, each pixel a scale x scale block (nearest neighbour, no blur)."""
+    return picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+
+
+def write_png(image: np.ndarray, path: Path | str, scale: int = 1) -> None:
+    """Write a uint8 (H, W, C) image as a PNG, atomically, enlarged `scale` times (nearest neighbour)."""
     buffer = io.BytesIO()
-    to_pil(image).save(buffer, format="PNG")
+    enlarged(to_pil(image), scale).save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
 
 
 def write_gif(frames: list[np.ndarray], path: Path | str, frame_ms: int = 80, last_frame_ms: int = 1500) -> None:
     """Write uint8 (H, W, C) frames as a looping GIF, each enlarged GIF_SCALE times, the last one held longer."""
     pictures = [to_pil(frame) for frame in frames]
-    pictures = [p.resize((p.width * GIF_SCALE, p.height * GIF_SCALE), Image.Resampling.NEAREST) for p in pictures]
+    pictures = [enlarged(picture, GIF_SCALE) for picture in pictures]
     durations = [frame_ms] * (len(pictures) - 1) + [last_frame_ms]
     buffer = io.BytesIO()
     pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=durations, loop=0)
@@ -50,6 +55,7 @@ def write_gif(frames: list[np.ndarray], path: Path | str, frame_ms: int = 80, la
 
 
 GIF_SCALE = 4  # the GIF is enlarged (nearest neighbour) so that 28x28 digits are visible when it plays
+GRID_SCALE = 4  # grid.png likewise: at 1x, four 32x32 images make a 138x36 strip too small to read
 
 
 def read_image(path: str, size: int = 32) -> np.ndarray:
@@ -81,11 +87,12 @@ def read_mask(path: str, size: int = 32) -> torch.Tensor:
 
 
 def write_folder(out: Path, images: np.ndarray, frames: list[np.ndarray], settings: dict) -> None:
-    """Write 000.png, 001.png, ... (uint8 images (N, H, W, C)), grid.png, denoise.gif and meta.json into `out`."""
+    """Write 000.png, 001.png, ... (uint8 images (N, H, W, C), each at its native size), grid.png (all of them,
+    enlarged GRID_SCALE times), denoise.gif and meta.json into `out`."""
     names = [f"{i:03d}.png" for i in range(len(images))]
     for name, image in zip(names, images):
         write_png(image, out / name)
-    write_png(picture_grid(images, columns=min(len(images), 8)), out / "grid.png")
+    write_png(picture_grid(images, columns=min(len(images), 8)), out / "grid.png", scale=GRID_SCALE)
     write_gif(frames, out / "denoise.gif")
     meta = {**settings, "files": names + ["grid.png", "denoise.gif"]}
     atomic_write_bytes(out / "meta.json", (json.dumps(meta, indent=2) + "\n").encode())

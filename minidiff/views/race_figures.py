@@ -3,22 +3,26 @@ r"""The sampler race's figures, for chapter 06: quality against cost, and the sa
 `race_figure` draws the results of a race (`minidiff.measure.race`, which runs it): Fréchet distance and class
 accuracy against NFE and against seconds per image, one line per sampler through its step counts, beside the
 real-vs-real baseline. `paths_frame` draws what `minidiff.measure.race.sampler_paths` recorded: one sampler's x_t
-and predicted x0 along its path, next to every sampler's final digits from the same x_T.
+and predicted x0 along its path, next to every sampler's final digits from the same x_T. Its columns are the steps
+where the signal share of x_t, sqrt(alpha_bar_t), has climbed evenly from start to end (`telling_steps`), so each
+column shows the digit clearer than the last.
 
 Papers: Karras et al. 2022, sec. 3, for NFE as the honest measure of a sampler's cost; Heusel et al. 2017, eq. 6,
 for the Fréchet distance.
 """
 
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
 from minidiff.diffusion.loop import DenoisingStep
+from minidiff.diffusion.schedule import NoiseSchedule, alpha_bar_at
 from minidiff.measure.race import ordered_cells
 from minidiff.views import plots
 
 
-def race_figure(results: dict, title: str | None = None, size: float = 3.6, seconds: str = "seconds") -> Figure:
+def race_figure(results: dict, title: str | None = None, size: float = 3.2, seconds: str = "seconds") -> Figure:
     """Quality against cost: Fréchet distance (top) and class accuracy (bottom), against NFE (left) and against
     seconds per image (right), one line per sampler through its step counts; log-scaled x-axes.
 
@@ -76,18 +80,41 @@ def label_columns(ax, labels: list[str], width: int = 28, pad: int = 2) -> None:
     ax.tick_params(length=0)
 
 
-def paths_frame(paths: dict[str, list[DenoisingStep]], chosen: str, n_columns: int = 7) -> Figure:
-    """Chapter 06's frame. Left: the chosen sampler's x_t and predicted x0 at n_columns points of its path, a row
-    per digit. Right: every sampler's final digits from the same seed, a column per sampler, with its NFE."""
+def signal_share(schedule: NoiseSchedule, t: float) -> float:
+    r"""How much of x_t is the image: $\sqrt{\bar\alpha_t}$ (Ho et al. 2020, eq. 4), 0 for pure noise, 1 for clean."""
+    return alpha_bar_at(schedule, t) ** 0.5
+
+
+def telling_steps(path: list[DenoisingStep], schedule: NoiseSchedule, n_columns: int) -> list[int]:
+    """Every step of a path of at most n_columns steps; of a longer one, the steps (indices, first and last
+    included) where the signal share of x_t is nearest to n_columns values evenly spaced from the first step's to
+    the last's.
+
+    Steps evenly spaced in their index would not do: a sampler on Karras sigmas spends its first steps near
+    t = 999, where x_t is pure noise (Euler, 50 steps: t = 999, 999, 998, 997, 982, 660, 0), so most columns
+    would show the same noise under the same label."""
+    if len(path) <= n_columns:
+        return list(range(len(path)))
+    shares = np.array([signal_share(schedule, step.t) for step in path])
+    targets = np.linspace(shares[0], shares[-1], n_columns)
+    return sorted({int(np.abs(shares - target).argmin()) for target in targets})
+
+
+def paths_frame(paths: dict[str, list[DenoisingStep]], chosen: str, schedule: NoiseSchedule,
+                n_columns: int = 7) -> Figure:
+    """Chapter 06's frame. Left: the chosen sampler's x_t and predicted x0 at up to n_columns steps of its path
+    (`telling_steps` of the schedule), a row per digit. Right: every sampler's final digits from the same seed, a
+    column per sampler, with its NFE."""
     path = paths[chosen]
-    picked = plots.evenly_spaced_steps(len(path), n_columns)
+    picked = telling_steps(path, schedule, n_columns)
     fig = Figure(figsize=(9.0, 5.6))
     grid = fig.add_gridspec(2, 2, width_ratios=(n_columns, len(paths) + 1), left=0.03, right=0.99, bottom=0.06,
-                            top=0.88, wspace=0.08, hspace=0.28)
+                            top=0.88, wspace=0.08, hspace=0.36)
     for row, (field, title) in enumerate((("x_t", "$x_t$"), ("x0", r"predicted $\hat x_0$"))):
         ax = fig.add_subplot(grid[row, 0])
         plots.show_image(ax, snapshot_grid(path, field, picked))
-        label_columns(ax, [f"t={path[i].t:.0f}" for i in picked])
+        label_columns(ax, [f"t={path[i].t:.0f}\n" + r"$\sqrt{\bar\alpha}$" + f"={signal_share(schedule, path[i].t):.2f}"
+                           for i in picked])
         ax.set_title(f"{chosen}: {title} along the way", fontsize=9)
     ax = fig.add_subplot(grid[:, 1])
     finals = torch.stack([sampler_path[-1].x_prev for sampler_path in paths.values()], dim=1)  # (B, samplers, C, H, W)

@@ -1,8 +1,10 @@
 """Interactive views for the chapters: a slider over steps (with a Play button) or a few drop-downs, showing a figure.
 
 Each frame is a matplotlib figure (from `minidiff.views.plots`) rendered to PNG bytes and shown in an
-`ipywidgets.Image`, which works in JupyterLab without ipympl. A frame is drawn the first time it is asked for and
-then cached, so moving back over frames already seen is instant.
+`ipywidgets.Image` at its own pixel size (`minidiff.views.controls.picture`: never stretched, never blurred), which
+works in JupyterLab without ipympl. A frame is drawn the first time it is asked for and then cached, so moving back
+over frames already seen is instant; while a new one is drawn, the old one is faded and a message says what is drawn.
+A slider reads the value the learner cares about (the guidance scale, the timestep, "step 3 of 20"), not its index.
 
 Static mode, for the HTML book that has no kernel: with MINIDIFF_BOOK=1 in the environment, every builder returns
 an `IPython.display.HTML` player instead. It holds a fixed set of frames drawn in advance, embedded in the page
@@ -15,7 +17,6 @@ Two general builders carry both modes: `scrubber` (a slider over steps) and `cho
 import functools
 import io
 import itertools
-import os
 import re
 from collections.abc import Callable, Sequence
 
@@ -34,8 +35,9 @@ from minidiff.data.shapes import shapes
 from minidiff.diffusion.forward import q_sample
 from minidiff.diffusion.schedule import NoiseSchedule, make_schedule
 from minidiff.views import plots
+# BOOK_ENV and book_mode are asked of this module by the chapters and the tests, so they are imported here too.
+from minidiff.views.controls import BOOK_ENV, book_mode, busy, message_area, picture, show_png, style  # noqa: F401
 
-BOOK_ENV = "MINIDIFF_BOOK"  # set to 1 to get static HTML players instead of live widgets
 DPI = 72  # frames are drawn at this resolution: sharp enough, and quick to draw on a small CPU
 CACHE_FRAMES = 256  # at most this many rendered frames (about 90 kB each) are kept per widget
 BOOK_FRAMES = 21  # frames a static player holds for a long slider (each adds about 100 kB to the page)
@@ -49,11 +51,6 @@ SCHEDULE_CHOICES = {  # the schedules chapter 02 compares: label -> (name, zero_
     "sigmoid": ("sigmoid", False),
     "linear, zero terminal SNR": ("linear", True),
 }
-
-
-def book_mode() -> bool:
-    """True when building the static HTML book (MINIDIFF_BOOK=1): widgets become self-contained HTML players."""
-    return os.environ.get(BOOK_ENV, "0") == "1"
 
 
 def figure_png(fig: Figure, dpi: int = DPI) -> bytes:
@@ -96,75 +93,108 @@ def book_player(draw: Callable[..., Figure], keys: Sequence[tuple]) -> HTML:
     return html_player([figure_png(draw(*key)) for key in keys])
 
 
+class Frames:
+    """The PNG of draw(*key) for each key, drawn on first request and kept (the CACHE_FRAMES latest)."""
+
+    def __init__(self, draw: Callable[..., Figure]) -> None:
+        self.draw, self.pngs = draw, {}
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self.pngs
+
+    def __call__(self, *key) -> bytes:
+        if key not in self.pngs:
+            if len(self.pngs) >= CACHE_FRAMES:
+                self.pngs.pop(next(iter(self.pngs)))  # the oldest
+            self.pngs[key] = figure_png(self.draw(*key))
+        return self.pngs[key]
+
+
+def show_frame(image: ipywidgets.Image, message: ipywidgets.HTML, frames: Frames, key: tuple, doing: str) -> None:
+    """Show frames(*key) in image; if it must be drawn first, fade the old picture and say `doing` meanwhile."""
+    if key in frames:
+        show_png(image, frames(*key))
+        return
+    with busy(image, message, doing):
+        show_png(image, frames(*key))
+
+
 def scrubber(draw: Callable[[int], Figure], n_steps: int, labels: Sequence[str] | None = None,
-             description: str = "step", interval_ms: int = 300, play_frames: int = 50,
-             book_frames: int = BOOK_FRAMES) -> ipywidgets.VBox | HTML:
+             description: str = "step", values: Sequence | None = None, start: int = 0, interval_ms: int = 300,
+             play_frames: int = 50, book_frames: int = BOOK_FRAMES) -> ipywidgets.VBox | HTML:
     """Scrub through the figures draw(0) ... draw(n_steps - 1) with a slider and a Play button.
 
-    The slider's value is the step index i, from 0 to n_steps - 1; labels[i] (default "step = i") is shown beside
-    it. The picture follows when the slider is let go, stepped with the arrow keys, or moved by Play (about
-    n_steps / play_frames steps at a time): redrawing on every pixel of a drag would queue up frames on a small
-    CPU. In book mode: a static player of book_frames frames spread evenly over the steps.
+    At position i the slider reads values[i]: the value the learner cares about, e.g. the guidance scale 3 or the
+    timestep 999 (default "i + 1 of n_steps", counted from 1 as the frames' titles count steps). labels[i], if
+    given, says more beside it (e.g. "t = 999"). The slider opens at position `start` (n_steps - 1 for a finished
+    sampling run). The picture follows when the slider is let go, stepped with the arrow keys, or moved by Play
+    (about n_steps / play_frames steps at a time): redrawing on every pixel of a drag would queue up frames on a
+    small CPU. In book mode: a static player of book_frames frames spread evenly over the steps.
     """
-    labels = [f"{description} = {i}" for i in range(n_steps)] if labels is None else list(labels)
-    if len(labels) != n_steps:
-        raise ValueError(f"got {len(labels)} labels for {n_steps} steps; give one label per step")
+    values = [f"{i + 1} of {n_steps}" for i in range(n_steps)] if values is None else [str(v) for v in values]
+    for name, given in (("labels", labels), ("values", values)):
+        if given is not None and len(given) != n_steps:
+            raise ValueError(f"got {len(given)} {name} for {n_steps} steps; give one label per step")
+    if not 0 <= start < n_steps:
+        raise ValueError(f"start must be a position 0 ... {n_steps - 1}, got {start}")
     if book_mode():
         return book_player(draw, [(i,) for i in plots.evenly_spaced_steps(n_steps, book_frames)])
 
-    @functools.lru_cache(maxsize=CACHE_FRAMES)
-    def frame(i: int) -> bytes:
-        return figure_png(draw(i))
-
-    slider = ipywidgets.IntSlider(value=0, min=0, max=n_steps - 1, description=description, continuous_update=False,
-                                  layout=ipywidgets.Layout(width="60%"))
-    play = ipywidgets.Play(value=0, min=0, max=n_steps - 1, step=max(1, n_steps // play_frames), interval=interval_ms)
-    ipywidgets.jslink((play, "value"), (slider, "value"))  # the browser moves the slider as Play runs
-    label = ipywidgets.Label(labels[0])
-    image = ipywidgets.Image(value=frame(0), format="png")
+    frames = Frames(draw)
+    slider = ipywidgets.SelectionSlider(options=list(zip(values, range(n_steps))), value=start,
+                                        description=description, continuous_update=False,
+                                        style={"description_width": "initial"}, layout=ipywidgets.Layout(width="60%"))
+    play = ipywidgets.Play(value=start, min=0, max=n_steps - 1, step=max(1, n_steps // play_frames),
+                           interval=interval_ms)
+    ipywidgets.jslink((play, "value"), (slider, "index"))  # the browser moves the slider as Play runs
+    label = ipywidgets.Label(labels[start] if labels is not None else "")
+    image, message = picture(frames(start)), message_area()
 
     def show(change: dict) -> None:
-        label.value = labels[change["new"]]
-        image.value = frame(change["new"])
+        label.value = labels[change["new"]] if labels is not None else ""
+        show_frame(image, message, frames, (change["new"],), f"drawing {description} {values[change['new']]} ...")
 
     slider.observe(show, names="value")
-    return ipywidgets.VBox([ipywidgets.HBox([play, slider, label]), image])
+    controls = [play, slider] + ([label] if labels is not None else [])
+    return ipywidgets.VBox([style(), ipywidgets.HBox(controls), message, image])
 
 
 def chooser(draw: Callable[..., Figure], options: dict[str, Sequence]) -> ipywidgets.VBox | HTML:
     """One drop-down per option; the figure draw(*chosen values) updates when any of them changes.
 
     options maps a name to its choices, e.g. {"schedule": ["linear", "cosine"], "T": [10, 1000]}; draw takes the
-    chosen values in that order. In book mode: a static player stepping through every combination.
+    chosen values in that order. While a new combination is drawn, the old picture is faded and a message says what
+    is being drawn. In book mode: a static player stepping through every combination.
     """
     if book_mode():
         return book_player(draw, list(itertools.product(*options.values())))
 
-    @functools.lru_cache(maxsize=CACHE_FRAMES)
-    def frame(*key) -> bytes:
-        return figure_png(draw(*key))
-
-    dropdowns = [ipywidgets.Dropdown(options=list(choices), description=name) for name, choices in options.items()]
-    image = ipywidgets.Image(value=frame(*[d.value for d in dropdowns]), format="png")
+    frames = Frames(draw)
+    dropdowns = [ipywidgets.Dropdown(options=list(choices), description=name, style={"description_width": "initial"})
+                 for name, choices in options.items()]
+    image, message = picture(frames(*[d.value for d in dropdowns])), message_area()
 
     def show(change: dict) -> None:
-        image.value = frame(*[d.value for d in dropdowns])
+        key = tuple(d.value for d in dropdowns)
+        doing = "drawing " + ", ".join(f"{name} {value}" for name, value in zip(options, key)) + " ..."
+        show_frame(image, message, frames, key, doing)
 
     for dropdown in dropdowns:
         dropdown.observe(show, names="value")
-    return ipywidgets.VBox([ipywidgets.HBox(dropdowns), image])
+    return ipywidgets.VBox([style(), ipywidgets.HBox(dropdowns), message, image])
 
 
 def step_scrubber(batches: Sequence[torch.Tensor], labels: Sequence[str] | None = None, ncols: int | None = None,
                   size: float = 1.2, description: str = "step") -> ipywidgets.VBox | HTML:
     """Scrub through a sequence of image batches, one (N, C, H, W) tensor per step, e.g. x_t along a sampler's path.
 
-    Each frame is `plots.image_grid` of that step's batch, titled with its label (e.g. "t = 999").
+    Each frame is `plots.image_grid` of that step's batch, titled "step i + 1 of N" and its label (e.g. "t = 999").
     """
-    labels = [f"{description} {i}" for i in range(len(batches))] if labels is None else list(labels)
+    n_steps = len(batches)
 
     def draw(i: int) -> Figure:
-        return plots.image_grid(batches[i], ncols=ncols, suptitle=labels[i], size=size)
+        title = f"{description} {i + 1} of {n_steps}" + ("" if labels is None else f": {labels[i]}")
+        return plots.image_grid(batches[i], ncols=ncols, suptitle=title, size=size)
 
     return scrubber(draw, len(batches), labels=labels, description=description)
 
@@ -205,7 +235,7 @@ def forward_process_widget(schedule: NoiseSchedule | None = None, images: dict[s
         return plots.forward_frame(x_t, schedule, t)
 
     labels = [f"alpha_bar = {a:.4g}" for a in schedule.alpha_bar.tolist()]
-    return scrubber(draw, schedule.T, labels=labels, description="t")
+    return scrubber(draw, schedule.T, labels=labels, description="t", values=range(schedule.T))
 
 
 def schedule_widget(Ts: Sequence[int] = (25, 50, 100, 1000), images: dict[str, torch.Tensor] | None = None,

@@ -4,20 +4,27 @@ The checks on the real chapters share one build (tests/support/book_site.py) wit
 pages in Chromium with the network blocked and moves their scrubbers.
 """
 
+import base64
 import html
+import io
+import os
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
+from PIL import Image
 from support.book_site import CHAPTERS, built_book
+from support.browser import child_pids
+from support.learner import OUTPUT_WIDTH_PX
 
-from minidiff.cli.book import build_book, chapter_title, remote_references
+from minidiff.cli.book import build_book, chapter_title, execute_chapter, remote_references
 
 pytestmark = pytest.mark.book  # builds the book, executing every chapter: not part of `make check`
 
 ANIMATION_FRAMES = re.compile(r"var frames = new Array\((\d+)\);")  # what matplotlib's to_jshtml writes per player
 EMBEDDED_FRAME = re.compile(r'frames\[\d+\] = "data:image/png;base64,')
+FIGURE = re.compile(r'<img[^>]*src="data:image/png;base64,([A-Za-z0-9+/=\s]+)"')
 
 
 def test_remote_references_finds_what_a_browser_would_fetch():
@@ -81,6 +88,17 @@ def test_build_replaces_live_widgets_and_swaps_the_whole_site(tmp_path):
     assert (site / "mathjax" / "MathJax.js").is_file()
 
 
+def test_chapters_run_in_kernels_on_local_sockets_without_a_tcp_warning(tmp_path, capfd):
+    write_chapter(tmp_path / "01_transport.ipynb", "1. Transport",
+                  "from ipykernel.kernelapp import IPKernelApp\nprint('transport', IPKernelApp.instance().transport)")
+    children_before = set(child_pids(os.getpid()))
+    executed = execute_chapter(tmp_path / "01_transport.ipynb")
+    assert "transport ipc" in executed.cells[-1].outputs[0]["text"]
+    assert set(child_pids(os.getpid())) <= children_before, "the chapter's kernel must be stopped once it has run"
+    assert "without encryption" not in capfd.readouterr().err  # ipykernel's warning, for TCP alone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["01_transport.ipynb"], "no socket file left beside it"
+
+
 def test_a_failing_chapter_leaves_the_previous_site_as_it_was(tmp_path):
     write_chapter(tmp_path / "01_fails.ipynb", "1. Fails", "raise RuntimeError('this chapter is broken')")
     site = tmp_path / "site"
@@ -128,3 +146,12 @@ def test_page_has_its_equations_for_mathjax(path, tmp_path_factory):
     assert "mathjax/MathJax.js" in page
     assert any(equation.replace("\n", " ")[:40] in page.replace("\n", " ") for equation in equations), \
         f"{path.stem}: none of its equations reached the page"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_every_figure_fits_a_notebook_column(path, tmp_path_factory):
+    """JupyterLab shrinks a figure wider than its output column, resampling (blurring) it: each must fit."""
+    page = (built_book(tmp_path_factory) / f"{path.stem}.html").read_text()
+    widths = [Image.open(io.BytesIO(base64.b64decode(data))).width for data in FIGURE.findall(page)]
+    assert widths, f"{path.stem}: no figure found"
+    assert max(widths) <= OUTPUT_WIDTH_PX, f"{path.stem}: figures {widths} px wide; at most {OUTPUT_WIDTH_PX} fit"

@@ -3,9 +3,12 @@ offline.
 
 For each chapter: JupyterLab (127.0.0.1, random token) opens it, Run > Run All Cells runs it in quick mode, then the
 chapter's main widget is operated (slider moved, drop-down changed or button pressed) and the picture it shows must
-change, with no Python traceback (in a cell or in the log console, where widget callbacks report) and no JavaScript
-error. The harness is first tested on throwaway notebooks: one that works, and two broken on purpose that it must
-catch. Screenshots are kept in test-artifacts/browser/.
+change, keeping its size, with no Python traceback (in a cell or in the log console, where widget callbacks report)
+and no JavaScript error. On the way (tests/support/learner.py): every picture is shown at its own size or a
+whole-number zoom, no text field or slider readout cuts its text, every cell that ran over 10 s shows a progress bar,
+and a prompt box answers a word the model does not know with the whole error in its message area, the previous
+picture gone or marked stale. The harness is first tested on throwaway notebooks: one that works, and others broken
+on purpose that it must catch. Screenshots are kept in test-artifacts/browser/.
 
 Needs Debian's chromium and Playwright's Python package (see README); without them these tests are skipped, except
 under CI=true, where they fail.
@@ -42,10 +45,38 @@ def show(change):
     image.value = frame(change["new"])
 slider.observe(show, names="value")
 widgets.VBox([slider, image])"""
-SELFTEST_NOTEBOOKS = {  # name -> the widget cell: one that works, and two broken the way chapters could break
+CARELESS_CELL = f"""import io
+import time
+import ipywidgets as widgets
+import numpy as np
+from PIL import Image as PILImage
+
+time.sleep({learner.LONG_CELL_S + 2})  # long work, and no progress bar
+
+def png(value):
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.full((40, 50), value, np.uint8)).save(buffer, format="png")
+    return buffer.getvalue()
+
+picture = widgets.Image(value=png(0), format="png", layout=widgets.Layout(width="100%"))  # stretched to the cell
+seed = widgets.IntText(value=12345, description="seed", layout=widgets.Layout(width="90px"))  # too narrow for 12345
+prompt = widgets.Text(value="a blue circle", description="prompt")
+button = widgets.Button(description="Generate")
+message = widgets.Label()  # one line, cut at its edge, and not the message area
+
+def generate(_):
+    if "balloon" in prompt.value:
+        message.value = "the word 'balloon' is not in the vocabulary"  # the old picture stays, unmarked
+    else:
+        picture.value = png(255)
+
+button.on_click(generate)
+widgets.VBox([widgets.HBox([prompt, seed, button]), message, picture])"""
+SELFTEST_NOTEBOOKS = {  # name -> the widget cell: one that works, and others broken the way chapters could break
     "working.ipynb": WIDGET_CELL,
     "raises.ipynb": WIDGET_CELL.replace('image.value = frame(change["new"])', "1 / 0"),
     "frozen.ipynb": WIDGET_CELL.replace('image.value = frame(change["new"])', "pass"),
+    "careless.ipynb": CARELESS_CELL,
 }
 
 
@@ -112,6 +143,14 @@ def test_harness_catches_a_traceback_in_a_widget_callback(chromium, selftest_lab
 def test_harness_catches_a_picture_that_does_not_change(chromium, selftest_lab):
     problems = exercise_selftest(chromium, selftest_lab, "frozen.ipynb")
     assert any("did not change" in p for p in problems), problems
+
+
+def test_harness_catches_what_a_learner_should_not_meet(chromium, selftest_lab):
+    problems = "\n".join(exercise_selftest(chromium, selftest_lab, "careless.ipynb"))
+    assert "not its own size or a whole-number zoom" in problems, problems  # the stretched picture
+    assert 'a text field holding "12345"' in problems, problems  # the narrow seed field
+    assert "with no progress bar" in problems, problems  # the long cell
+    assert "with no message area" in problems, problems  # the error said on a cut line, the old picture kept
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])

@@ -3,13 +3,14 @@ options, errors that say what to do), and with --prompt on a text model, img2img
 
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 from support.tiny import PROMPT
 
 from minidiff.__main__ import main
 from minidiff.data.shapes import shapes
-from minidiff.files.images import GIF_SCALE
+from minidiff.files.images import GIF_SCALE, GRID_SCALE
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +27,12 @@ def test_sample_command_writes_every_promised_file(tiny_run, tmp_path):
     for i in range(5):
         with Image.open(out / f"{i:03d}.png") as image:
             assert image.size == (28, 28) and image.mode == "L"
-    with Image.open(out / "grid.png") as grid:
-        assert grid.size == (5 * 30 + 2, 30 + 2)  # 5 columns of 28 + 2 padding, one row
+    with Image.open(out / "grid.png") as grid:  # 5 columns of 28 + 2 padding, one row, each pixel a 4 x 4 block
+        assert grid.size == ((5 * 30 + 2) * GRID_SCALE, (30 + 2) * GRID_SCALE)
+        blocks = np.asarray(grid).reshape(30 + 2, GRID_SCALE, 5 * 30 + 2, GRID_SCALE)
+        assert (blocks == blocks[:, :1, :, :1]).all()  # nearest neighbour: every block one grey, no blur
+        with Image.open(out / "000.png") as first:
+            assert (blocks[2:30, 0, 2:30, 0] == np.asarray(first)).all()  # the first image, pixel for pixel
     with Image.open(out / "denoise.gif") as gif:
         assert gif.size == ((4 * 30 + 2) * GIF_SCALE, 32 * GIF_SCALE)  # the first 4 images, enlarged
         assert gif.n_frames == 1 + 6  # x_T, then after each of the 6 steps

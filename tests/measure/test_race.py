@@ -93,7 +93,7 @@ def test_every_sampler_starts_from_the_same_noise(tiny_model_path):
     for name, trajectory in paths.items():
         assert torch.equal(trajectory[0].x_t, expected), f"{name} did not start from the seed's noise"
         assert len(trajectory) == 4 and trajectory[-1].nfe == (7 if name == "heun" else 4)
-    figure = race_figures.paths_frame(paths, "dpm++")
+    figure = race_figures.paths_frame(paths, "dpm++", info.noise_schedule())
     assert "dpm++, 4 steps: 4 network evaluations" in figure._suptitle.get_text()
 
 

@@ -10,40 +10,17 @@ The repository is copied first (the files git would clone, uncommitted edits inc
 """
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
 import pytest
+from support.checkout import clean_env, copy_working_tree
 
 pytestmark = pytest.mark.install  # builds and installs the package: part of `make test`, not of `make check`
 
 REPO = Path(__file__).resolve().parents[2]
-JUNK = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis",
-                              "outputs", "runs", "site", "test-artifacts")
-
-
-def copy_working_tree(target: Path) -> None:
-    """The repository's files as git sees them (tracked or new, not ignored), or the folder less its junk."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True)
-    if listed.returncode != 0:
-        shutil.copytree(REPO, target, ignore=JUNK)
-        return
-    for name in listed.stdout.decode().split("\0"):
-        if name and (REPO / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, target / name)
-
-
-def clean_env() -> dict[str, str]:
-    """This environment, less anything that could point Python at the repository or at other data."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "MINIDIFF_DATA")}
-    env["PYTHONNOUSERSITE"] = "1"
-    return env
 
 
 def run(command: list, cwd: Path, timeout: int) -> subprocess.CompletedProcess:
