@@ -35,6 +35,7 @@ from minidiff.data.shapes import shapes
 from minidiff.diffusion.forward import q_sample
 from minidiff.diffusion.schedule import NoiseSchedule, make_schedule
 from minidiff.views import plots
+
 # BOOK_ENV and book_mode are asked of this module by the chapters and the tests, so they are imported here too.
 from minidiff.views.controls import BOOK_ENV, book_mode, busy, message_area, picture, show_png, style  # noqa: F401
 
