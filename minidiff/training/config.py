@@ -12,7 +12,9 @@ from minidiff.nets.autoencoder import AutoencoderConfig
 from minidiff.nets.conditioning import EncoderConfig
 from minidiff.nets.unet import UNetConfig
 
-DATASETS = ("mnist5k", "shapes", "shapes_latents")  # digits, Shapes in pixel space, Shapes as autoencoder latents
+DATASETS = ("mnist5k", "shapes", "shapes_latents", "emoji_latents")  # digits, Shapes (pixels, latents), emoji latents
+LATENT_DATASETS = ("shapes_latents", "emoji_latents")  # encoded once by the run's autoencoder (minidiff.training.data)
+VAE_DATASETS = ("shapes", "emoji")  # what an autoencoder trains on
 BUDGET_FIELDS = ("steps", "minutes", "checkpoint_every_steps", "checkpoint_every_minutes", "sample_every_steps")
 
 
@@ -68,7 +70,8 @@ class TrainConfig(LoopConfig):
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)  # schedule, T, what the network predicts
     data: str = "mnist5k"  # the data set (see DATASETS)
     max_images: int | None = None  # train on N images spread evenly over the set (tests); None = all
-    # latent diffusion (data "shapes_latents"): which autoencoder, how many Shapes to render and encode once
+    # latent diffusion (LATENT_DATASETS): which autoencoder, how many Shapes to render and encode once (emoji: all
+    # of the train split, each image with its plain and its styled caption)
     autoencoder: str | None = None  # a shipped name ("shapes_vae") or a path; its scale factor comes with it
     dataset_size: int = 20000  # Shapes images of the "train" split, rendered from `seed`
     # token conditioning (cross-attention) instead of class labels: the encoder's settings, None = none
@@ -89,10 +92,13 @@ class TrainConfig(LoopConfig):
             self.encoder = EncoderConfig(**self.encoder)
         if self.data not in DATASETS:
             raise ValueError(f"unknown data set {self.data!r}; choose one of {DATASETS}")
-        if self.data.startswith("shapes") and self.encoder is None:
-            raise ValueError(f"data {self.data!r} is conditioned on attribute tokens: give an encoder (EncoderConfig)")
-        if self.data == "shapes_latents" and self.autoencoder is None:
-            raise ValueError("data 'shapes_latents' needs an autoencoder (e.g. 'shapes_vae') to encode the images")
+        if self.data != "mnist5k" and self.encoder is None:
+            raise ValueError(f"data {self.data!r} is conditioned on tokens: give an encoder (EncoderConfig)")
+        if self.data in LATENT_DATASETS and self.autoencoder is None:
+            raise ValueError(f"data {self.data!r} needs an autoencoder (e.g. 'shapes_vae') to encode the images")
+        if self.data == "emoji_latents" and self.encoder.kind != "clip":
+            raise ValueError("emoji captions are read by a CLIP's text tower: give an encoder of kind 'clip' "
+                             "(minidiff.models.clip_encoder_config)")
         if self.steps is None and self.minutes is None:
             raise ValueError("give steps or minutes (or both): a run needs a stopping point")
         if self.batch_size < 1 or (self.max_images is not None and self.max_images < self.batch_size):
@@ -100,7 +106,7 @@ class TrainConfig(LoopConfig):
 
     def image_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of what the U-Net denoises: MNIST digits, or the 8 x 8 latents of 32 x 32 Shapes."""
-        if self.data == "shapes_latents":
+        if self.data in LATENT_DATASETS:
             return (self.unet.in_channels, 8, 8)  # the autoencoder downsamples 32 x 32 by 4
         if self.data == "shapes":
             return (3, 32, 32)
@@ -112,7 +118,8 @@ class VAETrainConfig(LoopConfig):
     """Every setting of an autoencoder's training run: the loop's (LoopConfig, with these defaults) and its own."""
 
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
-    dataset_size: int = 20000  # Shapes of the train split, rendered once
+    data: str = "shapes"  # VAE_DATASETS: Shapes (rendered once), or the emoji's train split (held out: test)
+    dataset_size: int = 20000  # Shapes of the train split, rendered once (emoji: all of the split, this unused)
     eval_images: int = 500  # held-out images for the final PSNR
     batch_size: int = 64
     lr: float = 1e-3
@@ -125,3 +132,5 @@ class VAETrainConfig(LoopConfig):
     def __post_init__(self):
         if isinstance(self.autoencoder, dict):
             self.autoencoder = AutoencoderConfig.from_dict(self.autoencoder)
+        if self.data not in VAE_DATASETS:
+            raise ValueError(f"unknown data set {self.data!r} for an autoencoder; choose one of {VAE_DATASETS}")

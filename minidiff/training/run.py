@@ -38,7 +38,7 @@ from minidiff.files.training_state import (
 from minidiff.models import CheckpointInfo, latent_data_info, save_checkpoint
 from minidiff.nets.conditioning import ConditionedUNet
 from minidiff.nets.unet import UNet
-from minidiff.training.config import LoopConfig, TrainConfig
+from minidiff.training.config import LATENT_DATASETS, LoopConfig, TrainConfig
 
 
 @dataclass
@@ -123,7 +123,7 @@ def save_run(run: Run, out: Path, device: torch.device) -> None:
     save_state(run, out)
     config = run.config
     data = {"name": config.data, "image_shape": list(config.image_shape())}
-    if config.data == "shapes_latents":
+    if config.data in LATENT_DATASETS:
         data.update(latent_data_info(config.autoencoder))
     encoder = None if config.encoder is None else config.encoder.to_dict()
     info = CheckpointInfo(model=config.unet.to_dict(), diffusion=config.diffusion.to_dict(), data=data,
