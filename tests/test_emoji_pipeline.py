@@ -35,7 +35,7 @@ def test_guidance_and_a_negative_prompt_act_on_the_emoji_model(tiny_emoji_model)
     strong = pipe(prompts, steps=3, guidance=4.0, sampler="ddim")
     negative = pipe(prompts, steps=3, guidance=4.0, sampler="ddim", negative_prompt="twemoji style")
     assert not torch.allclose(strong.images, negative.images)
-    with pytest.raises(ValueError, match="holds no character the tokenizer knows"):
+    with pytest.raises(ValueError, match="holds no character the tokenizer knows"), pytest.warns(UserWarning):
         pipe("☃☃", steps=2)
 
 
