@@ -175,19 +175,24 @@ def load_clip(name_or_path: Path | str, device: torch.device | str = "cpu") -> t
     return model.to(resolve_device(device)).eval(), meta
 
 
+def clip_tower_config(clip: CLIPConfig, name: str, sha256: str | None = None) -> EncoderConfig:
+    """The config of a token encoder (kind "clip") that is the text tower of a CLIP shaped `clip`, whose checkpoint
+    is `name` (and, once read, has weights of this sha256)."""
+    return EncoderConfig(kind="clip", dim=clip.text_dim, length=clip.length, layers=clip.text_layers,
+                         heads=clip.heads, vocabulary_size=clip.vocabulary_size, clip=name, clip_sha256=sha256)
+
+
 def clip_encoder_config(name_or_path: Path | str) -> EncoderConfig:
     """The config of a token encoder that is this CLIP checkpoint's text tower (kind "clip"), its sha256 recorded."""
     clip, meta = load_clip(name_or_path)
-    c = clip.config
-    return EncoderConfig(kind="clip", dim=c.text_dim, length=c.length, layers=c.text_layers, heads=c.heads,
-                         vocabulary_size=c.vocabulary_size, clip=str(name_or_path), clip_sha256=meta["tensors_sha256"])
+    return clip_tower_config(clip.config, str(name_or_path), meta["tensors_sha256"])
 
 
 def clip_text_tower(config: EncoderConfig) -> tuple[dict[str, torch.Tensor], str]:
     """The weights of the text tower that a kind "clip" encoder copies, and its checkpoint's sha256. An error if
     the checkpoint's shape is not the config's, or (when the config records one) its sha256 differs."""
     clip, meta = load_clip(config.clip)
-    expected = clip_encoder_config(config.clip)
+    expected = clip_tower_config(clip.config, config.clip)
     shape = ("dim", "length", "layers", "heads", "vocabulary_size")
     if any(getattr(expected, name) != getattr(config, name) for name in shape):
         raise ValueError(f"the CLIP {config.clip!r} has a text tower of {[getattr(expected, n) for n in shape]} "

@@ -1,8 +1,9 @@
 """Prompt adherence: does a token-conditioned model draw what the prompt says? Prompts drawn, images read back.
 
 `evaluation_prompts` draws full captions from a Shapes split, with a seed training never used; `draw`
-(`minidiff.pipeline.draw`) makes one image per caption through the pipeline (`minidiff.pipeline.TextToImage`: a text model reads the captions' words, a
-model conditioned on attributes, chapter 09, the attributes they name); the rule-based attribute checker
+(`minidiff.pipeline.draw`) makes one image per caption through the pipeline (`minidiff.pipeline.TextToImage`: a
+text model reads the captions' words, a model conditioned on attributes, chapter 09, the attributes they name);
+the rule-based attribute checker
 (`minidiff.measure.shape_checker`, which never saw a generated image) reads colour, shape, size and position off
 every image, and `prompt_adherence` says how often each matches the prompt. `guidance_sweep` does that at several
 guidance scales.
@@ -15,8 +16,6 @@ The targets (`TARGETS`, checked by `target_report`) are the project's issue's, o
 
 `python -m minidiff evaluate-text` (`minidiff.cli.evaluate_text`) measures both and prints the report.
 """
-
-import torch
 
 from minidiff.data.shapes import shapes
 from minidiff.measure.shape_checker import adherence

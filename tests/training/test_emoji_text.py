@@ -32,7 +32,8 @@ def test_the_encoder_is_the_clips_text_tower_unchanged_by_training(tiny_emoji_mo
     assert info.encoder["kind"] == "clip" and info.encoder["clip_sha256"] == meta["tensors_sha256"]
     torch.manual_seed(0)
     fresh = ConditionedUNet(info.unet_config(), EncoderConfig(**info.encoder))
-    moved = [name for name, weight in model.unet.state_dict().items() if not torch.equal(weight, fresh.unet.state_dict()[name])]
+    initial = fresh.unet.state_dict()
+    moved = [name for name, weight in model.unet.state_dict().items() if not torch.equal(weight, initial[name])]
     assert moved, "the U-Net itself trained"
     assert len(run.losses) == 6
 
@@ -97,10 +98,10 @@ def test_the_shipped_emoji_system_fits_in_60_megabytes():
 
 
 def test_the_emoji_presets_read_the_clip_presets_text_towers():
+    from minidiff.models import clip_tower_config
     from minidiff.training.clip import CLIP_PRESETS
-    from minidiff.training.presets import clip_tower
 
     for model, clip in (("emoji_text", "emoji"), ("tiny_emoji_text", "tiny")):
         config = PRESETS[model]()
-        assert config.encoder == clip_tower(CLIP_PRESETS[clip]().clip, "emoji_clip")
+        assert config.encoder == clip_tower_config(CLIP_PRESETS[clip]().clip, "emoji_clip")
         assert config.unet.context_dim == config.encoder.dim
