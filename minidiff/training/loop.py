@@ -165,9 +165,10 @@ def train(config: TrainConfig, out: Path | str, resume: bool = False, device: to
 
 
 def copy_clip_text_tower(run: Run) -> None:
-    """Start the encoder of a new run as its CLIP's text tower, frozen (Rombach et al. 2022, sec. 4.3: Stable
-    Diffusion's text encoder is a CLIP trained beforehand and kept fixed), in the model and in its EMA alike; the
-    config records the CLIP's sha256, so a resumed or sampled model is known to read that CLIP's vectors."""
+    """Start the encoder of a new run as its CLIP's text tower, frozen, in the model and in its EMA alike; the
+    config records the CLIP's sha256, so a resumed or sampled model is known to read that CLIP's vectors. (Stable
+    Diffusion v1 reads the frozen text encoder of CLIP ViT-L/14 so; the latent diffusion paper's own text model,
+    Rombach et al. 2022, sec. 4.3.1, trained its transformer with the U-Net, as the Shapes text model does.)"""
     weights, sha256 = clip_text_tower(run.config.encoder)
     for model in (run.model, run.ema):
         model.encoder.load_state_dict(weights)
