@@ -105,3 +105,19 @@ def test_the_emoji_presets_read_the_clip_presets_text_towers():
         config = PRESETS[model]()
         assert config.encoder == clip_tower_config(CLIP_PRESETS[clip]().clip, "emoji_clip")
         assert config.unet.context_dim == config.encoder.dim
+
+
+def test_a_resumed_emoji_run_is_the_uninterrupted_run(tiny_clip, tiny_emoji_vae, tmp_path):
+    from minidiff.training.loop import train
+
+    def config(steps: int) -> TrainConfig:
+        c = PRESETS["tiny_emoji_text"]()
+        c.autoencoder, c.encoder, c.steps = str(tiny_emoji_vae), clip_encoder_config(tiny_clip), steps
+        return c
+
+    whole = train(config(4), tmp_path / "whole", device="cpu", progress=False)
+    train(config(2), tmp_path / "cut", device="cpu", progress=False)
+    resumed = train(config(4), tmp_path / "cut", resume=True, device="cpu", progress=False)
+    assert resumed.losses == whole.losses and len(whole.losses) == 4
+    for name, weight in whole.ema.state_dict().items():
+        assert torch.equal(resumed.ema.state_dict()[name], weight), name
