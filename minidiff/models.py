@@ -1,15 +1,15 @@
 """Saved networks: model and autoencoder checkpoints, what their JSON records, and the networks built from them.
 
 A model checkpoint (`save_checkpoint`, `load_checkpoint`) is the weights a sampler uses and a `CheckpointInfo`: the
-U-Net's config, the diffusion settings (`minidiff.diffusion.config.DiffusionConfig`), the data it was trained on
-(for a latent model also its autoencoder and scale factor), the command that trained it, seed, device, minutes,
-step, measured metrics (`record_metrics`), and the token encoder's config for a model conditioned through
-cross-attention. `load_model` builds the network the JSON describes (a `UNet`, or a `ConditionedUNet`) and loads its
-weights. An autoencoder checkpoint (`save_autoencoder`, `load_autoencoder`) holds the autoencoder of latent
-diffusion with its scale factor and measured PSNR; `autoencoder_for` returns the one a latent model was trained
-with, checked by its weights' sha256. A CLIP checkpoint (kind "clip", written by `minidiff.training.clip`) is read
-by `load_clip`; a model conditioned on a frozen CLIP's text tower records which one (`clip_encoder_config`,
-`clip_text_tower`).
+network's config and which backbone it configures (`BACKBONES`: a U-Net, or a diffusion transformer), the diffusion
+settings (`minidiff.diffusion.config.DiffusionConfig`), the data it was trained on (for a latent model also its
+autoencoder and scale factor), the command that trained it, seed, device, minutes, step, measured metrics
+(`record_metrics`), and the token encoder's config for a model conditioned through cross-attention. `load_model`
+builds the network the JSON describes (a `UNet` or `DiT`, or either inside a `ConditionedUNet`) and loads its
+weights. An autoencoder checkpoint (`save_autoencoder`, `load_autoencoder`) holds the autoencoder of latent diffusion
+with its scale factor and measured PSNR; `autoencoder_for` returns the one a latent model was trained with, checked
+by its weights' sha256. A CLIP checkpoint (kind "clip", written by `minidiff.training.clip`) is read by `load_clip`;
+a model conditioned on a frozen CLIP's text tower records which one (`clip_encoder_config`, `clip_text_tower`).
 
 The shipped checkpoints live in data/checkpoints/ (`mnist` -> data/checkpoints/mnist.json + .safetensors). The file
 format (safetensors beside JSON, sha256, atomic writes) is `minidiff.files.checkpoint`.
@@ -26,6 +26,7 @@ from minidiff.diffusion.schedule import NoiseSchedule
 from minidiff.files.atomic import atomic_write_bytes
 from minidiff.files.checkpoint import (
     CheckpointError,
+    checkpoint_path,
     checkpoint_stem,
     read_tensors_and_json,
     write_tensors_and_json,
@@ -34,14 +35,18 @@ from minidiff.files.device import resolve_device
 from minidiff.nets.autoencoder import Autoencoder, AutoencoderConfig
 from minidiff.nets.clip import CLIP, CLIPConfig
 from minidiff.nets.conditioning import ConditionedUNet, EncoderConfig
+from minidiff.nets.dit import DiT, DiTConfig
 from minidiff.nets.unet import UNet, UNetConfig
+
+# the denoising networks a checkpoint may hold: its "backbone" -> (config class, network class)
+BACKBONES = {"unet": (UNetConfig, UNet), "dit": (DiTConfig, DiT)}
 
 
 @dataclass
 class CheckpointInfo:
     """Everything about a model checkpoint except its weights; stored as STEM.json."""
 
-    model: dict  # UNetConfig.to_dict()
+    model: dict  # the network's config: UNetConfig.to_dict(), or DiTConfig.to_dict() when backbone is "dit"
     diffusion: dict  # DiffusionConfig.to_dict(): {"schedule": "cosine", "T": 1000, "zero_terminal_snr": False, "prediction": "eps"}
     data: dict  # {"name": "mnist5k", "image_shape": [C, H, W]}: what it was trained on, the shape it draws
     command: str  # the command(s) that trained it, one per line (a resumed run lists each invocation)
@@ -51,15 +56,40 @@ class CheckpointInfo:
     step: int
     metrics: dict = field(default_factory=dict)  # filled by `record_metrics` (e.g. python -m minidiff evaluate)
     encoder: dict | None = None  # EncoderConfig.to_dict() of a token-conditioned model (ConditionedUNet), else None
+    backbone: str = "unet"  # a key of BACKBONES; checkpoints written before there was a choice hold a U-Net
 
     def unet_config(self) -> UNetConfig:
         return UNetConfig.from_dict(self.model)
+
+    def network_config(self) -> UNetConfig | DiTConfig:
+        """The config of the checkpoint's network, of the class its backbone names."""
+        if self.backbone not in BACKBONES:
+            raise CheckpointError(f"unknown backbone {self.backbone!r} in the checkpoint; known: {sorted(BACKBONES)}")
+        return BACKBONES[self.backbone][0].from_dict(self.model)
 
     def diffusion_config(self) -> DiffusionConfig:
         return DiffusionConfig.from_dict(self.diffusion)
 
     def noise_schedule(self) -> NoiseSchedule:
         return self.diffusion_config().noise_schedule()
+
+
+def backbone_of(config: UNetConfig | DiTConfig) -> str:
+    """The BACKBONES key of a network config: "unet" for a UNetConfig, "dit" for a DiTConfig."""
+    for name, (config_class, _) in BACKBONES.items():
+        if isinstance(config, config_class):
+            return name
+    raise TypeError(f"{type(config).__name__} is not a network config; give one of "
+                    f"{[config_class.__name__ for config_class, _ in BACKBONES.values()]}")
+
+
+def build_network(config: UNetConfig | DiTConfig, encoder: EncoderConfig | None = None
+                  ) -> UNet | DiT | ConditionedUNet:
+    """A freshly initialised network of the config's backbone, inside a ConditionedUNet with its token encoder when
+    one is given."""
+    if encoder is not None:
+        return ConditionedUNet(config, encoder)
+    return BACKBONES[backbone_of(config)][1](config)
 
 
 def save_checkpoint(stem: Path | str, weights: dict[str, torch.Tensor], info: CheckpointInfo) -> None:
@@ -71,7 +101,7 @@ def load_checkpoint(name_or_path: Path | str) -> tuple[dict[str, torch.Tensor], 
     """Read a model checkpoint by shipped name ("mnist") or path; returns (weights, info)."""
     stem = checkpoint_stem(name_or_path)
     weights, meta = read_tensors_and_json(stem)
-    optional = ("metrics", "encoder")  # older checkpoints may lack these
+    optional = ("metrics", "encoder", "backbone")  # older checkpoints may lack these
     missing = [name for name in CheckpointInfo.__dataclass_fields__ if name not in meta and name not in optional]
     if meta.get("kind") != "model" or missing:
         raise CheckpointError(f"{stem}.json is not a minidiff diffusion model checkpoint (kind = {meta.get('kind')!r}, "
@@ -90,14 +120,12 @@ def record_metrics(name_or_path: Path | str, metrics: dict) -> CheckpointInfo:
 
 
 def load_model(name_or_path: Path | str, device: torch.device | str = "cpu"
-               ) -> tuple[UNet | ConditionedUNet, CheckpointInfo]:
-    """Build the model a checkpoint describes (a U-Net, or a U-Net with its token encoder), load its weights, and
-    return it in eval mode on `device`."""
+               ) -> tuple[UNet | DiT | ConditionedUNet, CheckpointInfo]:
+    """Build the model a checkpoint describes (a U-Net or a DiT, alone or with its token encoder), load its weights,
+    and return it in eval mode on `device`."""
     weights, info = load_checkpoint(name_or_path)
-    if info.encoder is None:
-        model = UNet(info.unet_config())
-    else:
-        model = ConditionedUNet(info.unet_config(), EncoderConfig(**info.encoder))
+    encoder = None if info.encoder is None else EncoderConfig(**info.encoder)
+    model = build_network(info.network_config(), encoder)
     model.load_state_dict(weights)
     return model.to(resolve_device(device)).eval(), info
 
@@ -127,7 +155,7 @@ def save_autoencoder(stem: Path | str, autoencoder: Autoencoder, info: Autoencod
 def load_autoencoder(name_or_path: Path | str = "shapes_vae",
                      device: torch.device | str = "cpu") -> tuple[Autoencoder, AutoencoderInfo]:
     """An autoencoder checkpoint by shipped name ("shapes_vae"), run folder or path, in eval mode, and its info."""
-    path = Path(name_or_path)
+    path = checkpoint_path(name_or_path)
     stem = path / "autoencoder" if path.is_dir() else checkpoint_stem(path)  # a train-vae run folder, or a stem
     weights, meta = read_tensors_and_json(stem)
     if meta.get("kind") != "autoencoder":

@@ -21,6 +21,7 @@ Given an input image it edits instead: img2img (SDEdit) with a strength, and inp
 
 import contextlib
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -30,8 +31,9 @@ import torch
 from tqdm import tqdm
 
 from minidiff.data.pixels import to_model
-from minidiff.diffusion.editing import Edit, latent_mask, paste_kept
-from minidiff.diffusion.guidance import guided_denoiser
+from minidiff.diffusion.arguments import flag, generator_or_none, whole_number
+from minidiff.diffusion.editing import Edit, check_mask, latent_mask, paste_kept
+from minidiff.diffusion.guidance import check_guidance, guided_denoiser
 from minidiff.diffusion.loop import Denoiser, DenoisingStep, model_denoiser
 from minidiff.diffusion.samplers import sample
 from minidiff.diffusion.schedule import NoiseSchedule
@@ -41,6 +43,7 @@ from minidiff.nets.attention_maps import CrossAttentionRecorder
 from minidiff.nets.autoencoder import LATENT_SIZE, Autoencoder, decode_latents, encode_images
 from minidiff.nets.conditioning import ConditionedUNet, EncoderConfig, empty_tokens
 from minidiff.nets.prompts import prompt_tokens
+from minidiff.nets.text import UNKNOWN_WORDS
 
 DEFAULT_MODEL = "shapes_text"
 
@@ -57,6 +60,7 @@ def token_denoiser(model: ConditionedUNet, tokens: torch.Tensor, guidance: float
     """
     context, context_mask = model.encode(tokens)
     if guidance is None:
+        check_guidance(None, rescale)  # a rescale without guidance is refused
         if negative_tokens is not None:
             raise ValueError("a negative prompt acts through guidance: give a guidance scale as well (e.g. 3)")
         return model_denoiser(model.unet, context=context, context_mask=context_mask)
@@ -112,12 +116,50 @@ class Generation:
     start_timestep: float | None = None  # t_0, the timestep the edit started from; None when no step ran
 
 
-def require_token_model(info: CheckpointInfo) -> None:
+def require_token_model(info: CheckpointInfo, name: str | Path = "this model") -> None:
     """A clear error for a model the pipeline cannot prompt: one conditioned on class labels (or on nothing)."""
     if info.encoder is None:
-        raise ValueError("this is a class-conditional model, not one conditioned on tokens: it draws from class "
-                         "labels (python -m minidiff sample --label N), not from prompts; give a latent model "
-                         "conditioned through cross-attention (e.g. shapes_text or shapes_latent)")
+        classes = info.unet_config().num_classes is not None
+        kind = "a class model" if classes else "an unconditional model"
+        how = "from class labels (python -m minidiff sample --label N)" if classes else "without a condition"
+        raise ValueError(f"{name} is {kind}, not a text model: it draws {how}, not from prompts; give a latent "
+                         "model conditioned through cross-attention (e.g. shapes_text or shapes_latent)")
+
+
+def prompts_to_draw(prompt: str | list[str], n: int | None) -> list[str]:
+    """One prompt per image: n copies of one prompt (n default 1), or a list of prompts, one image each.
+
+    Raises TypeError for anything but a string or a list of strings, ValueError for n < 1, an empty list, or an n
+    that disagrees with the list's length. Warns for an empty prompt: it names nothing, so it draws the
+    unconditional images that guidance trains against.
+    """
+    if isinstance(prompt, str):
+        prompts = [prompt] * (1 if n is None else whole_number("n", n, 1, what="how many images of the prompt"))
+    elif isinstance(prompt, (list, tuple)) and all(isinstance(p, str) for p in prompt):
+        if not prompt:
+            raise ValueError("prompt is an empty list: give at least one prompt")
+        if n is not None and n != len(prompt):
+            raise ValueError(f"n = {n!r} but prompt is a list of {len(prompt)}: a list draws one image per prompt; "
+                             "leave out n, or give one prompt with n")
+        prompts = list(prompt)
+    else:
+        raise TypeError(f"prompt must be a string or a list of strings, got {type(prompt).__name__}")
+    if any(not text.strip() for text in prompts):
+        warnings.warn("an empty prompt names nothing: it draws unconditional images (the condition training drops "
+                      "to for guidance)", stacklevel=3)
+    return prompts
+
+
+def pixel_mask(mask: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """An inpainting mask given as a torch tensor or a numpy array (1, 1, 32, 32), 1 = regenerate, as floats."""
+    if isinstance(mask, np.ndarray):
+        if not (np.issubdtype(mask.dtype, np.number) or mask.dtype == np.bool_):
+            raise TypeError(f"mask must hold numbers in [0, 1], got a numpy array of {mask.dtype}")
+        mask = torch.from_numpy(np.ascontiguousarray(mask))
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a torch tensor or numpy array (1, 1, 32, 32) in [0, 1], 1 = regenerate, got "
+                        f"{type(mask).__name__}")
+    return mask.float()
 
 
 class TextToImage:
@@ -141,7 +183,7 @@ class TextToImage:
         """The model by shipped name or path, and the autoencoder its checkpoint names (checked by sha256)."""
         device = resolve_device(device)
         model, info = load_model(name, device)
-        require_token_model(info)
+        require_token_model(info, name)
         autoencoder, scale_factor = autoencoder_for(info, device)
         return cls(model, info, autoencoder, scale_factor, device)
 
@@ -150,19 +192,20 @@ class TextToImage:
         pieces for a model on a CLIP's text tower, the attributes they name for an attribute model."""
         return prompt_tokens(prompts, EncoderConfig(**self.info.encoder), unknown)
 
-    def edit(self, image: np.ndarray, strength: float, mask: torch.Tensor | None, n: int, seed: int,
+    def edit(self, image: np.ndarray, strength: float, mask: torch.Tensor | np.ndarray | None, n: int, seed: int,
              jump_length: int = 10, resamplings: int = 0) -> Edit:
         """The `Edit` of an input image (its latent) and a pixel mask, 1 = regenerate, taken to the latent grid by its
         largest value per cell (`latent_mask`). jump_length, resamplings: RePaint's resampling (0 = none)."""
         image = np.asarray(image)
         if image.shape != (32, 32, 3) or image.dtype != np.uint8:
             raise ValueError(f"init_image must be uint8 (32, 32, 3), got {image.dtype} {image.shape}")
-        z0 = encode_images(self.autoencoder, to_model(image[None]), self.scale_factor)  # (1, 3, 32, 32) -> (1, 4, 8, 8)
+        pixels = to_model(image[None])  # (1, 32, 32, 3) uint8 -> (1, 3, 32, 32) in [-1, 1]
         cell_mask = None
         if mask is not None:
-            if mask.shape != (1, 1, 32, 32) or mask.min() < 0 or mask.max() > 1:
-                raise ValueError(f"mask must be (1, 1, 32, 32) in [0, 1] (1 = regenerate), got {tuple(mask.shape)}")
-            cell_mask = latent_mask(mask.float(), self.autoencoder.config.downsampling)  # (1, 1, 8, 8)
+            mask = pixel_mask(mask)
+            check_mask(mask, pixels)
+            cell_mask = latent_mask(mask, self.autoencoder.config.downsampling)  # (1, 1, 8, 8)
+        z0 = encode_images(self.autoencoder, pixels, self.scale_factor)  # (1, 3, 32, 32) -> (1, 4, 8, 8)
         generator = torch.Generator(self.device).manual_seed(seed + 1)  # the kept region's re-noising
         return Edit(z0.expand(n, -1, -1, -1).to(self.device), strength,
                     None if cell_mask is None else cell_mask.to(self.device), generator, jump_length, resamplings)
@@ -173,23 +216,33 @@ class TextToImage:
                  seed: int = 0, generator: torch.Generator | None = None, unknown: str = "error",
                  keep_trajectory: bool = False, attention: bool = False, progress: bool = False,
                  callback: Callable[[DecodedStep], None] | None = None, init_image: np.ndarray | None = None,
-                 strength: float | None = None, mask: torch.Tensor | None = None, jump_length: int = 10,
+                 strength: float | None = None, mask: torch.Tensor | np.ndarray | None = None, jump_length: int = 10,
                  resamplings: int = 0, **sampler_options) -> Generation:
         """Draw images for a prompt (n copies, default 1) or a list of prompts (one image each).
 
         negative_prompt: its prediction replaces the unconditional one in guidance (needs guidance).
         init_image: uint8 (32, 32, 3): edit it instead of starting from noise (`edit`); strength: where the edit
         starts, t_0 = strength * T, whatever the sampler (SDEdit; default 0.6, or 1 with a mask), with
-        round_half_up(strength * steps) steps; mask (1, 1, 32, 32) in [0, 1], 1 = regenerate: keep the rest
-        (inpainting; every pixel outside the mask is the input's own). jump_length, resamplings: RePaint's
-        resampling for inpainting (`minidiff.diffusion.editing.repaint_path`; 0 = none).
+        round_half_up(strength * steps) steps; mask (1, 1, 32, 32) in [0, 1], a torch tensor or a numpy array,
+        1 = regenerate: keep the rest (inpainting; every pixel outside the mask is the input's own). jump_length,
+        resamplings: RePaint's resampling for inpainting (`minidiff.diffusion.editing.repaint_path`; 0 = none).
+        guidance: None (off) or the scale w; a negative w and an empty prompt are drawn, with a warning.
+        Raises TypeError or ValueError, naming the argument, for anything else it cannot draw.
         generator: the noise's source; default torch.Generator seeded with `seed`, so a seed gives the same images.
         keep_trajectory / attention: also return every step (the trajectory) / every step's cross-attention map
         per token.
         """
-        prompts = [prompt] * (n or 1) if isinstance(prompt, str) else list(prompt)
-        if not prompts:
-            raise ValueError("give at least one prompt")
+        prompts = prompts_to_draw(prompt, n)
+        steps = whole_number("steps", steps, 1, self.schedule.T, what="sampling steps out of the model's T")
+        seed = whole_number("seed", seed, 0)
+        generator_or_none("generator", generator)
+        if negative_prompt is not None and not isinstance(negative_prompt, str):
+            raise TypeError(f"negative_prompt must be a string or None, got {type(negative_prompt).__name__}")
+        if unknown not in UNKNOWN_WORDS:
+            raise ValueError(f"unknown must be one of {UNKNOWN_WORDS} (what to do with a word outside the "
+                             f"vocabulary), got {unknown!r}")
+        for name, value in (("keep_trajectory", keep_trajectory), ("attention", attention), ("progress", progress)):
+            flag(name, value)
         if init_image is None and (mask is not None or strength is not None):
             raise ValueError("a mask or a strength edits an image: give the image (init_image) too")
         if init_image is not None:
@@ -220,7 +273,7 @@ class TextToImage:
                                    tokens.to(self.device), sampler, steps, guidance, generator, on_step, self.device,
                                    negative_tokens=negative, rescale=rescale, **sampler_options)
             if mask is not None:
-                images = paste_kept(images, to_model(np.asarray(init_image)[None]), mask)  # the kept pixels: the input's
+                images = paste_kept(images, to_model(np.asarray(init_image)[None]), pixel_mask(mask))  # kept: the input
             result.images, result.seconds = images.cpu(), time.perf_counter() - start
         return result
 

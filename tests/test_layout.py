@@ -27,7 +27,8 @@ ALLOWED = {
 }
 MAX_CHAIN = 8  # modules in the longest chain of imports inside the package
 MAX_LINES = 300
-DIFFUSION_MAY_IMPORT = {"torch", "math", "dataclasses", "collections", "typing"}  # the maths layer: torch alone
+# the maths layer: torch alone, and the standard library's plainest modules
+DIFFUSION_MAY_IMPORT = {"torch", "math", "dataclasses", "collections", "typing", "warnings"}
 
 
 def module_name(path: Path) -> str:

@@ -82,7 +82,7 @@ def test_an_attribute_model_reads_the_attributes_a_prompt_names(tiny_vae, tmp_pa
 
 
 def test_a_class_model_is_refused_with_what_to_do_instead():
-    with pytest.raises(ValueError, match="class-conditional model.*--label"):
+    with pytest.raises(ValueError, match="mnist is a class model, not a text model.*--label"):
         TextToImage.load("mnist")
 
 

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from minidiff.cli.options import check_counts, check_seed, use_threads  # noqa: E402
 from minidiff.data.digits import mnist5k  # noqa: E402
 from minidiff.data.photo import photo  # noqa: E402
 from minidiff.data.pixels import from_model, to_model  # noqa: E402
@@ -47,9 +48,8 @@ def slug(index: int, prompt: str) -> str:
     return f"{index:02d}_" + "_".join(re.findall(r"[a-z]+", prompt.lower()))
 
 
-def text_to_image(out: Path, model: str, n: int, seed: int) -> list[Path]:
+def text_to_image(out: Path, pipe: TextToImage, model: str, n: int, seed: int) -> list[Path]:
     """Draw n images per prompt into out/NN_words/, and an overview, out/prompts.png. Returns the paths."""
-    pipe = TextToImage.load(model)
     rows, paths = [], []
     for index, prompt in enumerate(PROMPTS):
         result = pipe(prompt, n=n, seed=seed, sampler="dpm++", steps=20, guidance=3.0, keep_trajectory=True)
@@ -133,11 +133,14 @@ def forward_pictures(out: Path, seed: int) -> list[Path]:
 
 def demo(args: argparse.Namespace) -> list[Path]:
     """Text to image into args.out/demo/, then the forward-process pictures into args.out/."""
-    torch.set_num_threads(args.threads)
+    check_counts(args, "n")
+    check_seed(args.seed)
+    use_threads(args.threads)
+    pipe = TextToImage.load(args.model)  # a wrong model is refused before anything is written
     out = Path(args.out)
     (out / "demo").mkdir(parents=True, exist_ok=True)
     print(f"text to image with {args.model} ({len(PROMPTS)} prompts, {args.n} images each):")
-    paths = text_to_image(out / "demo", args.model, args.n, args.seed)
+    paths = text_to_image(out / "demo", pipe, args.model, args.n, args.seed)
     paths += forward_pictures(out, args.seed)
     return paths
 

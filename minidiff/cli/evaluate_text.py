@@ -4,13 +4,15 @@
 
 The rule-based attribute checker (`minidiff.measure.shape_checker`, which never saw a generated image) reads colour,
 shape, size and position off every sample, and `minidiff.measure.adherence` counts how often each matches the
-prompt. Two sets of prompts, as the project's issue asks:
-- full captions with attributes drawn like the training data's (the train split's distribution, but not its
-  images: another seed), 600 by default. Targets: colour >= 95%, shape, size and position >= 90% each;
-- the held-out colour/shape pairs (purple triangle, yellow square, cyan circle), which never appeared in training:
-  is the pair drawn right (colour and shape both)? Target: >= 70%.
+prompt. Two sets of prompts, one for each thing a text model must do:
+- read the words it was trained on: full captions with attributes drawn like the training data's (the train split's
+  distribution, but not its images: another seed), 600 by default; a model that follows its prompts reaches
+  colour >= 95%, shape, size and position >= 90% each;
+- combine them: the held-out colour/shape pairs (purple triangle, yellow square, cyan circle), which never appeared
+  in training: is the pair drawn right (colour and shape both)? >= 70%.
 
-The command prints the figures and which targets are met; with --record it writes them into the model's JSON.
+The command prints the figures and which of those bars (`minidiff.measure.adherence.BARS`) they reach; with
+--record it writes them into the model's JSON.
 
     python -m minidiff evaluate-text --model shapes_text --n 600 --heldout-n 300 --record
 """
@@ -19,18 +21,19 @@ import argparse
 import json
 import shlex
 
-import torch
-
+from minidiff.cli.options import check_counts, check_guidance_option, check_seed, use_threads
 from minidiff.diffusion.samplers import SAMPLERS
-from minidiff.measure.adherence import prompt_adherence, target_report
+from minidiff.measure.adherence import adherence_report, prompt_adherence
 from minidiff.models import record_metrics
 from minidiff.pipeline import DEFAULT_MODEL, TextToImage
 
 
 def evaluate_from_arguments(args: argparse.Namespace) -> dict:
-    """Measure both prompt sets, print the figures and the targets, and record them in the model's JSON."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    """Measure both prompt sets, print the figures and the bars they reach, and record them in the model's JSON."""
+    check_counts(args, "n", "heldout_n", "steps")
+    check_seed(args.seed)
+    check_guidance_option(args.guidance)
+    use_threads(args.threads)
     pipe = TextToImage.load(args.model, args.device)
     settings = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance, "seed": args.seed}
     result = {**settings,
@@ -43,7 +46,7 @@ def evaluate_from_arguments(args: argparse.Namespace) -> dict:
                                      args.sampler, "--steps", str(args.steps), "--guidance", str(args.guidance),
                                      "--seed", str(args.seed)])}
     print(json.dumps(result, indent=1))
-    print("\n".join(target_report(result)))
+    print("\n".join(adherence_report(result)))
     if args.record:
         record_metrics(args.model, {f"adherence_{args.sampler}_{args.steps}_steps_guidance_{args.guidance}": result})
         print(f"recorded in {args.model}'s JSON")

@@ -2,10 +2,13 @@
 
     python -m minidiff sample --model mnist --label 7 --n 16 --seed 0 --sampler ddpm --steps 1000 --out DIR
     python -m minidiff sample --model mnist --label 7 --sampler dpm++ --steps 20 --guidance 3 --out DIR
+    python -m minidiff sample --model runs/mnist_flow --sampler flow_heun --steps 10 --guidance 2 --out DIR  # flow
     python -m minidiff sample --prompt "a large red circle in the top left" --out DIR   # text to image
     python -m minidiff sample --prompt "a blue circle" --init-image in.png --strength 0.6 --out DIR  # img2img
     python -m minidiff sample --prompt "a green square" --init-image in.png --mask mask.png --out DIR  # inpainting
 
+A rectified-flow model (prediction "flow") draws with the flow samplers, flow_euler (its default), flow_midpoint
+and flow_heun, on --steps even steps in t (default 50); the VP samplers, and --spacing, are for the other models.
 With --prompt the model defaults to the shipped text-to-image model, the sampler to DPM-Solver++ with 20 steps and
 guidance to 3, and the GIF shows each step's decoded prediction (minidiff.pipeline).
 
@@ -22,10 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from minidiff.cli.options import check_counts, check_guidance_option, check_seed, use_threads
 from minidiff.data.pixels import from_model
+from minidiff.diffusion.flow import FLOW
 from minidiff.diffusion.guidance import guided_denoiser
 from minidiff.diffusion.loop import Denoiser, DenoisingStep, model_denoiser
-from minidiff.diffusion.samplers import SAMPLERS, sample
+from minidiff.diffusion.samplers import FLOW_SAMPLERS, SAMPLERS, sample
 from minidiff.diffusion.steps import VARIANCES
 from minidiff.diffusion.timesteps import SPACINGS
 from minidiff.files.checkpoint import checkpoint_stem
@@ -83,14 +88,28 @@ class GifRecorder:
 
 
 def sampler_options(args: argparse.Namespace, default_sampler: str = "ddpm") -> dict:
-    """The options that only one sampler takes: DDPM's variance, DDIM's eta."""
+    """The options that only one sampler of a VP model takes: DDPM's variance, DDIM's eta."""
     sampler = args.sampler or default_sampler
+    if sampler in FLOW_SAMPLERS:
+        raise ValueError(f"--sampler {sampler} draws from rectified-flow models (prediction 'flow'); this model "
+                         f"samples with one of {', '.join(sorted(SAMPLERS))}")
     if args.eta is not None and sampler != "ddim":
         raise ValueError(f"--eta is DDIM's; leave it out for --sampler {sampler}")
     if sampler == "ddpm":
         return {"variance": args.variance}
     if sampler == "ddim":
         return {"eta": 0.0 if args.eta is None else args.eta}
+    return {}
+
+
+def flow_options(args: argparse.Namespace) -> dict:
+    """A rectified-flow model's sampler: one of the flow samplers, which step evenly in t and so take no spacing,
+    and none of DDPM's or DDIM's options."""
+    if args.sampler not in FLOW_SAMPLERS:
+        raise ValueError(f"this is a rectified-flow model (prediction 'flow'): sample it with --sampler "
+                         f"{' / '.join(sorted(FLOW_SAMPLERS))}, not {args.sampler}")
+    if args.spacing != "linspace" or args.eta is not None:
+        raise ValueError("--spacing and --eta are for the VP samplers; the flow samplers step evenly in t")
     return {}
 
 
@@ -142,35 +161,37 @@ def prompt_to_folder(args: argparse.Namespace) -> Path:
 def sample_to_folder(args: argparse.Namespace) -> Path:
     """Load the model, sample, write the images, the grid, the GIF and meta.json; return the folder. A user's
     mistake is an exception (ValueError, FileNotFoundError, ...) that `python -m minidiff` shows as one line."""
-    if args.n < 1:
-        raise ValueError(f"--n must be at least 1, got {args.n}")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    check_counts(args, "n", "steps")
+    check_seed(args.seed)
+    check_guidance_option(args.guidance)
+    use_threads(args.threads)
     if args.prompt is not None:
         return prompt_to_folder(args)
     for option in ("negative_prompt", "init_image", "strength", "mask"):
         if getattr(args, option) is not None:
             raise ValueError(f"--{option.replace('_', '-')} goes with --prompt (a text-to-image model)")
     args.model = "mnist" if args.model is None else args.model
-    args.sampler = args.sampler or "ddpm"
     device = resolve_device(args.device)
     model, info = load_model(args.model, device)
-    labels = class_labels(args.n, args.label, info.unet_config().num_classes)
+    flow = info.diffusion["prediction"] == FLOW
+    args.sampler = args.sampler or ("flow_euler" if flow else "ddpm")
+    labels = class_labels(args.n, args.label, info.network_config().num_classes)
     schedule = info.noise_schedule()
-    steps = schedule.T if args.steps is None else args.steps
-    options = sampler_options(args)
+    steps = (50 if flow else schedule.T) if args.steps is None else args.steps
+    options = flow_options(args) if flow else {"spacing": args.spacing, **sampler_options(args)}
     denoiser = make_denoiser(model, None if labels is None else labels.to(device), args.guidance, args.guidance_rescale)
-    recorder = GifRecorder(total_steps=steps)
+    # the midpoint method reports each step's start and its midpoint, two visits of the loop per step
+    recorder = GifRecorder(total_steps=2 * steps if args.sampler == "flow_midpoint" else steps)
 
     start = time.perf_counter()
     x0 = sample(args.sampler, denoiser, (args.n, *info.data["image_shape"]), schedule, info.diffusion["prediction"],
-                steps=steps, spacing=args.spacing, clip_x0=args.clip_x0,
-                generator=torch.Generator().manual_seed(args.seed), device=device, callback=recorder, **options)
+                steps=steps, clip_x0=args.clip_x0, generator=torch.Generator().manual_seed(args.seed), device=device,
+                callback=recorder, **options)
     seconds = time.perf_counter() - start
 
     settings = {"model": str(checkpoint_stem(args.model)), "model_step": info.step,
                 "labels": None if labels is None else labels.tolist(), "n": args.n, "seed": args.seed,
-                "sampler": args.sampler, "steps": steps, "spacing": args.spacing, "eta": options.get("eta"),
+                "sampler": args.sampler, "steps": steps, "spacing": options.get("spacing"), "eta": options.get("eta"),
                 "variance": options.get("variance"), "guidance": args.guidance,
                 "guidance_rescale": args.guidance_rescale if args.guidance is not None else None,
                 "clip_x0": args.clip_x0, "device": str(device), "nfe": recorder.nfe, "seconds": round(seconds, 3),
@@ -205,11 +226,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="class of every image, or 'null' (default: 0, 1, 2, ... in turn)")
     parser.add_argument("--n", type=int, default=16, help="how many images (default: 16)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
-    parser.add_argument("--sampler", choices=sorted(SAMPLERS), default=None,
-                        help="sampling algorithm (default: ddpm; dpm++ with --prompt)")
+    parser.add_argument("--sampler", choices=sorted(SAMPLERS) + sorted(FLOW_SAMPLERS), default=None,
+                        help="sampling algorithm (default: ddpm; dpm++ with --prompt; flow_euler for a rectified-flow "
+                             "model, which takes only the flow_* samplers)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="sampling steps out of the T training steps (default: T; 20 with --prompt); "
-                             "heun spends 2 NFE per step")
+                        help="sampling steps out of the T training steps (default: T; 20 with --prompt; 50 for a "
+                             "rectified-flow model); heun, flow_heun and flow_midpoint spend 2 NFE per step")
     parser.add_argument("--spacing", choices=SPACINGS, default="linspace",
                         help="where the steps fall among the T (Lin et al. 2023, Table 2; default: linspace)")
     parser.add_argument("--variance", choices=VARIANCES, default="beta_tilde",

@@ -2,42 +2,52 @@
 
     python -m minidiff train-vae --preset shapes --out runs/vae --minutes 25 --threads 1
     python -m minidiff train-vae --out runs/vae --minutes 40 --resume       # carry on to 40 minutes in all
+    torchrun --standalone --nproc_per_node 2 -m minidiff train-vae --preset shapes --out runs/vae --minutes 25
 
-What the run folder holds, and how a run resumes exactly, is `minidiff.training.run`.
+What the run folder holds, and how a run resumes exactly, is `minidiff.training.run`; the options shared with
+`train` for how each step is computed (torchrun, --accumulate, --precision, ...), `minidiff.cli.execution`.
 """
 
 import argparse
+import dataclasses
 import shlex
 from pathlib import Path
 
-import torch
-
+from minidiff.cli.execution import add_execution_arguments, apply_execution_arguments, execution_words, launcher_words
+from minidiff.cli.options import check_budget, check_seed, use_threads
 from minidiff.models import AutoencoderInfo
+from minidiff.training import distributed
 from minidiff.training.config import VAETrainConfig
 from minidiff.training.presets import AUTOENCODER_PRESETS
 from minidiff.training.run import saved_training_state
 from minidiff.training.vae import train_vae
 
 
-def train_from_arguments(args: argparse.Namespace) -> AutoencoderInfo:
+def train_from_arguments(args: argparse.Namespace) -> AutoencoderInfo | None:
     """The train-vae command: a new run from a preset, or --resume with the run's own saved config. A user's
     mistake is an exception that `python -m minidiff` shows as one line."""
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    check_budget(args.steps, args.minutes)
+    check_seed(args.seed)
+    use_threads(args.threads)
     if args.resume:
         config = VAETrainConfig.from_dict(saved_training_state(Path(args.out)).config)
     else:
-        config = AUTOENCODER_PRESETS[args.preset]()
-        config.seed = args.seed
+        config = dataclasses.replace(AUTOENCODER_PRESETS[args.preset](), seed=args.seed)
     if args.steps is not None or args.minutes is not None:
-        config.steps, config.minutes = args.steps, args.minutes
-    words = ["python", "-m", "minidiff", "train-vae", "--out", str(args.out)]
+        config = dataclasses.replace(config, steps=args.steps, minutes=args.minutes)  # checked again, as a whole
+    apply_execution_arguments(config, args)
+    words = [*launcher_words(), "-m", "minidiff", "train-vae", "--out", str(args.out)]
     words += ["--resume"] if args.resume else ["--preset", args.preset, "--seed", str(args.seed)]
     for option in ("steps", "minutes", "threads"):
         if getattr(args, option) is not None:
             words += [f"--{option}", str(getattr(args, option))]
-    info = train_vae(config, args.out, args.resume, args.device, shlex.join(words), progress=not args.quiet)
-    print(f"wrote {Path(args.out) / 'autoencoder'}.json: scale factor {info.scale_factor:.4f}, {info.metrics}")
+    try:
+        info = train_vae(config, args.out, args.resume, args.device, shlex.join(words + execution_words(args)),
+                         progress=not args.quiet)
+    finally:
+        distributed.finish()  # leave torchrun's process group, if the run joined one
+    if info is not None:  # the main process (the others of a torchrun run return None)
+        print(f"wrote {Path(args.out) / 'autoencoder'}.json: scale factor {info.scale_factor:.4f}, {info.metrics}")
     return info
 
 
@@ -53,4 +63,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_execution_arguments(parser)
     parser.set_defaults(run=train_from_arguments)

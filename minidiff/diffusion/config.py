@@ -13,6 +13,7 @@ Lin et al. 2023 (zero terminal SNR); Liu et al. 2023 and Lipman et al. 2023 (flo
 
 from dataclasses import asdict, dataclass, fields
 
+from minidiff.diffusion.arguments import flag, one_of, whole_number
 from minidiff.diffusion.flow import FLOW, TIME_SAMPLINGS
 from minidiff.diffusion.forward import PREDICTIONS
 from minidiff.diffusion.schedule import SCHEDULES, NoiseSchedule, make_schedule
@@ -30,12 +31,15 @@ class DiffusionConfig:
     time_sampling: str | None = None  # flow only: how training draws t, "logit_normal" (the default, SD3) or "uniform"
 
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
-        if self.prediction not in PREDICTIONS + (FLOW,):
-            raise ValueError(f"unknown prediction {self.prediction!r}; choose one of {PREDICTIONS + (FLOW,)}")
-        if isinstance(self.T, bool) or not isinstance(self.T, int) or self.T < 1:
-            raise ValueError(f"T, the number of diffusion steps, must be a whole number >= 1, got {self.T!r}")
+        one_of("schedule", self.schedule, SCHEDULES)
+        one_of("prediction", self.prediction, PREDICTIONS + (FLOW,))
+        whole_number("T", self.T, 1, what="the number of diffusion steps")
+        flag("zero_terminal_snr", self.zero_terminal_snr)
+        if self.zero_terminal_snr and self.prediction == "eps":
+            # Lin et al. 2023, sec. 3.2: at SNR 0, x_T holds no trace of x0, so predicted noise says nothing about it
+            raise ValueError("zero_terminal_snr needs prediction 'v' or 'x0': at the last step x_T is pure noise, so "
+                             "an eps prediction cannot recover x0 from it and no sampler can start there; "
+                             "set prediction='v' (Lin et al. 2023)")
         if self.prediction == FLOW:
             self.check_flow()
         elif self.time_sampling is not None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from minidiff.diffusion.arguments import generator_or_none, image_batch, real_number, whole_number
 from minidiff.diffusion.schedule import NoiseSchedule, alpha_bar_at
 
 
@@ -46,22 +47,33 @@ class Edit:
     resamplings: int = 0  # RePaint's U - 1: extra walks of each stretch; 0 = no resampling
 
     def __post_init__(self):
-        if not 0.0 <= self.strength <= 1.0:
-            raise ValueError(f"strength must lie in [0, 1] (0 = return the input, 1 = ignore it), got {self.strength}")
-        if self.mask is not None and (self.mask.ndim != 4 or self.mask.shape[-2:] != self.x0.shape[-2:]):
-            raise ValueError(f"the mask must be (B or 1, 1, {self.x0.shape[-2]}, {self.x0.shape[-1]}) like the input, "
-                             f"got {tuple(self.mask.shape)}")
-        for name, least in (("jump_length", 1), ("resamplings", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+        image_batch("x0", self.x0)
+        self.strength = real_number("strength", self.strength, 0.0, 1.0, what="0 = return the input, 1 = ignore it")
+        generator_or_none("generator", self.generator)
+        if self.mask is not None:
+            check_mask(self.mask, self.x0)
+        self.jump_length = whole_number("jump_length", self.jump_length, 1, what="RePaint's steps between jumps back")
+        self.resamplings = whole_number("resamplings", self.resamplings, 0, what="RePaint's extra walks; 0 = none")
         if self.resamplings and self.mask is None:
             raise ValueError("resamplings (RePaint) make the regenerated region agree with the kept one: give a mask")
 
 
+def check_mask(mask: torch.Tensor, x0: torch.Tensor) -> None:
+    """A mask (B or 1, 1, H, W) like the input's batch and size, with values in [0, 1] (1 = regenerate)."""
+    image_batch("mask", mask, layout="(B or 1, 1, H, W) in [0, 1]")
+    H, W = x0.shape[-2:]
+    if mask.shape[1] != 1 or mask.shape[-2:] != x0.shape[-2:] or mask.shape[0] not in (1, len(x0)):
+        raise ValueError(f"the mask must be (1, 1, {H}, {W}) or ({len(x0)}, 1, {H}, {W}) like the input, "
+                         f"got {tuple(mask.shape)}")
+    low, high = float(mask.min()), float(mask.max())
+    if not 0.0 <= low <= high <= 1.0:  # NaN fails too
+        raise ValueError(f"the mask's values must lie in [0, 1] (1 = regenerate, 0 = keep), got values from {low:g} "
+                         f"to {high:g}; divide an 8-bit mask (0 ... 255) by 255")
+
+
 def starting_point(noise: torch.Tensor, timesteps: list, schedule: NoiseSchedule, edit: Edit | None) -> torch.Tensor:
-    """x_T: pure noise, or (SDEdit) the input noised to the first of the edit's timesteps (`edit_timesteps`); the
-    input itself when no step runs."""
+    """x_T: pure noise, or (SDEdit) the input noised to the first of the edit's timesteps
+    (`minidiff.diffusion.timesteps.edit_timesteps`); the input itself when no step runs."""
     if edit is None:
         return noise
     x0 = edit.x0.to(noise.device, noise.dtype).expand_as(noise)
@@ -95,7 +107,8 @@ def keep_known(x_t: torch.Tensor, t: float, schedule: NoiseSchedule, edit: Edit 
     return keep * known + (1 - keep) * x_t
 
 
-def renoise(x_s: torch.Tensor, alpha_bar_s: float, alpha_bar_t: float, generator: torch.Generator | None) -> torch.Tensor:
+def renoise(x_s: torch.Tensor, alpha_bar_s: float, alpha_bar_t: float,
+            generator: torch.Generator | None) -> torch.Tensor:
     r"""RePaint's jump back (Lugmayr et al. 2022, Algorithm 1, line 9, over several steps): from x_s at a lower noise
     level to a higher one, t > s, by the forward process $q(x_t \mid x_s)$ (Ho et al. 2020, eq. 4 between any two
     steps): $x_t = \sqrt{\bar\alpha_t / \bar\alpha_s}\, x_s + \sqrt{1 - \bar\alpha_t / \bar\alpha_s}\, z$."""

@@ -21,10 +21,13 @@ u + w (c - u) = (1 - w) u + w c, whose weights sum to 1. Rescale (a ratio of sta
 the space: like Lin et al., who trained with v, we apply it to the raw output.
 """
 
+import warnings
 from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from minidiff.diffusion.arguments import real_number, same_batch
 
 
 def classifier_free_guidance(output_cond: torch.Tensor, output_uncond: torch.Tensor, guidance: float,
@@ -43,6 +46,22 @@ def classifier_free_guidance(output_cond: torch.Tensor, output_uncond: torch.Ten
     rescaled = guided * (std_cond / std_guided)
     # $x_{final} = \psi\, x_{rescaled} + (1 - \psi)\, x_{cfg}$
     return rescale * rescaled + (1.0 - rescale) * guided
+
+
+def check_guidance(guidance: float | None, rescale: float = 0.0) -> tuple[float | None, float]:
+    """The guidance scale w (None: off) and the rescale psi, checked: w a finite number, psi in [0, 1] and only
+    with guidance. A negative w is allowed but warned about: it pushes every prediction away from the condition."""
+    rescale = real_number("rescale", rescale, 0.0, 1.0, what="guidance rescale psi, 0 = off; Lin et al. 2023 use 0.7")
+    if guidance is None:
+        if rescale != 0.0:
+            raise ValueError(f"rescale = {rescale} acts on guidance: give a guidance scale as well (e.g. 3), or leave "
+                             "rescale at 0")
+        return None, rescale
+    guidance = real_number("guidance", guidance, what="w: 0 = unconditional, 1 = conditional, > 1 stronger")
+    if guidance < 0:
+        warnings.warn(f"guidance = {guidance} < 0 pushes each prediction away from the condition, past the "
+                      "unconditional one (w = 0): the images avoid the prompt or label", stacklevel=3)
+    return guidance, rescale
 
 
 def null_class_labels(model: nn.Module, class_labels: torch.Tensor) -> torch.Tensor:
@@ -89,8 +108,10 @@ def guided_denoiser(model: nn.Module, guidance: float, class_labels: torch.Tenso
     """
     if class_labels is None and context is None:
         raise ValueError("guidance needs a condition to guide towards: give class_labels and/or context")
-    if not 0.0 <= rescale <= 1.0:
-        raise ValueError(f"rescale is a mixing weight psi in 0 ... 1 (Lin et al. 2023 use 0.7), got {rescale}")
+    guidance, rescale = check_guidance(guidance, rescale)
+    if guidance is None:
+        raise ValueError("guided_denoiser needs a guidance scale w (a number, e.g. 3); for plain conditional "
+                         "sampling use minidiff.diffusion.loop.model_denoiser")
     labels = None
     if class_labels is not None:
         labels = torch.cat([class_labels, null_class_labels(model, class_labels)])  # (B,) + (B,) -> (2B,)
@@ -99,6 +120,8 @@ def guided_denoiser(model: nn.Module, guidance: float, class_labels: torch.Tenso
         contexts, masks = paired_context(context, context_mask, null_context, null_context_mask)
 
     def denoiser(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        same_batch("class_labels", class_labels, x_t)
+        same_batch("context", context, x_t)
         # one forward pass for both predictions: [conditional; unconditional]
         x_pair, t_pair = torch.cat([x_t, x_t]), torch.cat([t, t])  # (B, C, H, W) -> (2B, C, H, W); (B,) -> (2B,)
         output = model(x_pair, t_pair, class_labels=labels, context=contexts, context_mask=masks)  # (2B, C, H, W)

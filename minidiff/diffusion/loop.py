@@ -38,9 +38,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from minidiff.diffusion.arguments import (
+    device_name,
+    flag,
+    function,
+    generator_or_none,
+    one_of,
+    same_batch,
+    sample_shape,
+)
 from minidiff.diffusion.editing import Edit, keep_known, renoise, repaint_path
 from minidiff.diffusion.flow import FLOW, alpha_bar_of_flow_time, eps_on_path, x0_and_eps_from_velocity
-from minidiff.diffusion.forward import eps_from_x0, x0_and_eps_from_output
+from minidiff.diffusion.forward import PREDICTIONS, eps_from_x0, x0_and_eps_from_output
 from minidiff.diffusion.schedule import NoiseSchedule, alpha_bar_at
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, C, H, W), t (B,)) -> output (B, C, H, W)
@@ -53,6 +62,8 @@ def model_denoiser(model: nn.Module, class_labels: torch.Tensor | None = None, c
     Classifier-free guidance (`minidiff.diffusion.guidance.guided_denoiser`) is another function of the same shape.
     """
     def denoiser(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        same_batch("class_labels", class_labels, x_t)
+        same_batch("context", context, x_t)
         return model(x_t, t, class_labels=class_labels, context=context, context_mask=context_mask)
     return denoiser
 
@@ -65,6 +76,46 @@ def gaussian_noise(shape: tuple[int, ...], generator: torch.Generator | None,
     """
     source = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=source).to(device)
+
+
+def check_sampling(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str,
+                   clip_x0: bool, generator: torch.Generator | None, device: torch.device | str,
+                   callback: Callable | None, edit: Edit | None) -> None:
+    """Refuse, with a message naming the argument, what no sampler can use: the checks every `sample_*` runs first.
+
+    Raises TypeError for a wrong kind of value, ValueError for a wrong value (a shape of zero, an unknown
+    prediction, an edit whose input is not shaped like the images to draw).
+    """
+    function("denoiser", denoiser, "(x_t, t) -> the network's output, e.g. model_denoiser(model)")
+    shape = sample_shape("shape", shape)
+    if prediction == FLOW:
+        raise ValueError("a rectified-flow model (prediction 'flow') samples in flow time t with the flow samplers "
+                         "('flow_euler', 'flow_midpoint', 'flow_heun'); for this sampler wrap it in "
+                         "minidiff.diffusion.flow_bridge.vp_denoiser_from_flow and pass prediction 'v'")
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule (e.g. make_schedule('cosine', 1000)), got "
+                        f"{type(schedule).__name__}")
+    one_of("prediction", prediction, PREDICTIONS)
+    flag("clip_x0", clip_x0)
+    generator_or_none("generator", generator)
+    device_name("device", device)
+    if callback is not None:
+        function("callback", callback, "that takes a DenoisingStep")
+    if edit is not None:
+        check_edit_fits(edit, shape)
+
+
+def check_edit_fits(edit: Edit, shape: tuple[int, ...]) -> None:
+    """An edit's input (and mask) must be shaped like the images drawn: (B or 1, C, H, W) for shape (B, C, H, W)."""
+    if not isinstance(edit, Edit):
+        raise TypeError(f"edit must be an Edit (minidiff.diffusion.editing.Edit) or None, got {type(edit).__name__}")
+    batch, rest = shape[0], tuple(shape[1:])
+    if edit.x0.ndim != len(shape) or tuple(edit.x0.shape[1:]) != rest or edit.x0.shape[0] not in (1, batch):
+        raise ValueError(f"edit.x0 has shape {tuple(edit.x0.shape)}, but the sampler draws shape {shape}: give an "
+                         f"input of shape ({batch} or 1, {', '.join(map(str, rest))}), or draw its shape")
+    if edit.mask is not None and edit.mask.shape[0] not in (1, batch):
+        raise ValueError(f"edit.mask has a batch of {edit.mask.shape[0]} but the sampler draws {batch} images; "
+                         f"give one mask for all (batch 1) or one per image")
 
 
 @dataclass
@@ -110,7 +161,7 @@ def predict_x0_and_eps(denoiser: Denoiser, prediction: str, x_t: torch.Tensor, t
             x0 = x0.clamp(-1.0, 1.0)
             eps = eps_on_path(x_t, x0, t)
         return x0, eps
-    alpha_bar = torch.tensor(alpha_bar, dtype=x_t.dtype, device=x_t.device)  # in x_t's precision, not float32's
+    # alpha_bar stays a Python float (float64): the conversions cast their coefficients to x_t's dtype at the end
     x0, eps = x0_and_eps_from_output(prediction, output, x_t, alpha_bar)
     if clip_x0:
         x0 = x0.clamp(-1.0, 1.0)

@@ -35,10 +35,11 @@ from collections.abc import Callable
 
 import torch
 
+from minidiff.diffusion.arguments import one_of, real_number
 from minidiff.diffusion.dpm_solver import dpm_solver_2m_update
 from minidiff.diffusion.editing import Edit, starting_point
 from minidiff.diffusion.flow import FLOW, flow_euler_step, flow_heun_step, flow_time, velocity_from_eps
-from minidiff.diffusion.loop import Denoiser, DenoisingStep, denoising_loop, gaussian_noise
+from minidiff.diffusion.loop import Denoiser, DenoisingStep, check_sampling, denoising_loop, gaussian_noise
 from minidiff.diffusion.schedule import NoiseSchedule
 from minidiff.diffusion.steps import VARIANCES, ddim_step, ddpm_step, euler_update, heun_correction
 from minidiff.diffusion.timesteps import edit_timesteps, karras_timesteps
@@ -50,7 +51,7 @@ def start(shape: tuple[int, ...], schedule: NoiseSchedule, steps: int | None, sp
     """What every sampler starts with: x_T, the timesteps to visit, and the edit.
 
     The timesteps are `steps` of the T placed by `spacing`, or for an edit (SDEdit) the same spacing laid over
-    0 ... t_0 = strength * T (`minidiff.diffusion.editing.edit_timesteps`); with `karras`, Karras noise levels over
+    0 ... t_0 = strength * T (`minidiff.diffusion.timesteps.edit_timesteps`); with `karras`, Karras noise levels over
     the same range. x_T is N(0, I) noise from `generator`, or the input noised to the first timestep. An edit
     without its own generator re-noises its kept region from the sampler's, so one generator reproduces a sample.
     """
@@ -73,8 +74,8 @@ def sample_ddpm(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSched
     steps: None for all T steps, or fewer, placed by `spacing` (see `sampling_timesteps`). One network
     evaluation per step. Returns the final images (B, C, H, W), roughly in [-1, 1].
     """
-    if variance not in VARIANCES:
-        raise ValueError(f"unknown variance {variance!r}; choose one of {VARIANCES}")
+    check_sampling(denoiser, shape, schedule, prediction, clip_x0, generator, device, callback, edit)
+    one_of("variance", variance, VARIANCES)
     x_T, timesteps, edit = start(shape, schedule, steps, spacing, generator, device, edit)  # Algorithm 2, line 1
 
     def update(x_t, x0, eps, alpha_bar, alpha_bar_prev):
@@ -93,8 +94,8 @@ def sample_ddim(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSched
 
     With eta = 0 the generator draws x_T and nothing else: the same x_T always gives the same image.
     """
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must lie in 0 ... 1 (0 = deterministic DDIM, 1 = DDPM's variance), got {eta}")
+    check_sampling(denoiser, shape, schedule, prediction, clip_x0, generator, device, callback, edit)
+    eta = real_number("eta", eta, 0.0, 1.0, what="0 = deterministic DDIM, 1 = DDPM's variance")
     x_T, timesteps, edit = start(shape, schedule, steps, spacing, generator, device, edit)
 
     def update(x_t, x0, eps, alpha_bar, alpha_bar_prev):
@@ -111,6 +112,7 @@ def sample_dpm_solver(denoiser: Denoiser, shape: tuple[int, ...], schedule: Nois
                       edit: Edit | None = None) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2) for the probability-flow ODE: one NFE per step, second order
     except on the first and the last step (see `minidiff.diffusion.dpm_solver.dpm_solver_2m_update`)."""
+    check_sampling(denoiser, shape, schedule, prediction, clip_x0, generator, device, callback, edit)
     x_T, timesteps, edit = start(shape, schedule, steps, spacing, generator, device, edit)
     return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, dpm_solver_2m_update(), clip_x0, callback,
                           edit=edit)
@@ -125,6 +127,7 @@ def sample_dpm_solver_sde(denoiser: Denoiser, shape: tuple[int, ...], schedule: 
 
     The generator draws x_T, then fresh noise on every step but the last
     (`minidiff.diffusion.dpm_solver.dpm_solver_sde_2m_step`)."""
+    check_sampling(denoiser, shape, schedule, prediction, clip_x0, generator, device, callback, edit)
     x_T, timesteps, edit = start(shape, schedule, steps, spacing, generator, device, edit)
     update = dpm_solver_2m_update(noise_source=lambda noise_shape: gaussian_noise(noise_shape, generator, device))
     return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, update, clip_x0, callback, edit=edit)
@@ -139,6 +142,7 @@ def sample_euler(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSche
     The `steps` noise levels span the same range as the spacing's timesteps, placed by eq. 5 (rho = 7), then
     a last step into sigma = 0. One NFE per step. x_T ~ N(0, I), as for every sampler here.
     """
+    check_sampling(denoiser, shape, schedule, prediction, clip_x0, generator, device, callback, edit)
     x_T, timesteps, edit = start(shape, schedule, steps, spacing, generator, device, edit, karras=True)
     return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, euler_update, clip_x0, callback, edit=edit)
 
@@ -151,6 +155,7 @@ def sample_heun(denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSched
 
     Two NFE per step, except the last, into sigma = 0, which stays an Euler step: 2 * steps - 1 in all.
     """
+    check_sampling(denoiser, shape, schedule, prediction, clip_x0, generator, device, callback, edit)
     x_T, timesteps, edit = start(shape, schedule, steps, spacing, generator, device, edit, karras=True)
     return denoising_loop(denoiser, x_T, schedule, prediction, timesteps, euler_update, clip_x0, callback,
                           correct=heun_correction, edit=edit)
@@ -246,12 +251,12 @@ def sample(name: str, denoiser: Denoiser, shape: tuple[int, ...], schedule: Nois
     options go to that sampler: steps, spacing, clip_x0, generator, device, callback, edit, and its own ones
     (DDPM's variance, DDIM's eta). A rectified-flow model (prediction 'flow') samples with the flow samplers
     (`sample_flow_euler`, `sample_flow_midpoint`, `sample_flow_heun`), which need no schedule (None). Raises
-    ValueError for an unknown name or a sampler that does not fit the model.
+    ValueError for an unknown name or a sampler that does not fit the model; every sampler raises TypeError or
+    ValueError, naming the argument, for anything it cannot draw with (`minidiff.diffusion.loop.check_sampling`).
     """
+    one_of("sampler", name, sorted(SAMPLERS) + sorted(FLOW_SAMPLERS))
     if name in FLOW_SAMPLERS:
         return FLOW_SAMPLERS[name](denoiser, shape, prediction, **options)
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS) + sorted(FLOW_SAMPLERS)}")
     if prediction == FLOW:
         raise ValueError(f"{name!r} samples VP models (eps, x0, v); a rectified-flow model samples with one of "
                          f"{sorted(FLOW_SAMPLERS)}")

@@ -30,12 +30,23 @@ import torch
 SCHEDULES = ("linear", "cosine", "sigmoid")
 
 
+def check_T(T: int) -> None:
+    """T, the number of diffusion steps, is a whole number >= 1 (this layer's own copy of
+    `minidiff.diffusion.arguments.whole_number`, which sits above this module)."""
+    if isinstance(T, bool) or not isinstance(T, int):
+        raise TypeError(f"T must be a whole number >= 1 (the number of diffusion steps), got {T!r} "
+                        f"({type(T).__name__})")
+    if T < 1:
+        raise ValueError(f"T must be a whole number >= 1 (the number of diffusion steps), got {T}")
+
+
 def linear_betas(T: int, beta_start: float | None = None, beta_end: float | None = None) -> torch.Tensor:
     """DDPM's linear schedule (Ho et al. 2020, sec. 4): betas evenly spaced from beta_start to beta_end.
 
     By default beta_start = 0.1 / T and beta_end = 20 / T, which is DDPM's 1e-4 ... 0.02 at T = 1000 and
     keeps the total amount of noise about the same for other T (Nichol & Dhariwal 2021, sec. 3.2).
     """
+    check_T(T)
     if beta_end is None and T <= 20:
         raise ValueError(f"the default linear schedule needs T > 20 (its last beta, 20 / T = {20 / T:.3g}, "
                          "must stay below 1); use 'cosine' or 'sigmoid' for fewer steps, or pass beta_end")
@@ -51,6 +62,7 @@ def betas_from_alpha_bar(alpha_bar_fn, T: int, max_beta: float = 0.999) -> torch
     betas are clipped at max_beta so the last step is not a singular "all noise" step
     (Nichol & Dhariwal 2021, sec. 3.2).
     """
+    check_T(T)
     tau = torch.arange(T + 1, dtype=torch.float64) / T
     alpha_bar_cont = alpha_bar_fn(tau)
     # $\beta_t = 1 - \bar\alpha(\tau_{t+1}) / \bar\alpha(\tau_t)$
@@ -66,6 +78,9 @@ def cosine_alpha_bar(tau: torch.Tensor, s: float = 0.008) -> torch.Tensor:
 
 def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
     """The cosine schedule (Nichol & Dhariwal 2021, eq. 17), with its beta clip at 0.999."""
+    if not 0.0 <= s < math.inf:  # NaN fails too
+        raise ValueError(f"s, the cosine schedule's offset, must be a number >= 0 (Nichol & Dhariwal use 0.008), "
+                         f"got {s}")
     return betas_from_alpha_bar(lambda tau: cosine_alpha_bar(tau, s), T, max_beta)
 
 
@@ -80,6 +95,9 @@ def sigmoid_alpha_bar(tau: torch.Tensor, start: float = -3.0, end: float = 3.0, 
 
 def sigmoid_betas(T: int, start: float = -3.0, end: float = 3.0, temperature: float = 1.0, max_beta: float = 0.999) -> torch.Tensor:
     """The sigmoid schedule (Chen 2023, Algorithm 1), discretised like the cosine one."""
+    if not (0.0 < temperature < math.inf and -math.inf < start < end < math.inf):  # NaN fails too
+        raise ValueError(f"the sigmoid schedule needs temperature > 0 and start < end, finite (Chen 2023: 1, -3, 3), "
+                         f"got temperature = {temperature}, start = {start}, end = {end}")
     return betas_from_alpha_bar(lambda tau: sigmoid_alpha_bar(tau, start, end, temperature), T, max_beta)
 
 
@@ -148,6 +166,8 @@ class NoiseSchedule:
     @classmethod
     def from_betas(cls, betas: torch.Tensor) -> "NoiseSchedule":
         """Derive every table from the betas alone (Ho et al. 2020, eq. 4 and 7)."""
+        if not isinstance(betas, (torch.Tensor, list, tuple)):
+            raise TypeError(f"betas must be a 1-D tensor (or list) of numbers in (0, 1], got {type(betas).__name__}")
         betas = torch.as_tensor(betas, dtype=torch.float64)
         if betas.ndim != 1 or len(betas) < 1:
             raise ValueError(f"betas must be a non-empty 1-D tensor, got shape {tuple(betas.shape)}")
@@ -167,6 +187,9 @@ class NoiseSchedule:
 
 def make_schedule(name: str = "linear", T: int = 1000, zero_terminal_snr: bool = False) -> NoiseSchedule:
     """Build a named schedule ("linear", "cosine" or "sigmoid") of T steps, optionally rescaled to zero terminal SNR."""
+    check_T(T)
+    if not isinstance(zero_terminal_snr, bool):
+        raise TypeError(f"zero_terminal_snr must be True or False, got {zero_terminal_snr!r}")
     if name == "linear":
         betas = linear_betas(T)
     elif name == "cosine":

@@ -22,9 +22,11 @@ Notation (variable -> symbol). t is 0-based, as everywhere in minidiff; a Karras
 """
 
 import math
+import warnings
 
 import torch
 
+from minidiff.diffusion.arguments import one_of, whole_number
 from minidiff.diffusion.schedule import NoiseSchedule, log_sigma_table, sigma_from_alpha_bar
 
 SPACINGS = ("linspace", "leading", "trailing")
@@ -44,10 +46,17 @@ def sampling_timesteps(T: int, steps: int | None = None, spacing: str = "linspac
     because those depend only on \bar\alpha_{t_i}. Its steps are bigger: from t_{i+1} to t_i the signal shrinks by
     \bar\alpha_{t_i} / \bar\alpha_{t_{i+1}}, so its beta is 1 minus that ratio. Every step function takes the
     pair (alpha_bar, alpha_bar_prev), so the same step serves every sub-sequence.
+
+    Raises TypeError for a steps that is not a whole number (2.5, or 10.0), ValueError for one outside 1 ... T or an
+    unknown spacing. Warns for one step with leading spacing: by the definition above it visits only t = 0.
     """
-    steps = T if steps is None else steps
-    if not 1 <= steps <= T:
-        raise ValueError(f"steps must lie in 1 ... T = {T}, got {steps}")
+    T = whole_number("T", T, 1, what="the number of diffusion steps")
+    steps = T if steps is None else whole_number("steps", steps, 1, T, what=f"how many of the T = {T} steps to visit")
+    one_of("spacing", spacing, SPACINGS)
+    if spacing == "leading" and steps == 1:
+        warnings.warn("one step with leading spacing visits t = 0 only: from pure noise the sampler returns noise, "
+                      "and an edit barely changes its input; use linspace or trailing spacing for a single step",
+                      stacklevel=2)
     if spacing == "linspace":
         if steps == 1:
             return [T - 1]

@@ -12,6 +12,7 @@ by `minidiff.files.training_state`.
 
 import hashlib
 import json
+from os import PathLike
 from pathlib import Path
 
 import safetensors.torch
@@ -81,9 +82,17 @@ def available_checkpoints(folder: Path | None = None) -> list[str]:
     return names
 
 
+def checkpoint_path(name_or_path: Path | str) -> Path:
+    """A checkpoint's name or path as a Path; anything else (a number, a list, None) is a TypeError naming it."""
+    if not isinstance(name_or_path, (str, PathLike)):
+        raise TypeError(f"name_or_path must be a shipped checkpoint's name (e.g. 'mnist') or a path, got "
+                        f"{type(name_or_path).__name__}")
+    return Path(name_or_path)
+
+
 def checkpoint_stem(name_or_path: Path | str) -> Path:
     """"mnist" -> data/checkpoints/mnist; "runs/a" -> runs/a/model; "runs/a/model.json" -> runs/a/model."""
-    path = Path(name_or_path)
+    path = checkpoint_path(name_or_path)
     if path.is_dir():
         return path / "model"
     if path.suffix in (".json", ".safetensors"):

@@ -2,14 +2,14 @@
 
 `TrainingState` holds the online weights and their EMA, the optimizer's state, every random state (torch, CUDA or
 MPS, numpy, python), the state of the generator that draws the data order and its current permutation, the loss
-history, the minutes so far, the run's config and the commands that trained it. `save_training_state` writes it as
-STEM.safetensors (every tensor) + STEM.json (the rest), `load_training_state` reads it back. Sampling never needs
-it: a model checkpoint (`minidiff.models`) holds the weights a sampler uses. When a run saves its state, and how it
-restores it, is `minidiff.training.run`.
+history, the minutes so far, the run's config, the commands that trained it and a float16 run's loss scale.
+`save_training_state` writes it as STEM.safetensors (every tensor) + STEM.json (the rest), `load_training_state`
+reads it back. Sampling never needs it: a model checkpoint (`minidiff.models`) holds the weights a sampler uses.
+When a run saves its state, and how it restores it, is `minidiff.training.run`.
 """
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +92,7 @@ class TrainingState:
     training_minutes: float
     config: dict  # the run's config (a TrainConfig or a VAETrainConfig), as a dict
     command: str
+    grad_scaler: dict = field(default_factory=dict)  # a float16 run's loss scale (torch.amp.GradScaler); {}: none
 
 
 def save_training_state(stem: Path | str, state: TrainingState) -> None:
@@ -102,7 +103,8 @@ def save_training_state(stem: Path | str, state: TrainingState) -> None:
                "data.generator": state.data_generator, "data.order": state.data_order,
                "loss_history": torch.tensor(state.loss_history, dtype=torch.float64)}
     meta = {"kind": "training_state", "step": state.step, "training_minutes": state.training_minutes,
-            "config": state.config, "command": state.command, "optimizer": optimizer_rest, "rng": state.rng_rest}
+            "config": state.config, "command": state.command, "optimizer": optimizer_rest, "rng": state.rng_rest,
+            "grad_scaler": state.grad_scaler}
     write_tensors_and_json(stem, tensors, meta)
 
 
@@ -124,4 +126,5 @@ def load_training_state(stem: Path | str) -> TrainingState:
         training_minutes=meta["training_minutes"],
         config=meta["config"],
         command=meta["command"],
+        grad_scaler=meta.get("grad_scaler", {}),  # states saved before mixed precision have none
     )

@@ -9,8 +9,10 @@ Papers followed:
 Two questions, two metrics:
 - Is the digit the one that was asked for? `class_accuracy(images, wanted_labels)`.
 - Do generated digits look like real ones, in quality and in variety? `frechet_distance` between the classifier's
-  penultimate-layer features of the two sets. Lower is better; `real_vs_real_baseline(n)` is the floor a
-  generator can hope for with n samples, since the estimate is biased upwards for small n.
+  penultimate-layer features of the two sets. Lower is better; `real_vs_real_baseline(n)`, two sets of n real
+  digits compared with each other, is the reference to read it beside: the estimate is biased upwards for small n,
+  and by about this much. It is not a floor: a sampler's digits can score a little below it (DDPM at 1,000 steps
+  scores 8.64 against 8.68 at n = 1,000).
 
 Images are the model's floats (N, 1, 28, 28) in [-1, 1], or uint8 (N, 28, 28) as `minidiff.data.digits.mnist5k()` gives.
 """

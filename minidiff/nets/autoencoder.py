@@ -169,10 +169,11 @@ class Autoencoder(nn.Module):
             raise ValueError(f"latents must be (B, {self.config.latent_channels}, h, w), got {tuple(z.shape)}")
         return self.decoder(z)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
-        """x -> (reconstruction from a sampled latent, mean, logvar): what training needs."""
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None):
+        """x -> (reconstruction from a sampled latent, mean, logvar): what training needs. The latent's noise is
+        drawn from `generator`, or given as `noise` (B, latent_channels, H / f, W / f)."""
         mean, logvar = self.encode(x)
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device)
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device) if noise is None else noise
         z = mean + torch.exp(0.5 * logvar) * eps  # the reparameterisation, as in encode_sample
         return self.decode(z), mean, logvar
 
@@ -183,13 +184,13 @@ def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean ** 2 + logvar.exp() - 1.0 - logvar).flatten(1).sum(dim=1)
 
 
-def vae_loss(autoencoder: Autoencoder, x: torch.Tensor,
-             generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def vae_loss(autoencoder: Autoencoder, x: torch.Tensor, generator: torch.Generator | None = None,
+             noise: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     r"""The training loss $\mathcal L = \mathrm{rec}(x, \mathcal D(z)) + \kappa\, D_{KL}$, and its parts as numbers.
 
     rec is the per-pixel mean squared (l2) or absolute (l1) error; the KL is per image, averaged over the batch.
     """
-    reconstruction, mean, logvar = autoencoder(x, generator)
+    reconstruction, mean, logvar = autoencoder(x, generator, noise)
     error = reconstruction - x
     rec = error.pow(2).mean() if autoencoder.config.reconstruction == "l2" else error.abs().mean()
     kl = kl_divergence(mean, logvar).mean()

@@ -1,6 +1,6 @@
 r"""Conditioning a U-Net on a short sequence of tokens, read by cross-attention.
 
-Latent diffusion (Rombach et al. 2022, sec. 3.3, eq. 3) conditions its U-Net on the context $c = \mathrm{enc}_\theta(y)$
+Latent diffusion (Rombach et al. 2022, sec. 3.3) conditions its U-Net on the context $c = \mathrm{enc}_\theta(y)$
 ($\tau_\theta(y)$ there): the input $y$ (a caption) turned into a sequence of vectors, one per token, which every
 cross-attention layer reads. This module is that idea at its smallest. For the Shapes dataset, $y$ is the image's
 four attributes, written as a four-word "sentence" [colour, shape, size, position] after a start token;
@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from minidiff.data.shapes import ATTRIBUTES, COLOURS, POSITIONS, SHAPES, SIZES, full_caption, short_caption
+from minidiff.nets.dit import DiT, DiTConfig
 from minidiff.nets.text import PAD, START, TextEncoder, tokenize_batch
 from minidiff.nets.unet import UNet, UNetConfig
 
@@ -139,17 +140,19 @@ class AttributeEncoder(nn.Module):
 
 
 class ConditionedUNet(nn.Module):
-    """A U-Net with cross-attention and the token encoder that feeds it, trained together.
+    """A U-Net with cross-attention and the token encoder that feeds it, trained together. Given a `DiTConfig`
+    instead of a `UNetConfig`, the network is a diffusion transformer (`minidiff.nets.dit.DiT`), which takes the same
+    inputs; it keeps the attribute name `unet`, under which every saved checkpoint stores the network's weights.
 
     `forward(x_t, t, tokens)` is what training calls. Sampling encodes the tokens once (`encode`) and then calls
     the U-Net alone at every step (`minidiff.pipeline.token_denoiser`), as Stable Diffusion's pipeline does with
     its text encoder.
     """
 
-    def __init__(self, unet_config: UNetConfig, encoder_config: EncoderConfig):
+    def __init__(self, unet_config: UNetConfig | DiTConfig, encoder_config: EncoderConfig):
         super().__init__()
         if unet_config.context_dim != encoder_config.dim:
-            raise ValueError(f"the U-Net's context_dim ({unet_config.context_dim}) must equal the encoder's dim "
+            raise ValueError(f"the network's context_dim ({unet_config.context_dim}) must equal the encoder's dim "
                              f"({encoder_config.dim}): cross-attention reads the encoder's vectors")
         self.config = unet_config
         if encoder_config.kind == "attributes":
@@ -161,7 +164,7 @@ class ConditionedUNet(nn.Module):
                                        encoder_config.heads, **vocabulary)
         if encoder_config.kind == "clip":
             self.encoder.requires_grad_(False)  # frozen: the optimizer never updates it, the loss never reaches it
-        self.unet = UNet(unet_config)
+        self.unet = DiT(unet_config) if isinstance(unet_config, DiTConfig) else UNet(unet_config)
 
     def encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens (B, L) -> context (B, L, dim), context_mask (B, L)."""

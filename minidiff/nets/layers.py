@@ -39,6 +39,41 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)  # (B, half) x 2 -> (B, dim)
 
 
+def check_conditioning(config, B: int, t, class_labels, context, context_mask) -> None:
+    """Check what a denoising network (U-Net or DiT) is conditioned on, for a batch of B: t (B,), class labels (B,)
+    in 0 ... config.num_classes, a context (B, L, config.context_dim) and its mask (B, L). Raises a ValueError that
+    says what is wrong and what to pass instead."""
+    if not isinstance(t, torch.Tensor) or t.shape != (B,):
+        shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"t must be a tensor of shape ({B},), one step per sample, got {shape}; "
+                         "for one step for all use torch.full((B,), t)")
+    if class_labels is not None:
+        if config.num_classes is None:
+            raise ValueError("class_labels given, but this network has no class embedding "
+                             "(config.num_classes is None)")
+        if class_labels.shape != (B,) or class_labels.is_floating_point():
+            raise ValueError(f"class_labels must be integers of shape ({B},), "
+                             f"got {class_labels.dtype} {tuple(class_labels.shape)}")
+        low, high = class_labels.min().item(), class_labels.max().item()
+        if low < 0 or high > config.num_classes:
+            raise ValueError(f"class labels must lie in 0 ... {config.num_classes} "
+                             f"({config.num_classes} = the null class), got {low} ... {high}")
+    if config.context_dim is None:
+        if context is not None:
+            raise ValueError("context given, but this network has no cross-attention (config.context_dim is None)")
+        return
+    if context is None or context.ndim != 3 or context.shape[0] != B or context.shape[2] != config.context_dim:
+        got = None if context is None else tuple(context.shape)
+        raise ValueError(f"context must be (B={B}, L, {config.context_dim}), got {got}; for the unconditional "
+                         "branch pass the text encoder's features of the empty prompt")
+    if context_mask is not None:
+        if context_mask.dtype != torch.bool or context_mask.shape != context.shape[:2]:
+            raise ValueError(f"context_mask must be a bool tensor of shape {tuple(context.shape[:2])} "
+                             f"(True = real token), got {context_mask.dtype} {tuple(context_mask.shape)}")
+        if not context_mask.any(dim=1).all():
+            raise ValueError("every sample needs at least one real token in context_mask (True = real token)")
+
+
 class ResBlock(nn.Module):
     """norm -> SiLU -> conv -> norm, scaled and shifted by the embedding (AdaGN) -> SiLU -> dropout -> conv, + skip.
 

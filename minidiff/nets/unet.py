@@ -20,7 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minidiff.nets.layers import CrossAttention, Downsample, ResBlock, SelfAttention, Upsample, timestep_embedding
+from minidiff.nets.layers import (
+    CrossAttention,
+    Downsample,
+    ResBlock,
+    SelfAttention,
+    Upsample,
+    check_conditioning,
+    timestep_embedding,
+)
 
 
 @dataclass
@@ -37,11 +45,15 @@ class UNetConfig:
     # Cross-attention sits at the same levels as self-attention, and in the middle.
     groups: int = 8  # GroupNorm groups; DDPM's 32 would leave one channel per group at 32 channels
     time_embed_dim: int | None = None  # None = 4 * channels[0], as in DDPM
-    # The sinusoidal embedding reads time_scale * t: 1 for DDPM's steps 0 ... T-1; 1000 for a rectified-flow model,
-    # whose t lies in [0, 1] and would leave all but the fastest frequencies flat (Esser et al. 2024 feed 1000 t too)
-    time_scale: float = 1.0
+    time_scale: float = 1.0  # the embedding reads time_scale * t: 1 for steps 0 ... T-1, 1000 for a flow t in [0, 1] (SD3)
 
     def __post_init__(self):
+        for name in ("in_channels", "blocks_per_level", "heads", "groups"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        if isinstance(self.channels, (str, int)) or not self.channels:
+            raise ValueError(f"channels must list the width of each level, e.g. (32, 64), got {self.channels!r}")
         self.channels = tuple(self.channels)  # lists (e.g. from JSON) become tuples
         self.attention_levels = tuple(bool(a) for a in self.attention_levels)
         if len(self.attention_levels) != len(self.channels):
@@ -177,8 +189,7 @@ class UNet(nn.Module):
 
     def embed(self, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         """The conditioning vector (B, embed_dim): MLP(sinusoidal(t)) + class embedding (null class when None)."""
-        features = timestep_embedding(self.config.time_scale * t, self.config.channels[0])  # (B,) -> (B, c_0)
-        embedding = self.time_mlp(features)  # (B, c_0) -> (B, embed_dim)
+        embedding = self.time_mlp(timestep_embedding(self.config.time_scale * t, self.config.channels[0]))  # (B, embed)
         if self.class_embedding is not None:
             if class_labels is None:
                 class_labels = torch.full_like(t, self.config.num_classes, dtype=torch.long)  # the null class
@@ -238,35 +249,7 @@ class UNet(nn.Module):
         if H % factor != 0 or W % factor != 0:
             raise ValueError(f"H and W must be divisible by 2**(levels - 1) = {factor} for {config.levels} levels, "
                              f"got {H} x {W}; pad the image or use fewer levels")
-        if not isinstance(t, torch.Tensor) or t.shape != (B,):
-            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"t must be a tensor of shape ({B},), one step per sample, got {shape}; "
-                             "for one step for all use torch.full((B,), t)")
-        if class_labels is not None:
-            if config.num_classes is None:
-                raise ValueError("class_labels given, but this U-Net has no class embedding "
-                                 "(config.num_classes is None)")
-            if class_labels.shape != (B,) or class_labels.is_floating_point():
-                raise ValueError(f"class_labels must be integers of shape ({B},), "
-                                 f"got {class_labels.dtype} {tuple(class_labels.shape)}")
-            low, high = class_labels.min().item(), class_labels.max().item()
-            if low < 0 or high > config.num_classes:
-                raise ValueError(f"class labels must lie in 0 ... {config.num_classes} "
-                                 f"({config.num_classes} = the null class), got {low} ... {high}")
-        if config.context_dim is None:
-            if context is not None:
-                raise ValueError("context given, but this U-Net has no cross-attention (config.context_dim is None)")
-            return
-        if context is None or context.ndim != 3 or context.shape[0] != B or context.shape[2] != config.context_dim:
-            got = None if context is None else tuple(context.shape)
-            raise ValueError(f"context must be (B={B}, L, {config.context_dim}), got {got}; for the unconditional "
-                             "branch pass the text encoder's features of the empty prompt")
-        if context_mask is not None:
-            if context_mask.dtype != torch.bool or context_mask.shape != context.shape[:2]:
-                raise ValueError(f"context_mask must be a bool tensor of shape {tuple(context.shape[:2])} "
-                                 f"(True = real token), got {context_mask.dtype} {tuple(context_mask.shape)}")
-            if not context_mask.any(dim=1).all():
-                raise ValueError("every sample needs at least one real token in context_mask (True = real token)")
+        check_conditioning(config, B, t, class_labels, context, context_mask)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -11,6 +11,7 @@ their config and the zero-shot retrieval measured on the test images and on both
 often the held-out part of a composition (the skin tone, the style) is read right among the hardest candidates.
 """
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,8 +60,10 @@ class CLIPTrainConfig(LoopConfig):
             self.clip = CLIPConfig.from_dict(self.clip)
         if not 0.0 <= self.plain_caption_prob <= 1.0:
             raise ValueError(f"plain_caption_prob must be in [0, 1], got {self.plain_caption_prob}")
-        if self.steps is None and self.minutes is None:
-            raise ValueError("give steps or minutes (or both): a run needs a stopping point")
+        super().__post_init__()  # the loop's own settings
+        if self.accumulate != 1:
+            raise ValueError("accumulate must be 1 for CLIP: its loss compares every image with every caption of the "
+                             "batch, and micro-batches would compare fewer (a smaller, easier loss)")
 
 
 def emoji_clip_config() -> CLIPTrainConfig:
@@ -101,8 +104,8 @@ def clip_step(run: Run, data: Emoji, images: torch.Tensor, tokenizer: BPETokeniz
     index = torch.randperm(len(images), generator=run.generator)[: config.batch_size]  # (B,) no image twice
     plain = torch.rand(len(index), generator=run.generator) < config.plain_caption_prob  # (B,)
     tokens = tokenizer.encode_batch(batch_captions(data, index.numpy(), plain.numpy()), config.clip.length)
-    loss = run.model(images[index.to(device)], tokens.to(device))
-    value = optimizer_step(run, loss)
+    # the contrastive loss of the whole batch (one process, no micro-batches: CLIPTrainConfig, run_clip)
+    value = optimizer_step(run, lambda rows: run.forward_model(images[index[rows].to(device)], tokens[rows].to(device)))
     run.losses.append(value)
     return {"loss": f"{value:.3f}", "temperature": f"{run.model.temperature():.4f}"}
 
@@ -193,6 +196,9 @@ def run_clip(config: CLIPTrainConfig, out: Path, resume: bool, device: torch.dev
     if len(tokenizer) != config.clip.vocabulary_size:
         raise ValueError(f"the config's vocabulary_size {config.clip.vocabulary_size} is not the shipped "
                          f"tokenizer's {len(tokenizer)}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("train-clip runs on one process: its loss compares every pair of the batch, which a share "
+                         "of the batch per process would not (start it without torchrun)")
     images = to_model(train.images).to(device)  # (N, 3, 32, 32)
     torch.manual_seed(config.seed)
     run = start_run(config, CLIP(config.clip), device, command, keep_ema=False)

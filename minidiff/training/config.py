@@ -6,16 +6,23 @@ conditioning). `VAETrainConfig`: the autoencoder's run (`minidiff.training.vae`)
 """
 
 from dataclasses import asdict, dataclass, field, fields
+from os import PathLike
 
+from minidiff.diffusion.arguments import flag, one_of, real_number, whole_number
 from minidiff.diffusion.config import DiffusionConfig
 from minidiff.nets.autoencoder import AutoencoderConfig
 from minidiff.nets.conditioning import EncoderConfig
+from minidiff.nets.dit import DiTConfig
 from minidiff.nets.unet import UNetConfig
 
 DATASETS = ("mnist5k", "shapes", "shapes_latents", "emoji_latents")  # digits, Shapes (pixels, latents), emoji latents
 LATENT_DATASETS = ("shapes_latents", "emoji_latents")  # encoded once by the run's autoencoder (minidiff.training.data)
 VAE_DATASETS = ("shapes", "emoji")  # what an autoencoder trains on
 BUDGET_FIELDS = ("steps", "minutes", "checkpoint_every_steps", "checkpoint_every_minutes", "sample_every_steps")
+# how a step is computed, not what: a resumed run may change them (precision changes the rounding, so a resume is
+# exact only under the same precision)
+EXECUTION_FIELDS = ("accumulate", "precision", "channels_last", "compile")
+PRECISIONS = ("fp32", "bf16", "fp16")  # float32; bfloat16 autocast; float16 autocast with a gradient scaler
 
 
 @dataclass
@@ -33,6 +40,37 @@ class LoopConfig:
     checkpoint_every_steps: int | None = None  # also checkpoint every N steps (None = only by minutes)
     checkpoint_every_minutes: float | None = 10.0  # checkpoint at least this often (and always at the end)
     seed: int = 0  # weights, batch order, noise and dropout all follow from it
+    # how each step is computed (`minidiff.training.run`, `minidiff.training.distributed`): batch_size is the batch of
+    # one optimizer step, split over the processes (torchrun) and, in each, over `accumulate` micro-batches
+    accumulate: int = 1  # gradient accumulation: micro-batches per process and step
+    precision: str = "fp32"  # see PRECISIONS; mixed precision (bf16, fp16) computes the network under autocast
+    channels_last: bool = False  # keep the weights (and so the activations) in NHWC memory: faster convolutions on GPUs
+    compile: bool = False  # torch.compile the network: slower to start, faster per step
+
+    def __post_init__(self):
+        """Refuse settings no run can use, naming the field (TypeError: wrong kind of value; ValueError: out of
+        range)."""
+        whole_number("batch_size", self.batch_size, 1, what="images per step")
+        real_number("lr", self.lr, 0.0, low_open=True, what="the peak learning rate, e.g. 5e-4")
+        real_number("weight_decay", self.weight_decay, 0.0)
+        whole_number("warmup_steps", self.warmup_steps, 0)
+        real_number("grad_clip", self.grad_clip, 0.0, low_open=True, what="the gradient's largest global norm")
+        whole_number("seed", self.seed, 0)
+        for name in ("decay_steps", "steps", "checkpoint_every_steps"):
+            if getattr(self, name) is not None:
+                whole_number(name, getattr(self, name), 1, what="None for none")
+        for name in ("minutes", "checkpoint_every_minutes"):
+            if getattr(self, name) is not None:
+                real_number(name, getattr(self, name), 0.0, low_open=True, what="None for no limit")
+        if self.steps is None and self.minutes is None:
+            raise ValueError("give steps or minutes (or both): a run needs a stopping point")
+        one_of("precision", self.precision, PRECISIONS)
+        whole_number("accumulate", self.accumulate, 1, what="micro-batches per process and step")
+        flag("channels_last", self.channels_last)
+        flag("compile", self.compile)
+        if self.batch_size % self.accumulate:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of accumulate {self.accumulate}: every "
+                             "micro-batch has the same size, so that their mean loss is the batch's")
 
     def finished(self, step: int, minutes: float) -> bool:
         """Whether the run has reached its step or time budget."""
@@ -45,9 +83,9 @@ class LoopConfig:
         return by_steps or by_time
 
     def math_fields(self) -> list[str]:
-        """The settings that change what is computed. The others (budget, checkpoint and grid intervals) may
-        change when a run is resumed."""
-        return [f.name for f in fields(self) if f.name not in BUDGET_FIELDS]
+        """The settings that change what is computed. The others (budget, checkpoint and grid intervals, and how
+        a step is computed: EXECUTION_FIELDS) may change when a run is resumed."""
+        return [f.name for f in fields(self) if f.name not in BUDGET_FIELDS + EXECUTION_FIELDS]
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (nested configs as dicts)."""
@@ -66,7 +104,9 @@ class LoopConfig:
 class TrainConfig(LoopConfig):
     """Every setting of a diffusion model's training run: the loop's (LoopConfig) and these."""
 
-    unet: UNetConfig = field(default_factory=lambda: UNetConfig(num_classes=10))
+    # the network: a U-Net, or (unet None) a diffusion transformer; `network` is whichever is given
+    unet: UNetConfig | None = field(default_factory=lambda: UNetConfig(num_classes=10))
+    dit: DiTConfig | None = None
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)  # schedule, T, what the network predicts
     data: str = "mnist5k"  # the data set (see DATASETS)
     max_images: int | None = None  # train on N images spread evenly over the set (tests); None = all
@@ -86,10 +126,17 @@ class TrainConfig(LoopConfig):
     def __post_init__(self):
         if isinstance(self.unet, dict):
             self.unet = UNetConfig.from_dict(self.unet)
+        if isinstance(self.dit, dict):
+            self.dit = DiTConfig.from_dict(self.dit)
+        if (self.unet is None) == (self.dit is None):
+            raise ValueError("give the network as exactly one of unet (a UNetConfig) and dit (a DiTConfig); "
+                             "for a diffusion transformer set unet to None")
         if isinstance(self.diffusion, dict):
             self.diffusion = DiffusionConfig.from_dict(self.diffusion)
         if isinstance(self.encoder, dict):
             self.encoder = EncoderConfig(**self.encoder)
+        super().__post_init__()
+        self.check_parts()
         if self.data not in DATASETS:
             raise ValueError(f"unknown data set {self.data!r}; choose one of {DATASETS}")
         if self.data != "mnist5k" and self.encoder is None:
@@ -99,15 +146,43 @@ class TrainConfig(LoopConfig):
         if self.data == "emoji_latents" and self.encoder.kind != "clip":
             raise ValueError("emoji captions are read by a CLIP's text tower: give an encoder of kind 'clip' "
                              "(minidiff.models.clip_encoder_config)")
-        if self.steps is None and self.minutes is None:
-            raise ValueError("give steps or minutes (or both): a run needs a stopping point")
-        if self.batch_size < 1 or (self.max_images is not None and self.max_images < self.batch_size):
-            raise ValueError(f"batch_size must be at least 1 and at most the number of images, got {self.batch_size}")
+        if self.max_images is not None and whole_number("max_images", self.max_images, 1) < self.batch_size:
+            raise ValueError(f"batch_size must be at most the number of images (max_images = {self.max_images}), "
+                             f"got {self.batch_size}")
+        whole_number("dataset_size", self.dataset_size, 1, what="Shapes images to render")
+        for name in ("token_drop_prob", "class_drop_prob", "ema_decay"):
+            if not real_number(name, getattr(self, name), 0.0, 1.0) < 1.0:
+                raise ValueError(f"{name} must be below 1 (1 would drop every condition or freeze the average), got 1")
+        if self.min_snr_gamma is not None:
+            real_number("min_snr_gamma", self.min_snr_gamma, 0.0, low_open=True, what="None for plain MSE")
+        if self.sample_every_steps is not None:
+            whole_number("sample_every_steps", self.sample_every_steps, 1, what="None for no grids")
+        whole_number("sample_grid_steps", self.sample_grid_steps, 1, self.diffusion.T, what="DDPM steps of a grid")
+
+    def check_parts(self) -> None:
+        """The nested settings must be configs of the right kind (dicts from JSON are converted before this)."""
+        network_kind = ("unet", UNetConfig) if self.dit is None else ("dit", DiTConfig)
+        for name, kind in (network_kind, ("diffusion", DiffusionConfig)):
+            if not isinstance(getattr(self, name), kind):
+                raise TypeError(f"{name} must be a {kind.__name__} (or its dict), got "
+                                f"{type(getattr(self, name)).__name__}")
+        if self.encoder is not None and not isinstance(self.encoder, EncoderConfig):
+            raise TypeError(f"encoder must be an EncoderConfig, its dict or None, got {type(self.encoder).__name__}")
+        if isinstance(self.autoencoder, PathLike):
+            self.autoencoder = str(self.autoencoder)  # stored in JSON
+        if self.autoencoder is not None and not isinstance(self.autoencoder, str):
+            raise TypeError(f"autoencoder must be a shipped name or a path as a string (e.g. 'shapes_vae'), got "
+                            f"{type(self.autoencoder).__name__}")
+
+    @property
+    def network(self) -> UNetConfig | DiTConfig:
+        """The config of the network this run trains, whichever backbone it is."""
+        return self.unet if self.dit is None else self.dit
 
     def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of what the U-Net denoises: MNIST digits, or the 8 x 8 latents of 32 x 32 Shapes."""
+        """(C, H, W) of what the network denoises: MNIST digits, or the 8 x 8 latents of 32 x 32 Shapes or emoji."""
         if self.data in LATENT_DATASETS:
-            return (self.unet.in_channels, 8, 8)  # the autoencoder downsamples 32 x 32 by 4
+            return (self.network.in_channels, 8, 8)  # the autoencoder downsamples 32 x 32 by 4
         if self.data == "shapes":
             return (3, 32, 32)
         return (1, 28, 28)
@@ -130,7 +205,12 @@ class VAETrainConfig(LoopConfig):
     checkpoint_every_minutes: float | None = 5.0
 
     def __post_init__(self):
+        super().__post_init__()
         if isinstance(self.autoencoder, dict):
             self.autoencoder = AutoencoderConfig.from_dict(self.autoencoder)
-        if self.data not in VAE_DATASETS:
-            raise ValueError(f"unknown data set {self.data!r} for an autoencoder; choose one of {VAE_DATASETS}")
+        if not isinstance(self.autoencoder, AutoencoderConfig):
+            raise TypeError(f"autoencoder must be an AutoencoderConfig (or its dict), got "
+                            f"{type(self.autoencoder).__name__}")
+        one_of("data", self.data, VAE_DATASETS)
+        whole_number("dataset_size", self.dataset_size, 1, what="Shapes images to render")
+        whole_number("eval_images", self.eval_images, 1, what="held-out images for the PSNR")

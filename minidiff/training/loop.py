@@ -20,11 +20,14 @@ the same for every model; its papers are named there.
     python -m minidiff train --config mnist --out runs/mnist --minutes 60     # a new run
     python -m minidiff train --out runs/mnist --minutes 120 --resume         # carry on to 120 minutes in all
 
-Reproducibility: every random draw of a step (batch order, t, eps, class drop) comes from one CPU generator,
-dropout from torch's global RNG; both are saved in each checkpoint, so a resumed run has exactly the losses
-that an uninterrupted run would have had.
+Reproducibility: every random draw of a step (batch order, t, eps, class drop) comes from one CPU generator, drawn
+for the whole batch on every process (`draw_noise`); dropout masks come from each image's own generator
+(`minidiff.training.dropout`). The generator is saved in each checkpoint, so a resumed run has exactly the losses
+that an uninterrupted run would have had, and a run on several processes (`minidiff.training.distributed`) the
+losses of one process.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -37,7 +40,6 @@ from minidiff.diffusion.loop import model_denoiser
 from minidiff.diffusion.loss import loss_weights
 from minidiff.diffusion.samplers import sample
 from minidiff.diffusion.schedule import NoiseSchedule
-from minidiff.files.device import resolve_device
 from minidiff.files.images import picture_grid, write_png
 from minidiff.models import clip_text_tower, load_autoencoder
 from minidiff.nets.conditioning import condition_tokens, drop_tokens
@@ -45,6 +47,7 @@ from minidiff.nets.prompts import prompt_tokens
 from minidiff.pipeline import sample_shapes, token_denoiser
 from minidiff.training.config import LATENT_DATASETS, TrainConfig
 from minidiff.training.data import load_images
+from minidiff.training.distributed import main_first, start, wait_for_main
 from minidiff.training.run import Run, new_run, optimizer_step, resume_run, save_run, train_loop
 
 EMOJI_GRID_PROMPTS = ("grinning face", "fox", "red apple", "pizza", "rocket", "waving hand: dark skin tone",
@@ -73,67 +76,94 @@ def conditioning_inputs(config: TrainConfig, conditions: torch.Tensor, generator
     if config.encoder is not None:
         tokens = drop_tokens(conditions, config.class_drop_prob, config.token_drop_prob, generator)  # (B, L)
         return {"tokens": tokens.to(device)}
-    num_classes = config.unet.num_classes
+    num_classes = config.network.num_classes
     if num_classes is None:
         return {}
     drop = torch.rand(len(conditions), generator=generator) < config.class_drop_prob  # (B,)
     return {"class_labels": torch.where(drop, num_classes, conditions).to(device)}
 
 
+@dataclass
+class NoiseDraws:
+    """The random draws of a batch: a step t and noise eps per image (DDPM's Algorithm 1, lines 3-4), and the
+    model's condition with some dropped for guidance, as keyword arguments; all on the CPU."""
+
+    t: torch.Tensor  # (B,)
+    eps: torch.Tensor  # (B, C, H, W)
+    condition: dict[str, torch.Tensor]  # {} or {"class_labels": (B,)} or {"tokens": (B, L)}
+
+    def __getitem__(self, rows: slice) -> "NoiseDraws":
+        """The draws of some rows of the batch (a process's or a micro-batch's share)."""
+        return NoiseDraws(self.t[rows], self.eps[rows], {name: c[rows] for name, c in self.condition.items()})
+
+
+def draw_noise(run: Run, schedule: NoiseSchedule | None, x0: torch.Tensor, conditions: torch.Tensor) -> NoiseDraws:
+    """Draw t, eps and the dropped conditions for a whole batch, in this order, from the run's generator.
+
+    Every process draws them for the whole batch and keeps its rows, so an image gets the same draws however the
+    batch is split; the generator is on the CPU, so the draws are the same on any device. A rectified-flow model
+    (schedule None) draws a flow time t in [0, 1] as config.diffusion.time_sampling says."""
+    if schedule is None:
+        # $t \sim \pi(t)$: uniform, or logit-normal (Esser et al. 2024, sec. 3.1)
+        t = sample_flow_times(len(x0), run.generator, run.config.diffusion.time_sampling)  # (B,)
+    else:
+        # $t \sim \mathrm{Uniform}\{0, \dots, T-1\}$
+        t = torch.randint(0, schedule.T, (len(x0),), generator=run.generator)  # (B,)
+    # $\epsilon \sim \mathcal{N}(0, I)$
+    eps = torch.randn(x0.shape, generator=run.generator)  # (B, C, H, W)
+    condition = conditioning_inputs(run.config, conditions, run.generator, torch.device("cpu"))
+    return NoiseDraws(t, eps, condition)
+
+
 def diffusion_loss(run: Run, schedule: NoiseSchedule | None, x0: torch.Tensor, conditions: torch.Tensor,
-                   device: torch.device) -> torch.Tensor:
+                   device: torch.device, draws: NoiseDraws | None = None) -> torch.Tensor:
     """The loss of one batch: DDPM's Algorithm 1, lines 2-5, with a choice of target and Min-SNR weights
     (for a rectified-flow model, whose schedule is None: `flow_loss`).
 
-    conditions: class labels (B,) or token ids (B, L), as the run's model is conditioned.
+    conditions: class labels (B,) or token ids (B, L), as the run's model is conditioned. draws: the batch's t, eps
+    and condition (`draw_noise`); None: drawn now from the run's generator.
 
     The random draws and the noising happen on the CPU with the run's generator (the same for any device);
-    only the network runs on `device`.
+    only the network runs on `device`, through run.forward_model (several processes: DistributedDataParallel).
     """
-    config, generator = run.config, run.generator
-    prediction = config.diffusion.prediction
+    prediction = run.config.diffusion.prediction
+    # 1-2. a random step and noise for each image (Algorithm 1, lines 3-4), the condition, sometimes dropped
+    draws = draw_noise(run, schedule, x0, conditions) if draws is None else draws
     if prediction == FLOW:
-        return flow_loss(run, x0, conditions, device)
-    # 1. a random step and noise for each image (Algorithm 1, lines 3-4)
-    # $t \sim \mathrm{Uniform}\{0, \dots, T-1\}, \quad \epsilon \sim \mathcal{N}(0, I)$
-    t = torch.randint(0, schedule.T, (len(x0),), generator=generator)  # (B,)
-    eps = torch.randn(x0.shape, generator=generator)  # (B, C, H, W)
-    # 2. the condition, sometimes dropped for classifier-free guidance
-    condition = conditioning_inputs(config, conditions, generator, device)
+        return flow_loss(run, x0, draws, device)
     # 3. the noisy image, eq. (4), and what the network should answer
-    x_t = q_sample(schedule, x0, t, eps)
-    target = training_target(prediction, x0, eps, schedule.alpha_bar[t])
+    x_t = q_sample(schedule, x0, draws.t, draws.eps)
+    target = training_target(prediction, x0, draws.eps, schedule.alpha_bar[draws.t])
     # 4. $\| \mathrm{target} - f_\theta(x_t, t) \|^2$, averaged per image, weighted, averaged over the batch
-    output = run.model(x_t.to(device), t.to(device), **condition)
-    per_image = ((output - target.to(device)) ** 2).mean(dim=(1, 2, 3))  # (B, C, H, W) -> (B,)
-    weights = loss_weights(schedule.snr[t], config.min_snr_gamma, prediction).to(device)  # (B,)
+    condition = {name: value.to(device) for name, value in draws.condition.items()}
+    output = run.forward_model(x_t.to(device), draws.t.to(device), **condition)
+    per_image = ((output.float() - target.to(device)) ** 2).mean(dim=(1, 2, 3))  # (B, C, H, W) -> (B,), in float32
+    weights = loss_weights(schedule.snr[draws.t], run.config.min_snr_gamma, prediction).to(device)  # (B,)
     return (weights * per_image).mean()
 
 
-def flow_loss(run: Run, x0: torch.Tensor, conditions: torch.Tensor, device: torch.device) -> torch.Tensor:
+def flow_loss(run: Run, x0: torch.Tensor, draws: NoiseDraws, device: torch.device) -> torch.Tensor:
     """The loss of one batch of a rectified-flow model: conditional flow matching on the straight path
-    (Lipman et al. 2023, sec. 4.1; Liu et al. 2023), at times drawn as config.diffusion.time_sampling says."""
-    config, generator = run.config, run.generator
-    # 1. a time and noise for each image: $t \sim \pi(t)$ (uniform or logit-normal), $\epsilon \sim \mathcal N(0, I)$
-    t = sample_flow_times(len(x0), generator, config.diffusion.time_sampling)  # (B,)
-    eps = torch.randn(x0.shape, generator=generator)  # (B, C, H, W)
-    # 2. the condition, sometimes dropped for classifier-free guidance
-    condition = conditioning_inputs(config, conditions, generator, device)
+    (Lipman et al. 2023, sec. 4.1; Liu et al. 2023), at the batch's flow times draws.t (`draw_noise`)."""
     # 3. the point of the straight path, and its velocity
-    x_t = linear_path(x0, eps, t)
-    target = velocity_target(x0, eps)
+    x_t = linear_path(x0, draws.eps, draws.t)
+    target = velocity_target(x0, draws.eps)
     # 4. $\| (\epsilon - x_0) - u_\theta(x_t, t) \|^2$, averaged
-    output = run.model(x_t.to(device), t.to(device), **condition)
-    return ((output - target.to(device)) ** 2).mean()
+    condition = {name: value.to(device) for name, value in draws.condition.items()}
+    output = run.forward_model(x_t.to(device), draws.t.to(device), **condition)
+    return ((output.float() - target.to(device)) ** 2).mean()
 
 
 def train_step(run: Run, schedule: NoiseSchedule, images: torch.Tensor, conditions: torch.Tensor,
                device: torch.device) -> float:
-    """One optimizer step of a diffusion model: batch, loss (`diffusion_loss`), `optimizer_step`. Returns the loss.
+    """One optimizer step of a diffusion model: batch, draws, loss (`diffusion_loss`), `optimizer_step`. Returns the
+    batch's loss.
 
-    conditions: class labels (N,) or token ids (N, L), one per image of the training set."""
+    conditions: class labels (N,) or token ids (N, L), one per image of the training set. Every process takes the
+    same batch and draws; `optimizer_step` asks for the loss of this process's rows, micro-batch by micro-batch."""
     x0, y = next_batch(run, images, conditions)
-    value = optimizer_step(run, diffusion_loss(run, schedule, x0, y, device))
+    draws = draw_noise(run, schedule, x0, y)
+    value = optimizer_step(run, lambda rows: diffusion_loss(run, schedule, x0[rows], y[rows], device, draws[rows]))
     run.losses.append(value)
     return value
 
@@ -141,14 +171,19 @@ def train_step(run: Run, schedule: NoiseSchedule, images: torch.Tensor, conditio
 def train(config: TrainConfig, out: Path | str, resume: bool = False, device: torch.device | str = "auto",
           command: str = "", progress: bool = True) -> Run:
     """Train a diffusion model in `train_loop`; checkpoint (state, EMA model) on the way and at the end, and write a
-    sample grid every config.sample_every_steps steps and at the end."""
-    out, device = Path(out), resolve_device(device)
+    sample grid every config.sample_every_steps steps and at the end.
+
+    Started by torchrun, every process runs this and computes its share of each batch
+    (`minidiff.training.distributed`); the main process alone writes."""
     check_flow_run(config)
+    out, processes = Path(out), start(device)
+    device = processes.device
     if not resume and (out / "train_state.json").exists():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    images, conditions = load_images(config, cache_dir=out)
+    with main_first(processes):  # the main process encodes and caches latents once, the others read them
+        images, conditions = load_images(config, cache_dir=out)
     schedule = config.diffusion.noise_schedule()
-    run = resume_run(out, config, device, command) if resume else new_run(config, device, command)
+    run = resume_run(out, config, device, command, processes) if resume else new_run(config, device, command, processes)
     if not resume and config.encoder is not None and config.encoder.kind == "clip":
         copy_clip_text_tower(run)
 
@@ -160,7 +195,9 @@ def train(config: TrainConfig, out: Path | str, resume: bool = False, device: to
             write_sample_grid(run, schedule, out, device)
 
     train_loop(run, out, take_step, lambda run: save_run(run, out, device), sample_now_and_then, progress)
-    write_sample_grid(run, schedule, out, device)
+    if processes.is_main:
+        write_sample_grid(run, schedule, out, device)
+    wait_for_main(processes)
     return run
 
 
@@ -214,7 +251,7 @@ def write_sample_grid(run: Run, schedule: NoiseSchedule, out: Path, device: torc
                     device=device)
         columns = 6
     else:
-        num_classes = config.unet.num_classes
+        num_classes = config.network.num_classes
         n = 2 * num_classes if num_classes is not None else 16
         class_labels = torch.arange(n, device=device) % num_classes if num_classes is not None else None
         x0 = sample(grid_sampler(config), model_denoiser(run.ema, class_labels=class_labels),

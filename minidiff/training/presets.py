@@ -1,10 +1,10 @@
-"""The named training presets. PRESETS, for diffusion models (`python -m minidiff train --config NAME`): "mnist"
-(the shipped class-conditional MNIST-5k model), its rectified-flow twin "mnist_flow", "tiny" and "tiny_flow"
-(seconds-long runs for tests), "shapes_latent" (latent
-diffusion on the Shapes dataset, conditioned on its attributes), its pixel-space twin "shapes_pixel", "shapes_text"
-(text to image), "tiny_latent", and "emoji_text" (text to emoji on a frozen CLIP's text tower) with its test-sized
-"tiny_emoji_text". AUTOENCODER_PRESETS, for the autoencoder (`python -m minidiff train-vae --preset NAME`): "shapes"
-(the shipped shapes_vae), "emoji" (emoji_vae) and "tiny". The CLIPs' presets are minidiff.training.clip's.
+"""The named training presets. PRESETS, for diffusion models (`python -m minidiff train --config NAME`): "mnist" (the
+shipped class-conditional MNIST-5k model), its rectified-flow twin "mnist_flow", "tiny" and "tiny_flow" (seconds-long
+runs for tests), "shapes_latent" (latent diffusion on the Shapes dataset, conditioned on its attributes), its
+pixel-space twin "shapes_pixel", "shapes_text" (text to image), its diffusion-transformer twin "shapes_text_dit",
+"tiny_latent" and "tiny_dit", and "emoji_text" (text to emoji on a frozen CLIP's text tower) with its test-sized
+"tiny_emoji_text". AUTOENCODER_PRESETS, for the autoencoder (`python -m minidiff train-vae --preset NAME`):
+"shapes" (the shipped shapes_vae), "emoji" (emoji_vae) and "tiny". The CLIPs' presets are minidiff.training.clip's.
 """
 
 from minidiff.diffusion.config import DiffusionConfig
@@ -13,6 +13,7 @@ from minidiff.nets.autoencoder import AutoencoderConfig
 from minidiff.nets.bpe import emoji_tokenizer
 from minidiff.nets.clip import CLIPConfig
 from minidiff.nets.conditioning import EncoderConfig
+from minidiff.nets.dit import DiTConfig
 from minidiff.nets.text import MAX_LENGTH
 from minidiff.nets.unet import UNetConfig
 from minidiff.training.config import TrainConfig, VAETrainConfig
@@ -101,6 +102,24 @@ def tiny_latent_config() -> TrainConfig:
                        checkpoint_every_minutes=None, sample_every_steps=None, sample_grid_steps=10)
 
 
+def shapes_text_dit_config() -> TrainConfig:
+    """shapes_text with a diffusion transformer (minidiff.nets.dit) in the U-Net's place: the same latents, captions,
+    text encoder, v-prediction, batches and steps. Patches of 2 x 2 latent cells make 16 tokens of width 128; six
+    blocks of 4-head attention, each reading the caption through cross-attention."""
+    config = shapes_text_config()
+    config.unet = None
+    config.dit = DiTConfig(in_channels=4, patch_size=2, dim=128, depth=6, heads=4, context_dim=64)
+    return config
+
+
+def tiny_dit_config() -> TrainConfig:
+    """tiny_latent with a two-block, 16-wide DiT, for tests (needs the shipped VAE, or a test's own)."""
+    config = tiny_latent_config()
+    config.unet = None
+    config.dit = DiTConfig(in_channels=4, patch_size=2, dim=16, depth=2, heads=2, context_dim=16)
+    return config
+
+
 def shapes_vae_config() -> VAETrainConfig:
     """The shipped shapes_vae: 32 x 32 x 3 Shapes to 8 x 8 x 4 latents, 25 minutes on the CPU."""
     return VAETrainConfig()
@@ -167,6 +186,8 @@ def emoji_vae_config() -> VAETrainConfig:
 
 PRESETS = {"mnist": mnist_config, "mnist_flow": mnist_flow_config, "tiny": tiny_config, "tiny_flow": tiny_flow_config,
            "shapes_latent": shapes_latent_config, "shapes_pixel": shapes_pixel_config,
-           "shapes_text": shapes_text_config, "tiny_latent": tiny_latent_config, "emoji_text": emoji_text_config,
+           "shapes_text": shapes_text_config, "tiny_latent": tiny_latent_config,
+           "shapes_text_dit": shapes_text_dit_config, "tiny_dit": tiny_dit_config, "emoji_text": emoji_text_config,
            "tiny_emoji_text": tiny_emoji_text_config}
+# train-vae --preset
 AUTOENCODER_PRESETS = {"shapes": shapes_vae_config, "emoji": emoji_vae_config, "tiny": tiny_vae_config}

@@ -11,12 +11,17 @@ samples/step_NNNNNN.png; an autoencoder run writes autoencoder.json + .safetenso
 
 The loop (`train_loop`) and the update (`optimizer_step`: learning-rate schedule, clipped gradient, AdamW, EMA) are
 the same for every model; each model brings its own step: `minidiff.training.loop.train_step` for diffusion,
-`minidiff.training.vae.vae_step` for the autoencoder.
+`minidiff.training.vae.vae_step` for the autoencoder. How the update is computed is here too, once for every model:
+on one process or several (`minidiff.training.distributed`: each process computes its rows of the batch, in
+config.accumulate micro-batches, and DistributedDataParallel averages the gradients), in float32 or mixed precision
+(config.precision: the forward pass under bf16 or fp16 autocast; fp16 scales the loss with a GradScaler so that small
+gradients do not underflow, Micikevicius et al. 2018), with channels-last weights and torch.compile when asked.
 
 Papers: Loshchilov & Hutter 2019 (AdamW) and 2017 (cosine decay); Goyal et al. 2017 (linear warm-up); Ho et al. 2020,
 appendix B (an EMA of the weights for sampling).
 """
 
+import contextlib
 import copy
 import math
 import time
@@ -35,10 +40,10 @@ from minidiff.files.training_state import (
     restore_rng_states,
     save_training_state,
 )
-from minidiff.models import CheckpointInfo, latent_data_info, save_checkpoint
-from minidiff.nets.conditioning import ConditionedUNet
-from minidiff.nets.unet import UNet
+from minidiff.models import CheckpointInfo, backbone_of, build_network, latent_data_info, save_checkpoint
 from minidiff.training.config import LATENT_DATASETS, LoopConfig, TrainConfig
+from minidiff.training.distributed import Processes, main_decides, mean_over_processes, micro_batches, no_sync, wrap
+from minidiff.training.dropout import ImageGenerators, use_per_image_dropout
 
 
 @dataclass
@@ -55,15 +60,36 @@ class Run:
     losses: list[float] = field(default_factory=list)  # one per step
     minutes: float = 0.0  # training time so far, all sessions (brought up to date at every checkpoint)
     command: str = ""  # every command that worked on this run, one per line
+    # how the steps are computed (not saved: rebuilt from the config and the environment)
+    processes: Processes = field(default_factory=Processes)  # this process among the run's (torchrun)
+    forward_model: nn.Module | None = None  # what a step calls: the model, wrapped (DDP, torch.compile) as configured
+    scaler: torch.amp.GradScaler | None = None  # scales fp16 losses; a no-op in other precisions
+    image_generators: ImageGenerators = field(default_factory=ImageGenerators)  # dropout's, per image
 
 
-def start_run(config: LoopConfig, model: nn.Module, device: torch.device, command: str, keep_ema: bool) -> Run:
+def start_run(config: LoopConfig, model: nn.Module, device: torch.device, command: str, keep_ema: bool,
+              processes: Processes | None = None, forward: nn.Module | None = None) -> Run:
     """A new run of `model` (built by the caller right after torch.manual_seed(config.seed)): AdamW, an EMA copy if
-    keep_ema, and the generator of the run's random draws, seeded with config.seed."""
+    keep_ema, and the generator of the run's random draws, seeded with config.seed.
+
+    processes: this process among the run's (`minidiff.training.distributed.start`); None: a run of one process.
+    forward: the module a step calls, if not the model itself (the autoencoder's, with its loss); it is wrapped for
+    several processes and compiled as the config says, and its dropout draws a mask per image.
+    """
+    device = torch.device(device)
+    processes = Processes(device=device) if processes is None else processes
     model = model.to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False) if keep_ema else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    return Run(config, model, ema, optimizer, torch.Generator().manual_seed(config.seed), command=command)
+    run = Run(config, model, ema, optimizer, torch.Generator().manual_seed(config.seed), command=command,
+              processes=processes, scaler=torch.amp.GradScaler(device.type, enabled=config.precision == "fp16"))
+    use_per_image_dropout(model, run.image_generators)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)  # 4-D weights in NHWC order; convolutions then run in it
+    run.forward_model = wrap(model if forward is None else forward, processes)
+    if config.compile:
+        run.forward_model = torch.compile(run.forward_model)
+    return run
 
 
 def saved_training_state(out: Path) -> TrainingState:
@@ -85,6 +111,8 @@ def restore_run(run: Run, state: TrainingState, out: Path) -> Run:
     if run.ema is not None:
         run.ema.load_state_dict(state.ema)
     run.optimizer.load_state_dict(state.optimizer)
+    if state.grad_scaler and run.scaler.is_enabled():  # the fp16 loss scale, as it was
+        run.scaler.load_state_dict(state.grad_scaler)
     run.generator.set_state(state.data_generator)
     run.order, run.step, run.losses = state.data_order, state.step, state.loss_history
     run.minutes, run.command = state.training_minutes, f"{state.command}\n{run.command}"
@@ -95,27 +123,37 @@ def restore_run(run: Run, state: TrainingState, out: Path) -> Run:
 def save_state(run: Run, out: Path) -> None:
     """Write the run's training state, atomically: all that --resume needs."""
     rng_tensors, rng_rest = capture_rng_states()
+    optimizer = run.optimizer.state_dict()
+    optimizer["state"] = {index: contiguous(state) for index, state in optimizer["state"].items()}
     save_training_state(out / "train_state", TrainingState(
-        step=run.step, model=run.model.state_dict(), ema={} if run.ema is None else run.ema.state_dict(),
-        optimizer=run.optimizer.state_dict(), rng_tensors=rng_tensors, rng_rest=rng_rest,
+        step=run.step, model=contiguous(run.model.state_dict()), ema={} if run.ema is None else run.ema.state_dict(),
+        optimizer=optimizer, rng_tensors=rng_tensors, rng_rest=rng_rest,
         data_generator=run.generator.get_state(), data_order=run.order, loss_history=run.losses,
-        training_minutes=run.minutes, config=run.config.to_dict(), command=run.command))
+        training_minutes=run.minutes, config=run.config.to_dict(), command=run.command,
+        grad_scaler=run.scaler.state_dict()))
+
+
+def contiguous(tensors: dict) -> dict:
+    """The tensors of a state dict in the standard memory order (channels-last weights are not), as safetensors
+    stores them."""
+    return {name: value.contiguous() if torch.is_tensor(value) else value for name, value in tensors.items()}
 
 
 # ------------------------------------------------------------------ a diffusion model's run
 
 
-def new_run(config: TrainConfig, device: torch.device, command: str) -> Run:
-    """A new diffusion run: fresh weights (a U-Net, with its token encoder when conditioned on tokens), an EMA of
-    them, AdamW and the generator, all from config.seed."""
-    torch.manual_seed(config.seed)  # the weights' initialisation and, later, dropout
-    model = UNet(config.unet) if config.encoder is None else ConditionedUNet(config.unet, config.encoder)
-    return start_run(config, model, device, command, keep_ema=True)
+def new_run(config: TrainConfig, device: torch.device, command: str, processes: Processes | None = None) -> Run:
+    """A new diffusion run: fresh weights (a U-Net or a DiT, with its token encoder when conditioned on tokens), an
+    EMA of them, AdamW and the generator, all from config.seed."""
+    torch.manual_seed(config.seed)  # the weights' initialisation
+    model = build_network(config.network, config.encoder)
+    return start_run(config, model, device, command, keep_ema=True, processes=processes)
 
 
-def resume_run(out: Path, config: TrainConfig, device: torch.device, command: str) -> Run:
+def resume_run(out: Path, config: TrainConfig, device: torch.device, command: str,
+               processes: Processes | None = None) -> Run:
     """The diffusion run saved in `out`, exactly as it was at its last checkpoint, to continue under `config`."""
-    return restore_run(new_run(config, device, command), saved_training_state(out), out)
+    return restore_run(new_run(config, device, command, processes), saved_training_state(out), out)
 
 
 def save_run(run: Run, out: Path, device: torch.device) -> None:
@@ -126,10 +164,11 @@ def save_run(run: Run, out: Path, device: torch.device) -> None:
     if config.data in LATENT_DATASETS:
         data.update(latent_data_info(config.autoencoder))
     encoder = None if config.encoder is None else config.encoder.to_dict()
-    info = CheckpointInfo(model=config.unet.to_dict(), diffusion=config.diffusion.to_dict(), data=data,
+    info = CheckpointInfo(model=config.network.to_dict(), diffusion=config.diffusion.to_dict(), data=data,
                           command=run.command, seed=config.seed, device=str(device),
-                          training_minutes=round(run.minutes, 2), step=run.step, encoder=encoder)
-    save_checkpoint(out / "model", run.ema.state_dict(), info)
+                          training_minutes=round(run.minutes, 2), step=run.step, encoder=encoder,
+                          backbone=backbone_of(config.network))
+    save_checkpoint(out / "model", contiguous(run.ema.state_dict()), info)
 
 
 # ------------------------------------------------------------------ the one loop, for every model
@@ -166,18 +205,48 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
             ema_buffer.copy_(buffer)
 
 
-def optimizer_step(run: Run, loss: torch.Tensor) -> float:
-    """One update from a batch's loss, for any model: learning rate, gradient (clipped), AdamW, the EMA if the run
-    keeps one. Returns the loss; a loss that is not finite stops training (FloatingPointError) before any update."""
-    value = loss.item()
-    if not math.isfinite(value):
-        raise FloatingPointError(f"the loss is {value} at step {run.step}")
+def autocast(config: LoopConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """The forward pass in config.precision: bf16 or fp16 autocast on `device` (matrix products and convolutions in
+    16 bits, reductions and the loss in float32), or plain float32."""
+    if config.precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if config.precision == "bf16" else torch.float16)
+
+
+def backward_batch(run: Run, loss_of: Callable[[slice], torch.Tensor]) -> float:
+    """Backpropagate this process's rows of the batch, micro-batch by micro-batch, and return the batch's loss.
+
+    loss_of(rows): the mean loss of the batch's rows `rows`. Each micro-batch's loss is divided by their number, so
+    the gradients add up to the gradient of the mean over this process's rows; DistributedDataParallel averages
+    that over the processes during the last backward pass. Returns the mean loss over the whole batch.
+    """
+    parts = micro_batches(run.config.batch_size, run.processes, run.config.accumulate)
+    total = 0.0
+    for k, rows in enumerate(parts):
+        positions = range(rows.start, rows.stop)  # the images' places in the batch: their dropout masks follow them
+        with (no_sync(run.forward_model, skip=k < len(parts) - 1),
+              run.image_generators.images(run.config.seed, run.step, positions, run.processes.device)):
+            with autocast(run.config, run.processes.device):
+                loss = loss_of(rows) / len(parts)
+            run.scaler.scale(loss).backward()
+        total += loss.item()
+    return mean_over_processes(total, run.processes)
+
+
+def optimizer_step(run: Run, loss_of: Callable[[slice], torch.Tensor]) -> float:
+    """One update from a batch, for any model: learning rate, gradient (`backward_batch`; clipped), AdamW, the EMA
+    if the run keeps one. loss_of(rows) is the mean loss of the batch's rows `rows` (`slice(None)`: all of them).
+    Returns the batch's loss; a loss that is not finite stops training (FloatingPointError) before any update."""
     for group in run.optimizer.param_groups:
         group["lr"] = learning_rate(run.config, run.step)
     run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    value = backward_batch(run, loss_of)
+    if not math.isfinite(value):
+        raise FloatingPointError(f"the loss is {value} at step {run.step}")
+    run.scaler.unscale_(run.optimizer)  # clip the true gradient, not the scaled one (fp16)
     torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
-    run.optimizer.step()
+    run.scaler.step(run.optimizer)  # skipped (fp16) if the scaled gradient overflowed; the scale is then lowered
+    run.scaler.update()
     if run.ema is not None:
         update_ema(run.ema, run.model, ema_decay(run.config, run.step))
     run.step += 1
@@ -190,8 +259,10 @@ def train_loop(run: Run, out: Path, take_step: Callable[[Run], dict[str, str]], 
 
     take_step(run) takes one optimizer step and returns what the progress bar shows; save(run) writes a checkpoint,
     whenever one is due (config.checkpoint_due) and at the end, with run.minutes brought up to date first;
-    after_step(run), if given, runs after every step (e.g. a sample grid now and then).
+    after_step(run), if given, runs after every step (e.g. a sample grid now and then). On several processes, only
+    the main one saves, runs after_step and shows progress, and its clock decides when the run is over.
     """
+    main = run.processes.is_main
     config, start = run.config, time.monotonic()
     earlier_minutes, first_step, saved_at = run.minutes, run.step, start
 
@@ -199,16 +270,16 @@ def train_loop(run: Run, out: Path, take_step: Callable[[Run], dict[str, str]], 
         """Training time of all sessions together."""
         return earlier_minutes + (time.monotonic() - start) / 60
 
-    bar = tqdm(total=config.steps, initial=run.step, disable=not progress, unit="step", desc=str(out))
+    bar = tqdm(total=config.steps, initial=run.step, disable=not (progress and main), unit="step", desc=str(out))
     try:
-        while not config.finished(run.step, minutes()):
+        while not main_decides(config.finished(run.step, minutes()), run.processes):
             shown = take_step(run)
             images_per_second = (run.step - first_step) * config.batch_size / max(time.monotonic() - start, 1e-9)
             bar.update(1)
             bar.set_postfix(**shown, images_per_s=f"{images_per_second:.0f}")
-            if after_step is not None:
+            if after_step is not None and main:
                 after_step(run)
-            if config.checkpoint_due(run.step, (time.monotonic() - saved_at) / 60):
+            if main and config.checkpoint_due(run.step, (time.monotonic() - saved_at) / 60):
                 run.minutes = minutes()
                 save(run)
                 saved_at = time.monotonic()
@@ -218,5 +289,6 @@ def train_loop(run: Run, out: Path, take_step: Callable[[Run], dict[str, str]], 
     finally:
         bar.close()
     run.minutes = minutes()
-    save(run)
+    if main:
+        save(run)
     return run

@@ -16,15 +16,16 @@ import math
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from minidiff.data.emoji import emoji
 from minidiff.data.pixels import to_model
 from minidiff.data.shapes import shapes
-from minidiff.files.device import resolve_device
 from minidiff.measure.shape_checker import adherence, read_attributes
 from minidiff.models import AutoencoderInfo, save_autoencoder
 from minidiff.nets.autoencoder import Autoencoder, estimate_scale_factor, psnr, vae_loss
 from minidiff.training.config import VAETrainConfig
+from minidiff.training.distributed import Processes, mean_over_processes, start, wait_for_main
 from minidiff.training.run import (
     Run,
     optimizer_step,
@@ -36,21 +37,48 @@ from minidiff.training.run import (
 )
 
 
-def new_autoencoder_run(config: VAETrainConfig, device: torch.device, command: str) -> Run:
+class AutoencoderLoss(nn.Module):
+    """The autoencoder with its loss, the module a training step calls: DistributedDataParallel wraps the module
+    whose forward pass it follows, and `vae_loss` needs the autoencoder's config besides its outputs."""
+
+    def __init__(self, autoencoder: Autoencoder):
+        super().__init__()
+        self.autoencoder = autoencoder
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        return vae_loss(self.autoencoder, x, noise=noise)
+
+
+def new_autoencoder_run(config: VAETrainConfig, device: torch.device, command: str,
+                        processes: Processes | None = None) -> Run:
     """Fresh autoencoder weights from config.seed, AdamW and the batch generator; no EMA."""
     torch.manual_seed(config.seed)
-    return start_run(config, Autoencoder(config.autoencoder), device, command, keep_ema=False)
+    model = Autoencoder(config.autoencoder)
+    return start_run(config, model, device, command, keep_ema=False, processes=processes, forward=AutoencoderLoss(model))
 
 
 def vae_step(run: Run, images: torch.Tensor, device: torch.device) -> dict[str, str]:
     """One optimizer step of the autoencoder on a batch drawn at random from `images`; records the reconstruction
-    error, and returns the loss, the KL and the reconstruction's PSNR for the progress bar."""
+    error, and returns the loss, the KL and the reconstruction's PSNR for the progress bar.
+
+    The batch and the latents' noise (the reparameterisation's eps) are drawn for the whole batch on every process,
+    from the run's generator; each process computes its rows (`minidiff.training.run.optimizer_step`)."""
+    config = run.config.autoencoder
+    size = images.shape[-1] // config.downsampling
     index = torch.randint(0, len(images), (run.config.batch_size,), generator=run.generator)
-    loss, parts = vae_loss(run.model, images[index.to(device)], generator=None)
-    optimizer_step(run, loss)
-    run.losses.append(parts["reconstruction"])
-    reconstruction_psnr = 10 * math.log10(4 / max(parts["reconstruction"], 1e-12))  # images span [-1, 1]: peak 2
-    return {"loss": f"{parts['loss']:.5f}", "kl": f"{parts['kl']:.0f}", "psnr": f"{reconstruction_psnr:.1f}"}
+    noise = torch.randn((run.config.batch_size, config.latent_channels, size, size), generator=run.generator)
+    parts = []  # each micro-batch's loss, KL and reconstruction error
+
+    def loss_of(rows: slice) -> torch.Tensor:
+        loss, numbers = run.forward_model(images[index[rows].to(device)], noise[rows].to(device))
+        parts.append(numbers)
+        return loss
+
+    optimizer_step(run, loss_of)
+    shown = {name: mean_over_processes(sum(p[name] for p in parts) / len(parts), run.processes) for name in parts[0]}
+    run.losses.append(shown["reconstruction"])
+    reconstruction_psnr = 10 * math.log10(4 / max(shown["reconstruction"], 1e-12))  # images span [-1, 1]: peak 2
+    return {"loss": f"{shown['loss']:.5f}", "kl": f"{shown['kl']:.0f}", "psnr": f"{reconstruction_psnr:.1f}"}
 
 
 def reconstruct(model: Autoencoder, images: torch.Tensor) -> torch.Tensor:
@@ -85,7 +113,7 @@ def heldout_images(config: VAETrainConfig) -> dict[str, torch.Tensor]:
     return {"heldout": to_model(shapes(config.eval_images, "heldout", config.seed)[0])}
 
 
-def finish(out: Path, run: Run, train_images: torch.Tensor, device: torch.device) -> AutoencoderInfo:
+def write_autoencoder(out: Path, run: Run, train_images: torch.Tensor, device: torch.device) -> AutoencoderInfo:
     """Estimate the scale factor, measure PSNR (train and held-out) and, on Shapes, kept attributes; write the
     checkpoint. On emoji, psnr_heldout_db is the test images' (psnr_heldout_tone_db, psnr_heldout_style_db beside)."""
     model, config = run.model, run.config
@@ -110,15 +138,21 @@ def finish(out: Path, run: Run, train_images: torch.Tensor, device: torch.device
 
 
 def train_vae(config: VAETrainConfig, out: Path | str, resume: bool = False, device: str = "auto",
-              command: str = "", progress: bool = True) -> AutoencoderInfo:
-    """Train until config.steps or config.minutes (earlier sessions included), then write the checkpoint."""
-    out, device = Path(out), resolve_device(device)
+              command: str = "", progress: bool = True) -> AutoencoderInfo | None:
+    """Train until config.steps or config.minutes (earlier sessions included), then write the checkpoint.
+
+    Started by torchrun, every process trains its share of each batch (`minidiff.training.distributed`); the main
+    process alone measures and writes the checkpoint (the others return None)."""
+    out, processes = Path(out), start(device)
+    device = processes.device
     if not resume and (out / "train_state.json").exists():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     images = training_images(config).to(device)  # (N, 3, 32, 32)
-    run = new_autoencoder_run(config, device, command)
+    run = new_autoencoder_run(config, device, command, processes)
     if resume:
         restore_run(run, saved_training_state(out), out)
     train_loop(run, out, lambda run: vae_step(run, images, device), lambda run: save_state(run, out),
                progress=progress)
-    return finish(out, run, images, device)
+    info = write_autoencoder(out, run, images, device) if processes.is_main else None
+    wait_for_main(processes)
+    return info

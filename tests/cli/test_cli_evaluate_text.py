@@ -25,7 +25,7 @@ def test_evaluate_text_measures_both_prompt_sets_and_records_them(tiny_text_mode
 
 
 def test_evaluate_text_answers_a_class_model_and_a_missing_one_with_a_message():
-    with pytest.raises(SystemExit, match="minidiff evaluate-text: this is a class-conditional model"):
+    with pytest.raises(SystemExit, match="minidiff evaluate-text: .* is a class model, not a text model"):
         main(["evaluate-text", "--model", "mnist", "--n", "2", "--heldout-n", "2"])
     with pytest.raises(SystemExit, match="no checkpoint named 'nowhere'.*MINIDIFF_DATA"):
         main(["evaluate-text", "--model", "nowhere", "--n", "2", "--heldout-n", "2"])

@@ -48,8 +48,8 @@ def test_sample_command_is_reproducible_and_labels_cycle_by_default(tiny_run, tm
 @pytest.mark.parametrize("arguments, message", [
     (["--model", "no_such_model"], "no checkpoint named 'no_such_model'"),
     (["--label", "12"], r"label 12 is outside 0 \.\.\. 9"),
-    (["--steps", "1000"], "steps must lie in 1"),
-    (["--n", "0"], "--n must be at least 1"),
+    (["--steps", "1000"], "steps must be a whole number in 1"),
+    (["--n", "0"], "--n must be a whole number >= 1"),
 ])
 def test_sample_command_errors_say_what_is_wrong(tiny_run, tmp_path, arguments, message):
     argv = ["sample", "--model", str(tiny_run), "--out", str(tmp_path), "--device", "cpu", *arguments]
@@ -83,9 +83,9 @@ def test_sample_command_runs_every_sampler_and_records_its_settings(tiny_run, tm
 
 @pytest.mark.parametrize("arguments, message", [
     (["--sampler", "dpm++", "--eta", "0.5"], "--eta is DDIM's"),
-    (["--sampler", "ddim", "--eta", "2"], "eta must lie in 0 ... 1"),
+    (["--sampler", "ddim", "--eta", "2"], r"eta must be a number in \[0.0, 1.0\]"),
     (["--guidance-rescale", "0.7"], "--guidance-rescale needs --guidance"),
-    (["--guidance", "3", "--guidance-rescale", "1.5"], "rescale is a mixing weight"),
+    (["--guidance", "3", "--guidance-rescale", "1.5"], r"rescale must be a number in \[0.0, 1.0\]"),
 ])
 def test_sample_command_option_errors_say_what_to_do(tiny_run, tmp_path, arguments, message):
     with pytest.raises(SystemExit, match=message):
@@ -128,7 +128,7 @@ def test_cli_img2img_and_inpainting(tiny_text_model, tmp_path):
           str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"), "--steps", "4", "--out", str(tmp_path / "b")])
     meta = json.loads((tmp_path / "b" / "meta.json").read_text())
     assert meta["strength"] == 1.0 and meta["start_timestep"] == 99
-    with pytest.raises(SystemExit, match="strength must lie in"):
+    with pytest.raises(SystemExit, match="strength must be a number in"):
         main(["sample", "--model", str(tiny_text_model), "--prompt", "a blue circle", "--init-image",
               str(tmp_path / "in.png"), "--strength", "2", "--out", str(tmp_path / "c")])
     with pytest.raises(SystemExit, match="give it with --init-image"):
@@ -136,3 +136,72 @@ def test_cli_img2img_and_inpainting(tiny_text_model, tmp_path):
               "--out", str(tmp_path / "d")])
     with pytest.raises(SystemExit, match="goes with --prompt"):
         main(["sample", "--model", "mnist", "--init-image", str(tmp_path / "in.png"), "--out", str(tmp_path / "e")])
+
+
+# ------------------------------------------------------------------ a rectified-flow model
+
+
+@pytest.fixture(scope="module")
+def tiny_flow_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny_flow"
+    main(["train", "--config", "tiny_flow", "--out", str(out), "--steps", "4", "--device", "cpu", "--quiet"])
+    return out
+
+
+@pytest.mark.parametrize("sampler, options, nfe, frames", [
+    (None, [], 4, 1 + 4),  # flow_euler by default
+    ("flow_midpoint", ["--guidance", "2"], 2 * 4, 1 + 2 * 4),  # every visit of the loop: midpoints and ends
+    ("flow_heun", ["--guidance", "3", "--guidance-rescale", "0.5", "--label", "3"], 2 * 4 - 1, 1 + 4),
+])
+def test_a_flow_model_samples_with_the_flow_samplers(tiny_flow_run, tmp_path, sampler, options, nfe, frames):
+    out = tmp_path / str(sampler)
+    chosen = [] if sampler is None else ["--sampler", sampler]
+    main(["sample", "--model", str(tiny_flow_run), "--n", "3", "--steps", "4", *chosen, *options,
+          "--out", str(out), "--device", "cpu"])
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["sampler"] == (sampler or "flow_euler") and meta["steps"] == 4 and meta["nfe"] == nfe
+    assert meta["spacing"] is None and meta["variance"] is None
+    assert meta["guidance"] == (float(options[1]) if "--guidance" in options else None)
+    with Image.open(out / "000.png") as image:
+        assert image.size == (28, 28)
+    with Image.open(out / "denoise.gif") as gif:
+        assert gif.n_frames == frames
+
+
+def test_a_flow_sample_is_the_flow_sampler_of_the_package(tiny_flow_run, tmp_path):
+    """The command draws exactly what minidiff.diffusion.samplers draws from the same checkpoint and seed."""
+    import numpy as np
+    import torch
+
+    from minidiff.data.pixels import from_model
+    from minidiff.diffusion.guidance import guided_denoiser
+    from minidiff.diffusion.samplers import sample
+    from minidiff.models import load_model
+
+    main(["sample", "--model", str(tiny_flow_run), "--n", "2", "--steps", "3", "--sampler", "flow_heun",
+          "--guidance", "2", "--label", "5", "--seed", "4", "--out", str(tmp_path), "--device", "cpu"])
+    model, _ = load_model(tiny_flow_run)
+    labels = torch.full((2,), 5)
+    with torch.inference_mode():
+        x0 = sample("flow_heun", guided_denoiser(model, 2.0, class_labels=labels), (2, 1, 28, 28), None, "flow",
+                    steps=3, clip_x0=True, generator=torch.Generator().manual_seed(4))
+    expected = from_model(x0)
+    with Image.open(tmp_path / "001.png") as image:
+        assert np.array_equal(np.asarray(image), expected[1, :, :, 0])
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--sampler", "ddpm"], "rectified-flow model .* --sampler flow_euler / flow_heun / flow_midpoint, not ddpm"),
+    (["--spacing", "trailing"], "--spacing and --eta are for the VP samplers"),
+    (["--steps", "0"], "steps must be a whole number >= 1"),
+])
+def test_a_flow_model_refuses_what_it_cannot_do(tiny_flow_run, tmp_path, arguments, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["sample", "--model", str(tiny_flow_run), "--n", "1", "--out", str(tmp_path), "--device", "cpu",
+              *arguments])
+
+
+def test_a_vp_model_refuses_the_flow_samplers(tiny_run, tmp_path):
+    with pytest.raises(SystemExit, match="--sampler flow_euler draws from rectified-flow models"):
+        main(["sample", "--model", str(tiny_run), "--n", "1", "--steps", "2", "--sampler", "flow_euler",
+              "--out", str(tmp_path), "--device", "cpu"])

@@ -17,3 +17,15 @@ def test_train_command_runs_and_resumes_from_the_command_line(tmp_path):
         f"python -m minidiff train --out {out} --resume --steps 5 --device cpu"]
     with pytest.raises(SystemExit, match="already holds a run"):
         main(["train", "--config", "tiny", "--out", out, "--steps", "3", "--device", "cpu", "--quiet"])
+
+
+def test_a_dit_run_trains_and_resumes_exactly_from_the_command_line(tmp_path):
+    """The tiny_dit preset (a DiT on the shipped autoencoder's latents): the config read back from train_state.json
+    on --resume holds the DiT, and the resumed run has exactly the losses of an uninterrupted one."""
+    split, whole = str(tmp_path / "split"), str(tmp_path / "whole")
+    main(["train", "--config", "tiny_dit", "--out", split, "--steps", "2", "--device", "cpu", "--quiet"])
+    main(["train", "--out", split, "--steps", "4", "--resume", "--device", "cpu", "--quiet"])
+    main(["train", "--config", "tiny_dit", "--out", whole, "--steps", "4", "--device", "cpu", "--quiet"])
+    resumed, uninterrupted = (load_training_state(tmp_path / name / "train_state") for name in ("split", "whole"))
+    assert resumed.config["unet"] is None and resumed.config["dit"]["dim"] == 16
+    assert resumed.step == 4 and resumed.loss_history == uninterrupted.loss_history

@@ -21,9 +21,11 @@ def test_round_trip_through_json_and_the_schedule_it_builds():
     (dict(prediction="noise"), "unknown prediction"),
     (dict(T=0), "whole number >= 1"),
     (dict(T=2.5), "whole number >= 1"),
+    (dict(zero_terminal_snr=True), "zero_terminal_snr needs prediction 'v' or 'x0'"),
+    (dict(zero_terminal_snr=True, prediction="eps"), "an eps prediction cannot recover x0"),
 ])
 def test_bad_settings_raise_a_clear_error(bad, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         DiffusionConfig(**bad)
     with pytest.raises(ValueError, match="unknown DiffusionConfig fields"):
         DiffusionConfig.from_dict({"schedul": "cosine"})

@@ -119,7 +119,7 @@ def test_inpainting_keeps_the_kept_region_exactly(sampler):
 
 def test_bad_strengths_and_masks_are_refused():
     x0 = torch.zeros(SHAPE)
-    with pytest.raises(ValueError, match=r"strength must lie in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"strength must be a number in \[0.0, 1.0\]"):
         Edit(x0, strength=1.5)
     with pytest.raises(ValueError, match="the mask must be"):
         Edit(x0, mask=torch.ones(1, 1, 4, 4))

@@ -304,7 +304,7 @@ def test_posterior_agrees_with_the_marginals(schedule, shape, seed):
 def test_gather_reports_bad_t():
     schedule = make_schedule("cosine", 10)
     x = torch.zeros(3, 1, 2, 2)
-    with pytest.raises(IndexError, match="t = 10"):
+    with pytest.raises(ValueError, match="t must be a whole number in 0 ... 9"):
         q_sample(schedule, x, 10, x)
     with pytest.raises(ValueError, match="batch of 3"):
         q_sample(schedule, x, torch.tensor([1, 2]), x)
@@ -331,16 +331,19 @@ def test_q_sample_matches_diffusers_add_noise(name, diffusers_name, zero_termina
     eps = torch.randn(1000, 3, 4, 4, generator=generator, dtype=torch.float64)
     t = torch.randperm(1000, generator=generator)
     assert torch.allclose(q_sample(schedule, x0, t, eps), reference.add_noise(x0, eps, t), rtol=0, atol=1e-6)
-    # And in float32, the dtype models train in, with diffusers' own float32 version of the same table.
+    # And in float32, the dtype models train in. Our coefficients are float64 until they meet the data, so x_t is the
+    # float64 result rounded once; diffusers computes sqrt(1 - alpha_bar) from its float32 table, off by up to ~3e-5.
     reference.alphas_cumprod = schedule.alpha_bar.float()
     ours32, theirs32 = q_sample(schedule, x0.float(), t, eps.float()), reference.add_noise(x0.float(), eps.float(), t)
     assert ours32.dtype == torch.float32
-    assert torch.allclose(ours32, theirs32, rtol=0, atol=1e-6)
+    assert torch.allclose(ours32.double(), q_sample(schedule, x0.float().double(), t, eps.float().double()),
+                          rtol=0, atol=1e-6)
+    assert torch.allclose(ours32, theirs32, rtol=0, atol=1e-4)
 
 
 def test_tensor_t_outside_the_schedule_is_rejected():
     schedule = make_schedule("cosine", 10)
     x0 = torch.zeros(2, 1, 2, 2)
     for bad in ([-1, 0], [0, 10]):
-        with pytest.raises(IndexError, match="0 ... 9"):
+        with pytest.raises(ValueError, match="0 ... 9"):
             q_sample(schedule, x0, torch.tensor(bad), torch.zeros_like(x0))

@@ -117,7 +117,7 @@ def test_guided_denoiser_errors_say_what_to_give():
     with pytest.raises(ValueError, match="pad both captions to the same number of tokens"):
         guided_denoiser(tiny_unet(context_dim=12), 3.0, context=torch.randn(3, 5, 12),
                         null_context=torch.randn(1, 4, 12))
-    with pytest.raises(ValueError, match="rescale is a mixing weight"):
+    with pytest.raises(ValueError, match=r"rescale must be a number in \[0.0, 1.0\]"):
         guided_denoiser(tiny_unet(num_classes=10), 3.0, class_labels=torch.tensor([1, 2, 3]), rescale=2.0)
 
 

@@ -2,10 +2,13 @@
 that counts network evaluations. (The evaluate command: tests/cli/test_cli_evaluate.py.)"""
 
 import numpy as np
+import pytest
 import torch
 
 from minidiff.data.digits import mnist5k
 from minidiff.data.pixels import to_model
+from minidiff.diffusion.loop import model_denoiser
+from minidiff.diffusion.samplers import sample
 from minidiff.measure.digits import balanced_labels, digit_quality, generate_digits
 from minidiff.models import load_model
 
@@ -35,3 +38,33 @@ def test_generation_is_seeded_and_counts_network_evaluations(tiny_digit_model):
     assert cost["nfe"] == 5
     _, guided_cost = generate_digits(model, info, labels, sampler="heun", steps=4, guidance=2.0, batch_size=6)
     assert guided_cost["nfe"] == 7  # Heun: two evaluations per step but the last; guidance batches cond + uncond
+
+
+def test_generation_passes_clip_x0_to_the_sampler(tiny_digit_model):
+    # The race's "without clipping" cells: the same noise as the sampler called directly with clip_x0=False.
+    model, info = load_model(tiny_digit_model)
+    labels = balanced_labels(4)
+    unclipped, _ = generate_digits(model, info, labels, sampler="ddim", steps=5, seed=3, clip_x0=False)
+    clipped, _ = generate_digits(model, info, labels, sampler="ddim", steps=5, seed=3)
+    direct = sample("ddim", model_denoiser(model, class_labels=labels), (4, 1, 28, 28), info.noise_schedule(),
+                    info.diffusion["prediction"], steps=5, clip_x0=False, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(unclipped, direct.clamp(-1, 1))
+    assert not torch.equal(unclipped, clipped)
+
+
+def test_a_flow_model_draws_digits_with_the_flow_samplers(tmp_path):
+    from minidiff.training.loop import train
+    from minidiff.training.presets import tiny_flow_config
+
+    config = tiny_flow_config()
+    config.steps = 2
+    train(config, tmp_path, device="cpu", progress=False)
+    model, info = load_model(tmp_path)
+    labels = balanced_labels(4)
+    first, cost = generate_digits(model, info, labels, sampler="flow_midpoint", steps=3, guidance=2.0, seed=1)
+    again, _ = generate_digits(model, info, labels, sampler="flow_midpoint", steps=3, guidance=2.0, seed=1)
+    assert first.shape == (4, 1, 28, 28) and torch.equal(first, again) and cost["nfe"] == 6
+    _, default_cost = generate_digits(model, info, labels, sampler="flow_euler")
+    assert default_cost["nfe"] == 50  # the flow sampler's own number of steps
+    with pytest.raises(ValueError, match="flow_euler"):
+        generate_digits(model, info, labels, sampler="ddim", steps=2)

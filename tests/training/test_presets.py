@@ -21,3 +21,16 @@ def test_shipped_checkpoints_store_the_prediction_once_and_agree_with_their_pres
     _, info = load_checkpoint(name)
     assert "prediction" not in info.model  # the network's config holds no diffusion setting
     assert info.diffusion_config() == PRESETS[name]().diffusion
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_round_trips_through_json(name):
+    config = PRESETS[name]()
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_the_dit_preset_is_shapes_text_with_another_network():
+    dit, unet = PRESETS["shapes_text_dit"]().to_dict(), PRESETS["shapes_text"]().to_dict()
+    assert dit["unet"] is None and unet["dit"] is None and dit["dit"]["context_dim"] == unet["unet"]["context_dim"]
+    assert {k: v for k, v in dit.items() if k not in ("unet", "dit")} == \
+        {k: v for k, v in unet.items() if k not in ("unet", "dit")}

@@ -33,7 +33,9 @@ def test_training_draws_every_timestep_from_0_to_T_minus_1_uniformly():
     probability 100 * 0.99^6400 ~ 1e-26), none outside, and each about 64 times."""
     config = tiny_train_config()
     schedule = make_schedule(config.diffusion.schedule, config.diffusion.T)
-    run = SimpleNamespace(config=config, generator=torch.Generator().manual_seed(0), model=TimestepRecorder())
+    recorder = TimestepRecorder()
+    run = SimpleNamespace(config=config, generator=torch.Generator().manual_seed(0), model=recorder,
+                          forward_model=recorder)
     for _ in range(100):
         diffusion_loss(run, schedule, torch.zeros(64, 1, 4, 4), torch.zeros(64, dtype=torch.long), "cpu")
     t = torch.cat(run.model.seen)
@@ -96,7 +98,7 @@ def test_the_ema_weights_follow_the_decay_schedule_step_by_step():
     expected = copy.deepcopy(model.weight.detach())
     x = torch.randn(8, 3)
     for step in range(30):
-        optimizer_step(run, model(x).pow(2).mean())
+        optimizer_step(run, lambda rows: model(x[rows]).pow(2).mean())
         decay = min(0.9, (1 + step) / (10 + step))
         # $\theta_{ema} \leftarrow \delta_k \theta_{ema} + (1 - \delta_k) \theta_{k+1}$
         expected = decay * expected + (1 - decay) * model.weight.detach()
@@ -122,7 +124,9 @@ def test_the_loss_weights_each_image_by_min_snr_gamma():
     config = tiny_train_config(min_snr_gamma=5.0)
     assert config.diffusion.prediction == "eps"
     schedule = make_schedule(config.diffusion.schedule, config.diffusion.T)
-    run = SimpleNamespace(config=config, generator=torch.Generator().manual_seed(0), model=InputRecorder())
+    recorder = InputRecorder()
+    run = SimpleNamespace(config=config, generator=torch.Generator().manual_seed(0), model=recorder,
+                          forward_model=recorder)
     loss = diffusion_loss(run, schedule, torch.zeros(64, 1, 4, 4), torch.zeros(64, dtype=torch.long), "cpu")
     (x_t, t), = run.model.calls
     alpha_bar = schedule.alpha_bar.double()[t]
