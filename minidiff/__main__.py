@@ -3,7 +3,7 @@ dispatches."""
 
 import argparse
 
-from minidiff.cli import demo, evaluate, evaluate_text, sample, train, train_clip, train_vae
+from minidiff.cli import demo, evaluate, evaluate_emoji, evaluate_text, sample, train, train_clip, train_vae
 from minidiff.files.checkpoint import CheckpointError
 
 # what a command raises for a user's mistake (a wrong path, model, setting or device, a run that diverged): shown
@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> None:
                                                help="measure a digit model: class accuracy, Fréchet distance"))
     evaluate_text.add_arguments(commands.add_parser("evaluate-text", help="measure a text-to-image model's prompt "
                                                                           "adherence with the attribute checker"))
+    evaluate_emoji.add_arguments(commands.add_parser("evaluate-emoji", help="measure a text-to-emoji model with the "
+                                                                            "evaluator CLIP"))
     args = parser.parse_args(argv)
     try:
         args.run(args)

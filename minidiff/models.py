@@ -8,7 +8,8 @@ autoencoder and scale factor), the command that trained it, seed, device, minute
 builds the network the JSON describes (a `UNet` or `DiT`, or either inside a `ConditionedUNet`) and loads its
 weights. An autoencoder checkpoint (`save_autoencoder`, `load_autoencoder`) holds the autoencoder of latent diffusion
 with its scale factor and measured PSNR; `autoencoder_for` returns the one a latent model was trained with, checked
-by its weights' sha256.
+by its weights' sha256. A CLIP checkpoint (kind "clip", written by `minidiff.training.clip`) is read by `load_clip`;
+a model conditioned on a frozen CLIP's text tower records which one (`clip_encoder_config`, `clip_text_tower`).
 
 The shipped checkpoints live in data/checkpoints/ (`mnist` -> data/checkpoints/mnist.json + .safetensors). The file
 format (safetensors beside JSON, sha256, atomic writes) is `minidiff.files.checkpoint`.
@@ -32,6 +33,7 @@ from minidiff.files.checkpoint import (
 )
 from minidiff.files.device import resolve_device
 from minidiff.nets.autoencoder import Autoencoder, AutoencoderConfig
+from minidiff.nets.clip import CLIP, CLIPConfig
 from minidiff.nets.conditioning import ConditionedUNet, EncoderConfig
 from minidiff.nets.dit import DiT, DiTConfig
 from minidiff.nets.unet import UNet, UNetConfig
@@ -185,3 +187,46 @@ def latent_data_info(autoencoder_name: str) -> dict:
     _, info = load_autoencoder(autoencoder_name)
     return {"autoencoder": str(autoencoder_name), "autoencoder_sha256": info.tensors_sha256,
             "scale_factor": info.scale_factor}
+
+
+def load_clip(name_or_path: Path | str, device: torch.device | str = "cpu") -> tuple[CLIP, dict]:
+    """A CLIP checkpoint by shipped name ("emoji_clip"), train-clip run folder or path -> the network, in eval mode,
+    and its JSON (config, tokenizer, command, metrics, tensors_sha256)."""
+    path = Path(name_or_path)
+    stem = path / "clip" if path.is_dir() else checkpoint_stem(path)  # a train-clip run folder, or a stem
+    tensors, meta = read_tensors_and_json(stem)
+    if meta.get("kind") != "clip":
+        raise ValueError(f"{stem} is not a CLIP checkpoint (kind = {meta.get('kind')!r}); train one with "
+                         "`python -m minidiff train-clip`")
+    model = CLIP(CLIPConfig.from_dict(meta["config"]))
+    model.load_state_dict(tensors)
+    return model.to(resolve_device(device)).eval(), meta
+
+
+def clip_tower_config(clip: CLIPConfig, name: str, sha256: str | None = None) -> EncoderConfig:
+    """The config of a token encoder (kind "clip") that is the text tower of a CLIP shaped `clip`, whose checkpoint
+    is `name` (and, once read, has weights of this sha256)."""
+    return EncoderConfig(kind="clip", dim=clip.text_dim, length=clip.length, layers=clip.text_layers,
+                         heads=clip.heads, vocabulary_size=clip.vocabulary_size, clip=name, clip_sha256=sha256)
+
+
+def clip_encoder_config(name_or_path: Path | str) -> EncoderConfig:
+    """The config of a token encoder that is this CLIP checkpoint's text tower (kind "clip"), its sha256 recorded."""
+    clip, meta = load_clip(name_or_path)
+    return clip_tower_config(clip.config, str(name_or_path), meta["tensors_sha256"])
+
+
+def clip_text_tower(config: EncoderConfig) -> tuple[dict[str, torch.Tensor], str]:
+    """The weights of the text tower that a kind "clip" encoder copies, and its checkpoint's sha256. An error if
+    the checkpoint's shape is not the config's, or (when the config records one) its sha256 differs."""
+    clip, meta = load_clip(config.clip)
+    expected = clip_tower_config(clip.config, config.clip)
+    shape = ("dim", "length", "layers", "heads", "vocabulary_size")
+    if any(getattr(expected, name) != getattr(config, name) for name in shape):
+        raise ValueError(f"the CLIP {config.clip!r} has a text tower of {[getattr(expected, n) for n in shape]} "
+                         f"({', '.join(shape)}), the encoder config asks for {[getattr(config, n) for n in shape]}; "
+                         "make the config with minidiff.models.clip_encoder_config")
+    if config.clip_sha256 is not None and config.clip_sha256 != meta["tensors_sha256"]:
+        raise ValueError(f"the CLIP {config.clip!r} is not the one this model was trained with (its weights' "
+                         "sha256 differs); restore that CLIP")
+    return clip.text_encoder.state_dict(), meta["tensors_sha256"]

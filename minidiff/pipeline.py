@@ -5,8 +5,10 @@ r"""Text to image, the whole system in one place: prompt -> tokens -> text encod
     result.images                                              # (4, 3, 32, 32) in [-1, 1]
 
 Every stage is a module of its own, and this file only connects them, in the order Stable Diffusion does
-(Rombach et al. 2022, fig. 3): the prompt is tokenized (`minidiff.nets.text`; a model conditioned on Shapes
-attributes reads the attributes the prompt names, `minidiff.data.shapes.caption_attributes`) and encoded once; a
+(Rombach et al. 2022, fig. 3): the prompt is tokenized as the model's encoder reads it
+(`minidiff.nets.prompts.prompt_tokens`: words for the Shapes text model, byte-pair pieces for a model on a
+frozen CLIP's text tower, the attributes the prompt names for a model conditioned on Shapes attributes) and
+encoded once; a
 latent starts as noise and is denoised by the U-Net, guided towards the prompt and away from the negative prompt
 (`token_denoiser`: classifier-free guidance, Ho & Salimans 2022, `minidiff.diffusion.guidance`), with any sampler
 (`minidiff.diffusion.samplers.sample`); the autoencoder the model was trained with (`minidiff.models.autoencoder_for`)
@@ -29,7 +31,6 @@ import torch
 from tqdm import tqdm
 
 from minidiff.data.pixels import to_model
-from minidiff.data.shapes import caption_attributes
 from minidiff.diffusion.arguments import flag, generator_or_none, whole_number
 from minidiff.diffusion.editing import Edit, check_mask, latent_mask, paste_kept
 from minidiff.diffusion.guidance import check_guidance, guided_denoiser
@@ -40,8 +41,9 @@ from minidiff.files.device import resolve_device
 from minidiff.models import CheckpointInfo, autoencoder_for, load_model
 from minidiff.nets.attention_maps import CrossAttentionRecorder
 from minidiff.nets.autoencoder import LATENT_SIZE, Autoencoder, decode_latents, encode_images
-from minidiff.nets.conditioning import ConditionedUNet, attribute_tokens, empty_tokens
-from minidiff.nets.text import UNKNOWN_WORDS, tokenize_batch
+from minidiff.nets.conditioning import ConditionedUNet, EncoderConfig, empty_tokens
+from minidiff.nets.prompts import prompt_tokens
+from minidiff.nets.text import UNKNOWN_WORDS
 
 DEFAULT_MODEL = "shapes_text"
 
@@ -164,7 +166,8 @@ class TextToImage:
     """A token-conditioned latent diffusion model with its autoencoder, ready to draw from prompts.
 
     Any model conditioned through cross-attention works: a text model (encoder kind "text") reads the prompt's words
-    through its transformer; a model conditioned on Shapes attributes (kind "attributes", chapter 09) reads the
+    through its transformer; a model on a frozen CLIP's text tower (kind "clip", the emoji model) reads its
+    byte-pair pieces; a model conditioned on Shapes attributes (kind "attributes", chapter 09) reads the
     attributes the prompt names (`minidiff.data.shapes.caption_attributes`), the others left out.
     """
 
@@ -185,11 +188,9 @@ class TextToImage:
         return cls(model, info, autoencoder, scale_factor, device)
 
     def tokens(self, prompts: list[str], unknown: str = "error") -> torch.Tensor:
-        """Prompts -> token ids (N, L) of the length the model was trained with: words for a text model, the
-        attributes they name for an attribute model."""
-        if self.info.encoder["kind"] == "attributes":
-            return attribute_tokens([caption_attributes(prompt) for prompt in prompts])
-        return tokenize_batch(prompts, unknown, max_length=self.info.encoder["length"])
+        """Prompts -> token ids (N, L) of the length the model was trained with: words for a text model, byte-pair
+        pieces for a model on a CLIP's text tower, the attributes they name for an attribute model."""
+        return prompt_tokens(prompts, EncoderConfig(**self.info.encoder), unknown)
 
     def edit(self, image: np.ndarray, strength: float, mask: torch.Tensor | np.ndarray | None, n: int, seed: int,
              jump_length: int = 10, resamplings: int = 0) -> Edit:
@@ -275,3 +276,16 @@ class TextToImage:
                 images = paste_kept(images, to_model(np.asarray(init_image)[None]), pixel_mask(mask))  # kept: the input
             result.images, result.seconds = images.cpu(), time.perf_counter() - start
         return result
+
+
+@torch.inference_mode()
+def draw(pipe: TextToImage, captions: list[str], sampler: str = "dpm++", steps: int = 20, guidance: float = 3.0,
+         seed: int = 0, batch_size: int = 100) -> torch.Tensor:
+    """One image per caption (N, 3, 32, 32); batches seeded seed, seed + 1, ...: the same call, the same images.
+    What the measuring tools draw with (`minidiff.measure.adherence`, `minidiff.measure.emoji_report`)."""
+    images = []
+    for index, start in enumerate(range(0, len(captions), batch_size)):
+        generator = torch.Generator().manual_seed(seed + index)
+        images.append(pipe(captions[start:start + batch_size], sampler=sampler, steps=steps, guidance=guidance,
+                           generator=generator).images)
+    return torch.cat(images)

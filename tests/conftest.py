@@ -83,3 +83,46 @@ def book_widgets(monkeypatch):
     from minidiff.views import widgets
 
     monkeypatch.setenv(widgets.BOOK_ENV, "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory):
+    """A tiny CLIP trained for 10 steps (its run folder, holding clip.json + .safetensors): the emoji model's frozen
+    text encoder in the tests. Retrieval is not measured (minutes on a CPU); train-clip's own tests do that."""
+    from minidiff.files.device import resolve_device
+    from minidiff.training.clip import CLIP_PRESETS, run_clip, save_clip
+
+    folder = tmp_path_factory.mktemp("clip")
+    config = CLIP_PRESETS["tiny"]()
+    config.steps = 10
+    run = run_clip(config, folder, False, resolve_device("cpu"), "tiny clip for tests", progress=False)
+    save_clip(folder / "clip", run, resolve_device("cpu"), metrics={})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_emoji_vae(tmp_path_factory):
+    """The tiny autoencoder preset trained for 12 steps on the emoji train split (STEM path of its checkpoint)."""
+    from minidiff.training.presets import AUTOENCODER_PRESETS
+    from minidiff.training.vae import train_vae
+
+    folder = tmp_path_factory.mktemp("emoji_vae")
+    config = AUTOENCODER_PRESETS["tiny"]()
+    config.data = "emoji"
+    train_vae(config, folder, progress=False)
+    return folder / "autoencoder"
+
+
+@pytest.fixture(scope="session")
+def tiny_emoji_model(tiny_clip, tiny_emoji_vae, tmp_path_factory):
+    """The tiny_emoji_text preset trained for 6 steps on the tiny CLIP's frozen text tower and the tiny emoji
+    autoencoder: (its run folder, the finished run)."""
+    from minidiff.models import clip_encoder_config
+    from minidiff.training.loop import train
+    from minidiff.training.presets import PRESETS
+
+    folder = tmp_path_factory.mktemp("emoji_text")
+    config = PRESETS["tiny_emoji_text"]()
+    config.autoencoder, config.encoder, config.steps = str(tiny_emoji_vae), clip_encoder_config(tiny_clip), 6
+    run = train(config, folder, device="cpu", progress=False)
+    return folder, run

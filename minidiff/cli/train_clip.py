@@ -3,6 +3,13 @@
     python -m minidiff train-clip --preset emoji --seed 0 --out runs/clip0 --minutes 15 --threads 1
     python -m minidiff train-clip --out runs/clip0 --minutes 30 --resume      # carry on to 30 minutes in all
 
+The emoji model needs two CLIPs, alike but for the seed: the generator's frozen text encoder (seed 0, shipped as
+emoji_clip) and the evaluator (seed 1, emoji_evaluator), which `python -m minidiff evaluate-emoji` measures with
+and the generator never reads:
+
+    python -m minidiff train-clip --preset emoji --seed 0 --out runs/emoji_clip --minutes 15 --threads 1
+    python -m minidiff train-clip --preset emoji --seed 1 --out runs/emoji_evaluator --minutes 15 --threads 1
+
 What the run folder holds, and how a run resumes exactly, is `minidiff.training.run`.
 """
 

@@ -1,8 +1,9 @@
 """Prompt adherence: does a token-conditioned model draw what the prompt says? Prompts drawn, images read back.
 
-`evaluation_prompts` draws full captions from a Shapes split, with a seed training never used; `draw` makes one
-image per caption through the pipeline (`minidiff.pipeline.TextToImage`: a text model reads the captions' words, a
-model conditioned on attributes, chapter 09, the attributes they name); the rule-based attribute checker
+`evaluation_prompts` draws full captions from a Shapes split, with a seed training never used; `draw`
+(`minidiff.pipeline.draw`) makes one image per caption through the pipeline (`minidiff.pipeline.TextToImage`: a
+text model reads the captions' words, a model conditioned on attributes, chapter 09, the attributes they name);
+the rule-based attribute checker
 (`minidiff.measure.shape_checker`, which never saw a generated image) reads colour, shape, size and position off
 every image, and `prompt_adherence` says how often each matches the prompt. `guidance_sweep` does that at several
 guidance scales.
@@ -19,11 +20,9 @@ sets of prompts:
 `python -m minidiff evaluate-text` (`minidiff.cli.evaluate_text`) measures both and prints the report.
 """
 
-import torch
-
 from minidiff.data.shapes import shapes
 from minidiff.measure.shape_checker import adherence
-from minidiff.pipeline import TextToImage
+from minidiff.pipeline import TextToImage, draw
 
 BARS = {"train_captions": {"colour": 0.95, "shape": 0.90, "size": 0.90, "position": 0.90},
            "heldout_pairs": {"colour+shape": 0.70}}
@@ -34,21 +33,6 @@ def evaluation_prompts(n: int, split: str, seed: int = 0) -> tuple[list[str], li
     """n full captions and their attributes, drawn from a split's distribution with a seed training never used."""
     _, captions, attributes = shapes(n, split, seed + PROMPT_SEED_OFFSET)
     return captions, attributes
-
-
-@torch.inference_mode()
-def draw(pipe: TextToImage, captions: list[str], sampler: str = "dpm++", steps: int = 20, guidance: float = 3.0,
-         seed: int = 0, batch_size: int = 100) -> torch.Tensor:
-    """One image per caption (N, 3, 32, 32); batches seeded seed, seed + 1, ...: the same call, the same images.
-
-    A text model reads the captions' words; a model conditioned on attributes (chapter 09) the attributes they name.
-    """
-    images = []
-    for index, start in enumerate(range(0, len(captions), batch_size)):
-        generator = torch.Generator().manual_seed(seed + index)
-        images.append(pipe(captions[start:start + batch_size], sampler=sampler, steps=steps, guidance=guidance,
-                           generator=generator).images)
-    return torch.cat(images)
 
 
 def prompt_adherence(pipe: TextToImage, n: int, split: str, sampler: str = "dpm++",

@@ -4,9 +4,14 @@ Latent diffusion (Rombach et al. 2022, sec. 3.3) conditions its U-Net on the con
 ($\tau_\theta(y)$ there): the input $y$ (a caption) turned into a sequence of vectors, one per token, which every
 cross-attention layer reads. This module is that idea at its smallest. For the Shapes dataset, $y$ is the image's
 four attributes, written as a four-word "sentence" [colour, shape, size, position] after a start token;
-$\mathrm{enc}_\theta$ is a learned vector per word plus a learned vector per place. The text chapters replace this table by a transformer over the words of a caption
-(`minidiff.nets.text`); the U-Net, the training loop and the samplers stay the same. `ConditionedUNet` holds
-either encoder (`EncoderConfig.kind`) and the U-Net it feeds.
+$\mathrm{enc}_\theta$ is a learned vector per word plus a learned vector per place. The text chapters replace this
+table by a transformer over the words of a caption (`minidiff.nets.text`); the U-Net, the training loop and the
+samplers stay the same. Stable Diffusion goes one step further: its text encoder is CLIP's text transformer, trained
+beforehand on pictures and captions and frozen, and the U-Net reads its last layer's per-token vectors. Kind "clip"
+is that: the text tower of a tiny CLIP (`minidiff.nets.clip`, over byte-pair tokens, `minidiff.nets.bpe`), its
+weights copied from a CLIP checkpoint when training starts and never updated by the diffusion loss.
+`ConditionedUNet` holds any of the three encoders (`EncoderConfig.kind`) and the U-Net it feeds; all three map
+tokens (B, L) to a context (B, L, dim) and a mask (B, L).
 
 - Classifier-free guidance (Ho & Salimans 2022, Algorithm 1) drops the whole condition: every attribute becomes the
   padding token, which cross-attention may not look at, so only the start token is left, the "empty prompt".
@@ -28,7 +33,7 @@ from minidiff.nets.text import PAD, START, TextEncoder, tokenize_batch
 from minidiff.nets.unet import UNet, UNetConfig
 
 ATTRIBUTE_VOCABULARY = ("<pad>", "<start>", *COLOURS, *SHAPES, *SIZES, *POSITIONS)
-ENCODER_KINDS = ("attributes", "text")
+ENCODER_KINDS = ("attributes", "text", "clip")
 ATTRIBUTE_VALUES = {"colour": tuple(COLOURS), "shape": SHAPES, "size": tuple(SIZES), "position": tuple(POSITIONS)}
 
 
@@ -62,8 +67,8 @@ def training_captions(attributes: list[dict], seed: int = 0) -> list[str]:
 
 
 def condition_tokens(attributes: list[dict], kind: str, captions: list[str] | None = None) -> torch.Tensor:
-    """The tokens an encoder of `kind` reads for these images: attribute tokens (N, 5), or the captions' word
-    tokens (N, 10) (full captions when none are given)."""
+    """The tokens an encoder of `kind` reads for these Shapes: attribute tokens (N, 5), or the captions' word
+    tokens (N, 10) (full captions when none are given). A prompt's tokens, for any kind: `minidiff.nets.prompts`."""
     if kind == "attributes":
         return attribute_tokens(attributes)
     return tokenize_batch(captions if captions is not None else [full_caption(a) for a in attributes])
@@ -89,17 +94,25 @@ def drop_tokens(tokens: torch.Tensor, drop_all_prob: float, drop_each_prob: floa
 class EncoderConfig:
     """The token encoder. kind "attributes": an embedding table over ATTRIBUTE_VOCABULARY (5 tokens);
     kind "text": `minidiff.nets.text.TextEncoder`, a tiny transformer over caption words (`length` tokens, `layers`
-    pre-LN blocks of `heads`-head self-attention and MLP)."""
+    pre-LN blocks of `heads`-head self-attention and MLP), trained with the U-Net;
+    kind "clip": the same transformer over byte-pair tokens, shaped as the CLIP checkpoint `clip` says (its
+    text_dim, length, text_layers, heads, vocabulary_size), copied from it and frozen."""
 
     kind: str = "attributes"
     dim: int = 64  # width of each token's vector: the U-Net's context_dim
     length: int = 1 + len(ATTRIBUTES)  # tokens per condition
-    layers: int = 0  # transformer blocks (text only)
-    heads: int = 4  # self-attention heads (text only)
+    layers: int = 0  # transformer blocks (text and clip)
+    heads: int = 4  # self-attention heads (text and clip)
+    vocabulary_size: int | None = None  # clip: the byte-pair tokenizer's size; None: the Shapes words (text)
+    clip: str | None = None  # clip: the CLIP checkpoint (name or path) whose text tower this is
+    clip_sha256: str | None = None  # clip: that checkpoint's weights' sha256, filled when the tower is copied
 
     def __post_init__(self):
         if self.kind not in ENCODER_KINDS:
             raise ValueError(f"unknown encoder kind {self.kind!r}; choose one of {ENCODER_KINDS}")
+        if (self.kind == "clip") != (self.clip is not None and self.vocabulary_size is not None):
+            raise ValueError("an encoder of kind 'clip' names its CLIP checkpoint (clip) and vocabulary_size, and "
+                             "only it does; make one with minidiff.models.clip_encoder_config")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,8 +158,12 @@ class ConditionedUNet(nn.Module):
         if encoder_config.kind == "attributes":
             self.encoder = AttributeEncoder(encoder_config)
         else:
+            vocabulary = {} if encoder_config.vocabulary_size is None else {
+                "vocabulary_size": encoder_config.vocabulary_size}
             self.encoder = TextEncoder(encoder_config.dim, encoder_config.length, encoder_config.layers,
-                                       encoder_config.heads)
+                                       encoder_config.heads, **vocabulary)
+        if encoder_config.kind == "clip":
+            self.encoder.requires_grad_(False)  # frozen: the optimizer never updates it, the loss never reaches it
         self.unet = DiT(unet_config) if isinstance(unet_config, DiTConfig) else UNet(unet_config)
 
     def encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,9 @@ from minidiff.nets.conditioning import EncoderConfig
 from minidiff.nets.dit import DiTConfig
 from minidiff.nets.unet import UNetConfig
 
-DATASETS = ("mnist5k", "shapes", "shapes_latents")  # digits, Shapes in pixel space, Shapes as autoencoder latents
+DATASETS = ("mnist5k", "shapes", "shapes_latents", "emoji_latents")  # digits, Shapes (pixels, latents), emoji latents
+LATENT_DATASETS = ("shapes_latents", "emoji_latents")  # encoded once by the run's autoencoder (minidiff.training.data)
+VAE_DATASETS = ("shapes", "emoji")  # what an autoencoder trains on
 BUDGET_FIELDS = ("steps", "minutes", "checkpoint_every_steps", "checkpoint_every_minutes", "sample_every_steps")
 # how a step is computed, not what: a resumed run may change them (precision changes the rounding, so a resume is
 # exact only under the same precision)
@@ -108,7 +110,8 @@ class TrainConfig(LoopConfig):
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)  # schedule, T, what the network predicts
     data: str = "mnist5k"  # the data set (see DATASETS)
     max_images: int | None = None  # train on N images spread evenly over the set (tests); None = all
-    # latent diffusion (data "shapes_latents"): which autoencoder, how many Shapes to render and encode once
+    # latent diffusion (LATENT_DATASETS): which autoencoder, how many Shapes to render and encode once (emoji: all
+    # of the train split, each image with its plain and its styled caption)
     autoencoder: str | None = None  # a shipped name ("shapes_vae") or a path; its scale factor comes with it
     dataset_size: int = 20000  # Shapes images of the "train" split, rendered from `seed`
     # token conditioning (cross-attention) instead of class labels: the encoder's settings, None = none
@@ -136,10 +139,13 @@ class TrainConfig(LoopConfig):
         self.check_parts()
         if self.data not in DATASETS:
             raise ValueError(f"unknown data set {self.data!r}; choose one of {DATASETS}")
-        if self.data.startswith("shapes") and self.encoder is None:
-            raise ValueError(f"data {self.data!r} is conditioned on attribute tokens: give an encoder (EncoderConfig)")
-        if self.data == "shapes_latents" and self.autoencoder is None:
-            raise ValueError("data 'shapes_latents' needs an autoencoder (e.g. 'shapes_vae') to encode the images")
+        if self.data != "mnist5k" and self.encoder is None:
+            raise ValueError(f"data {self.data!r} is conditioned on tokens: give an encoder (EncoderConfig)")
+        if self.data in LATENT_DATASETS and self.autoencoder is None:
+            raise ValueError(f"data {self.data!r} needs an autoencoder (e.g. 'shapes_vae') to encode the images")
+        if self.data == "emoji_latents" and self.encoder.kind != "clip":
+            raise ValueError("emoji captions are read by a CLIP's text tower: give an encoder of kind 'clip' "
+                             "(minidiff.models.clip_encoder_config)")
         if self.max_images is not None and whole_number("max_images", self.max_images, 1) < self.batch_size:
             raise ValueError(f"batch_size must be at most the number of images (max_images = {self.max_images}), "
                              f"got {self.batch_size}")
@@ -174,8 +180,8 @@ class TrainConfig(LoopConfig):
         return self.unet if self.dit is None else self.dit
 
     def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of what the network denoises: MNIST digits, or the 8 x 8 latents of 32 x 32 Shapes."""
-        if self.data == "shapes_latents":
+        """(C, H, W) of what the network denoises: MNIST digits, or the 8 x 8 latents of 32 x 32 Shapes or emoji."""
+        if self.data in LATENT_DATASETS:
             return (self.network.in_channels, 8, 8)  # the autoencoder downsamples 32 x 32 by 4
         if self.data == "shapes":
             return (3, 32, 32)
@@ -187,7 +193,8 @@ class VAETrainConfig(LoopConfig):
     """Every setting of an autoencoder's training run: the loop's (LoopConfig, with these defaults) and its own."""
 
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
-    dataset_size: int = 20000  # Shapes of the train split, rendered once
+    data: str = "shapes"  # VAE_DATASETS: Shapes (rendered once), or the emoji's train split (held out: test)
+    dataset_size: int = 20000  # Shapes of the train split, rendered once (emoji: all of the split, this unused)
     eval_images: int = 500  # held-out images for the final PSNR
     batch_size: int = 64
     lr: float = 1e-3
@@ -204,5 +211,6 @@ class VAETrainConfig(LoopConfig):
         if not isinstance(self.autoencoder, AutoencoderConfig):
             raise TypeError(f"autoencoder must be an AutoencoderConfig (or its dict), got "
                             f"{type(self.autoencoder).__name__}")
+        one_of("data", self.data, VAE_DATASETS)
         whole_number("dataset_size", self.dataset_size, 1, what="Shapes images to render")
         whole_number("eval_images", self.eval_images, 1, what="held-out images for the PSNR")

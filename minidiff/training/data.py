@@ -1,10 +1,12 @@
-"""The data a diffusion run trains on, in memory: MNIST-5k digits with their labels, or Shapes with their tokens.
+"""The data a diffusion run trains on, in memory: MNIST-5k digits with their labels, or Shapes or emoji with their
+tokens.
 
 `load_images` reads the set that `TrainConfig.data` names: digits in [-1, 1] with class labels; Shapes images in
-[-1, 1]; or, for latent diffusion, Shapes encoded once by the autoencoder into scaled latents (`encoded_shapes`;
-Rombach et al. 2022, sec. 3 and 4.3.2). Shapes come with the tokens their encoder reads
-(`minidiff.nets.conditioning.condition_tokens`): attribute tokens, or the words of their captions. Encoded latents
-are cached in the run folder (`cache_path`), under a name that holds the autoencoder's weights' sha256, so a new
+[-1, 1]; or, for latent diffusion, Shapes or emoji encoded once by the autoencoder into scaled latents
+(`encoded_shapes`, `encoded_emoji`; Rombach et al. 2022, sec. 3 and 4.3.2). Shapes come with the tokens their
+encoder reads (`minidiff.nets.conditioning.condition_tokens`): attribute tokens, or the words of their captions;
+emoji with the byte-pair pieces of their captions, which a frozen CLIP's text tower reads. Encoded latents are
+cached in the run folder (`cache_path`), under a name that holds the autoencoder's weights' sha256, so a new
 autoencoder never meets old latents.
 """
 
@@ -15,12 +17,14 @@ import safetensors.torch
 import torch
 
 from minidiff.data.digits import mnist5k
+from minidiff.data.emoji import emoji
 from minidiff.data.pixels import to_model
 from minidiff.data.shapes import shapes
 from minidiff.files.atomic import atomic_write_bytes
 from minidiff.models import load_autoencoder
 from minidiff.nets.autoencoder import encode_images
-from minidiff.nets.conditioning import condition_tokens, training_captions
+from minidiff.nets.conditioning import EncoderConfig, condition_tokens, training_captions
+from minidiff.nets.prompts import prompt_tokens
 from minidiff.training.config import TrainConfig
 
 
@@ -33,6 +37,8 @@ def load_images(config: TrainConfig, cache_dir: Path | str | None = None) -> tup
     """
     if config.data == "shapes_latents":
         return encoded_shapes(config.autoencoder, config.dataset_size, config.seed, cache_dir, config.encoder.kind)
+    if config.data == "emoji_latents":
+        return encoded_emoji(config.autoencoder, config.encoder, cache_dir)
     if config.data == "shapes":
         images, _, attributes = shapes(config.dataset_size, "train", config.seed)
         return to_model(images), condition_tokens(attributes, config.encoder.kind)
@@ -43,9 +49,23 @@ def load_images(config: TrainConfig, cache_dir: Path | str | None = None) -> tup
     return to_model(images), torch.from_numpy(labels)
 
 
-def cache_path(cache_dir: Path, autoencoder_sha256: str, n: int, seed: int) -> Path:
-    """Where the latents of n Shapes (seed) under one autoencoder (its weights' sha256) are kept."""
-    return Path(cache_dir) / f"latents_{autoencoder_sha256[:12]}_n{n}_seed{seed}.safetensors"
+def cache_path(cache_dir: Path, autoencoder_sha256: str, n: int, seed: int, name: str = "") -> Path:
+    """Where the latents of n Shapes (seed), or of another set `name`, under one autoencoder (its weights' sha256)
+    are kept."""
+    return Path(cache_dir) / f"latents_{name}{autoencoder_sha256[:12]}_n{n}_seed{seed}.safetensors"
+
+
+def encoded_latents(autoencoder_name: str, images: np.ndarray, path_of, cache: bool) -> torch.Tensor:
+    """uint8 images (N, 32, 32, 3) -> their scaled latents (N, 4, 8, 8), read from path_of(sha256) if it exists, else
+    encoded (and, when `cache`, written there atomically, as safetensors)."""
+    autoencoder, info = load_autoencoder(autoencoder_name)
+    path = path_of(info.tensors_sha256) if cache else None
+    if path is not None and path.exists():
+        return safetensors.torch.load_file(path)["z0"]
+    z0 = encode_images(autoencoder, to_model(images), info.scale_factor)  # (N, 3, 32, 32) -> (N, 4, 8, 8)
+    if path is not None:
+        atomic_write_bytes(path, safetensors.torch.save({"z0": z0.contiguous()}))
+    return z0
 
 
 def encoded_shapes(autoencoder_name: str, n: int, seed: int = 0, cache_dir: Path | str | None = None,
@@ -60,11 +80,22 @@ def encoded_shapes(autoencoder_name: str, n: int, seed: int = 0, cache_dir: Path
     images, _, attributes = shapes(n, "train", seed)
     captions = training_captions(attributes, seed) if condition == "text" else None
     tokens = condition_tokens(attributes, condition, captions)
-    autoencoder, info = load_autoencoder(autoencoder_name)
-    path = None if cache_dir is None else cache_path(Path(cache_dir), info.tensors_sha256, n, seed)
-    if path is not None and path.exists():
-        return safetensors.torch.load_file(path)["z0"], tokens
-    z0 = encode_images(autoencoder, to_model(images), info.scale_factor)  # (n, 3, 32, 32) -> (n, 4, 8, 8)
-    if path is not None:
-        atomic_write_bytes(path, safetensors.torch.save({"z0": z0.contiguous()}))
+    z0 = encoded_latents(autoencoder_name, images, lambda sha256: cache_path(Path(cache_dir), sha256, n, seed),
+                         cache_dir is not None)
     return z0, tokens
+
+
+def encoded_emoji(autoencoder_name: str, encoder: EncoderConfig,
+                  cache_dir: Path | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training set of the emoji model: every image of the emoji train split twice, once with its caption
+    ("fox") and once with its style ("fox in noto style"), so the model learns to draw from both.
+
+    Returns scaled latents z0 (2N, 4, 8, 8), encoded once (and cached in cache_dir, as `encoded_shapes` does), and
+    the captions' byte-pair tokens (2N, encoder.length): the N plain captions first, then the N styled ones.
+    """
+    data = emoji("train")
+    tokens = prompt_tokens([*data.captions.tolist(), *data.styled_captions()], encoder)  # (2N, L)
+    z0 = encoded_latents(autoencoder_name, data.images,
+                         lambda sha256: cache_path(Path(cache_dir), sha256, len(data), 0, "emoji_"),
+                         cache_dir is not None)  # (N, 4, 8, 8)
+    return torch.cat([z0, z0]), tokens

@@ -41,13 +41,18 @@ from minidiff.diffusion.loss import loss_weights
 from minidiff.diffusion.samplers import sample
 from minidiff.diffusion.schedule import NoiseSchedule
 from minidiff.files.images import picture_grid, write_png
-from minidiff.models import load_autoencoder
+from minidiff.models import clip_text_tower, load_autoencoder
 from minidiff.nets.conditioning import condition_tokens, drop_tokens
+from minidiff.nets.prompts import prompt_tokens
 from minidiff.pipeline import sample_shapes, token_denoiser
-from minidiff.training.config import TrainConfig
+from minidiff.training.config import LATENT_DATASETS, TrainConfig
 from minidiff.training.data import load_images
 from minidiff.training.distributed import main_first, start, wait_for_main
 from minidiff.training.run import Run, new_run, optimizer_step, resume_run, save_run, train_loop
+
+EMOJI_GRID_PROMPTS = ("grinning face", "fox", "red apple", "pizza", "rocket", "waving hand: dark skin tone",
+                      "grinning face in twemoji style", "fox in twemoji style", "red apple in noto style",
+                      "pizza in noto style", "woman firefighter: light skin tone", "flag: japan")
 
 
 def next_batch(run: Run, images: torch.Tensor, conditions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,6 +184,8 @@ def train(config: TrainConfig, out: Path | str, resume: bool = False, device: to
         images, conditions = load_images(config, cache_dir=out)
     schedule = config.diffusion.noise_schedule()
     run = resume_run(out, config, device, command, processes) if resume else new_run(config, device, command, processes)
+    if not resume and config.encoder is not None and config.encoder.kind == "clip":
+        copy_clip_text_tower(run)
 
     def take_step(run: Run) -> dict[str, str]:
         return {"loss": f"{train_step(run, schedule, images, conditions, device):.4f}"}
@@ -194,6 +201,17 @@ def train(config: TrainConfig, out: Path | str, resume: bool = False, device: to
     return run
 
 
+def copy_clip_text_tower(run: Run) -> None:
+    """Start the encoder of a new run as its CLIP's text tower, frozen, in the model and in its EMA alike; the
+    config records the CLIP's sha256, so a resumed or sampled model is known to read that CLIP's vectors. (Stable
+    Diffusion v1 reads the frozen text encoder of CLIP ViT-L/14 so; the latent diffusion paper's own text model,
+    Rombach et al. 2022, sec. 4.3.1, trained its transformer with the U-Net, as the Shapes text model does.)"""
+    weights, sha256 = clip_text_tower(run.config.encoder)
+    for model in (run.model, run.ema):
+        model.encoder.load_state_dict(weights)
+    run.config.encoder.clip_sha256 = sha256
+
+
 def check_flow_run(config: TrainConfig) -> None:
     """Refuse what a rectified-flow run does not do (yet): Min-SNR weights, which are weights over a VP schedule's
     steps, and latent models, whose sample grids go through the pipeline's VP samplers."""
@@ -202,7 +220,7 @@ def check_flow_run(config: TrainConfig) -> None:
     if config.min_snr_gamma is not None:
         raise ValueError("min_snr_gamma weights a VP model's loss by its steps' SNR; a rectified-flow model "
                          "(prediction 'flow') trains with plain MSE: set min_snr_gamma to None (null in JSON)")
-    if config.data == "shapes_latents":
+    if config.data in LATENT_DATASETS:
         raise ValueError("a rectified-flow model trains on pixels here (data 'mnist5k' or 'shapes'); latent "
                          "models sample through the pipeline's VP samplers, so use prediction 'v' for them")
 
@@ -214,11 +232,15 @@ def grid_sampler(config: TrainConfig) -> str:
 
 def write_sample_grid(run: Run, schedule: NoiseSchedule, out: Path, device: torch.device) -> Path:
     """Draw a grid with the EMA weights, always from the same noise, into out/samples/: two of each class, or
-    (Shapes) twelve conditions, as attributes or full captions, decoded when the model works in latent space."""
+    (Shapes) twelve conditions, as attributes or full captions, (emoji) twelve prompts, decoded when the model works
+    in latent space."""
     config, generator = run.config, torch.Generator().manual_seed(run.config.seed)
-    if config.data == "shapes_latents":
+    if config.data in LATENT_DATASETS:
         autoencoder, autoencoder_info = load_autoencoder(config.autoencoder, device)
-        tokens = condition_tokens(grid_attributes(), config.encoder.kind)
+        if config.data == "emoji_latents":
+            tokens = prompt_tokens(list(EMOJI_GRID_PROMPTS), config.encoder)
+        else:
+            tokens = condition_tokens(grid_attributes(), config.encoder.kind)
         x0 = sample_shapes(run.ema, schedule, config.diffusion.prediction, autoencoder, autoencoder_info.scale_factor,
                            tokens, "ddpm", config.sample_grid_steps, generator=generator, device=device)
         columns = 6

@@ -1,13 +1,17 @@
 """The named training presets. PRESETS, for diffusion models (`python -m minidiff train --config NAME`): "mnist" (the
 shipped class-conditional MNIST-5k model), its rectified-flow twin "mnist_flow", "tiny" and "tiny_flow" (seconds-long
 runs for tests), "shapes_latent" (latent diffusion on the Shapes dataset, conditioned on its attributes), its
-pixel-space twin "shapes_pixel", "shapes_text" (text to image), its diffusion-transformer twin "shapes_text_dit", and
-"tiny_latent" and "tiny_dit". AUTOENCODER_PRESETS, for the autoencoder (`python -m minidiff train-vae --preset
-NAME`): "shapes" (the shipped shapes_vae) and "tiny".
+pixel-space twin "shapes_pixel", "shapes_text" (text to image), its diffusion-transformer twin "shapes_text_dit",
+"tiny_latent" and "tiny_dit", and "emoji_text" (text to emoji on a frozen CLIP's text tower) with its test-sized
+"tiny_emoji_text". AUTOENCODER_PRESETS, for the autoencoder (`python -m minidiff train-vae --preset NAME`):
+"shapes" (the shipped shapes_vae), "emoji" (emoji_vae) and "tiny". The CLIPs' presets are minidiff.training.clip's.
 """
 
 from minidiff.diffusion.config import DiffusionConfig
+from minidiff.models import clip_tower_config
 from minidiff.nets.autoencoder import AutoencoderConfig
+from minidiff.nets.bpe import emoji_tokenizer
+from minidiff.nets.clip import CLIPConfig
 from minidiff.nets.conditioning import EncoderConfig
 from minidiff.nets.dit import DiTConfig
 from minidiff.nets.text import MAX_LENGTH
@@ -128,8 +132,62 @@ def tiny_vae_config() -> VAETrainConfig:
                           eval_images=16)
 
 
+def emoji_text_config() -> TrainConfig:
+    """Text to emoji: shapes_latent's U-Net (64-128 channels, two blocks per level, self- and cross-attention at
+    8 x 8 and 4 x 4) over emoji_vae's 8 x 8 x 4 latents, reading through cross-attention the per-token vectors
+    (B, 24, 128) of the frozen text tower of the emoji_clip checkpoint, as Stable Diffusion reads CLIP's last
+    layer. The generator's CLIP only: the evaluator is another CLIP (another seed), never used here. Each training
+    image comes twice, with its plain and its styled caption (`minidiff.training.data.encoded_emoji`); one caption
+    in ten is dropped to the empty prompt for classifier-free guidance; v-prediction, as shapes_latent.
+
+    Sizing, float32 weights: two CLIPs 2 x 1.06M parameters (8.5 MB), emoji_vae 0.46M (1.8 MB), this model 4.91M
+    for the U-Net plus its copy of the text tower, 0.73M (22.6 MB): 33 MB of the 60 MB budget. The budget would
+    hold a 96-192 U-Net (10.8M, 56 MB in all), but time does not: on the same busy 2-core CPU a step of 128
+    latents took 26.6 s at 96-192 against 6.5 s at 64-128 (the frozen text tower's forward pass, 0.57 s of it).
+    Measured with this preset on the CPU shared with other jobs: 4.2 s per step; shapes_text, the same U-Net, took
+    2.0 s per step when the CPU was quieter (1,205 steps in 40 minutes). So 5,000 steps (640k image-caption pairs,
+    50 passes over the 12,902 of the train split) take 3 hours on a quiet CPU and about 6 on a busy one, where a
+    budget in minutes (--minutes) instead of steps keeps the run to its time.
+    """
+    unet = UNetConfig(in_channels=4, channels=(64, 128), attention_levels=(True, True), heads=4, context_dim=128,
+                      dropout=0.1)
+    return TrainConfig(unet=unet, diffusion=DiffusionConfig(prediction="v"), data="emoji_latents",
+                       autoencoder="emoji_vae", encoder=clip_tower_config(CLIPConfig(len(emoji_tokenizer())), "emoji_clip"),
+                       token_drop_prob=0.0, class_drop_prob=0.1, batch_size=128, lr=5e-4, steps=5000,
+                       checkpoint_every_minutes=10.0, sample_every_steps=500, sample_grid_steps=50)
+
+
+def tiny_clip_network() -> CLIPConfig:
+    """The tiny CLIP preset's network (minidiff.training.clip.tiny_clip_config; tests/training/test_emoji_text.py
+    checks that they agree)."""
+    return CLIPConfig(len(emoji_tokenizer()), text_dim=32, text_layers=1, heads=2, channels=(8, 16), groups=4,
+                      embed_dim=16)
+
+
+def tiny_emoji_text_config() -> TrainConfig:
+    """An emoji run of a few seconds for tests: an 8-16 U-Net on a tiny CLIP's text tower (the test names its
+    CLIP and autoencoder checkpoints: config.encoder = minidiff.models.clip_encoder_config(path))."""
+    unet = UNetConfig(in_channels=4, channels=(8, 16), blocks_per_level=1, attention_levels=(False, True), heads=2,
+                      groups=4, context_dim=32, dropout=0.0)
+    return TrainConfig(unet=unet, diffusion=DiffusionConfig(T=100, prediction="v"), data="emoji_latents",
+                       autoencoder="emoji_vae", encoder=clip_tower_config(tiny_clip_network(), "emoji_clip"), batch_size=16,
+                       lr=1e-3, warmup_steps=5, steps=20, checkpoint_every_minutes=None, sample_every_steps=None,
+                       sample_grid_steps=10)
+
+
+def emoji_vae_config() -> VAETrainConfig:
+    """emoji_vae: 32 x 32 x 3 emoji to 8 x 8 x 4 latents, the shapes autoencoder's code and widths (0.46M
+    parameters) on the emoji train split, PSNR measured on the test images and both held-out compositions. 3,000
+    steps of 64 (30 passes over the 6,451 images, the whole cosine decay): a step took 0.6 s for shapes_vae on a
+    quiet CPU and 2.1 s here on a busy one, so 30 to 105 minutes. A fixed step count, so the run is the same run
+    on any machine."""
+    return VAETrainConfig(data="emoji", eval_images=1000, steps=3000, minutes=None)
+
+
 PRESETS = {"mnist": mnist_config, "mnist_flow": mnist_flow_config, "tiny": tiny_config, "tiny_flow": tiny_flow_config,
            "shapes_latent": shapes_latent_config, "shapes_pixel": shapes_pixel_config,
            "shapes_text": shapes_text_config, "tiny_latent": tiny_latent_config,
-           "shapes_text_dit": shapes_text_dit_config, "tiny_dit": tiny_dit_config}
-AUTOENCODER_PRESETS = {"shapes": shapes_vae_config, "tiny": tiny_vae_config}  # train-vae --preset
+           "shapes_text_dit": shapes_text_dit_config, "tiny_dit": tiny_dit_config, "emoji_text": emoji_text_config,
+           "tiny_emoji_text": tiny_emoji_text_config}
+# train-vae --preset
+AUTOENCODER_PRESETS = {"shapes": shapes_vae_config, "emoji": emoji_vae_config, "tiny": tiny_vae_config}

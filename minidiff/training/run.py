@@ -41,7 +41,7 @@ from minidiff.files.training_state import (
     save_training_state,
 )
 from minidiff.models import CheckpointInfo, backbone_of, build_network, latent_data_info, save_checkpoint
-from minidiff.training.config import LoopConfig, TrainConfig
+from minidiff.training.config import LATENT_DATASETS, LoopConfig, TrainConfig
 from minidiff.training.distributed import Processes, main_decides, mean_over_processes, micro_batches, no_sync, wrap
 from minidiff.training.dropout import ImageGenerators, use_per_image_dropout
 
@@ -161,7 +161,7 @@ def save_run(run: Run, out: Path, device: torch.device) -> None:
     save_state(run, out)
     config = run.config
     data = {"name": config.data, "image_shape": list(config.image_shape())}
-    if config.data == "shapes_latents":
+    if config.data in LATENT_DATASETS:
         data.update(latent_data_info(config.autoencoder))
     encoder = None if config.encoder is None else config.encoder.to_dict()
     info = CheckpointInfo(model=config.network.to_dict(), diffusion=config.diffusion.to_dict(), data=data,

@@ -7,8 +7,9 @@
 The run folder holds train_state.json + .safetensors (the one training-state format of `minidiff.training.run`: a
 killed run resumes exactly) and, when the run ends, autoencoder.json + .safetensors (a checkpoint
 `minidiff.models.load_autoencoder` reads, with its scale factor and measured PSNR). Training images are Shapes of
-the train split, rendered once from the seed; the metrics are measured on the held-out split, whose colour/shape
-pairs the autoencoder never saw.
+the train split, rendered once from the seed, and the metrics are measured on the held-out split, whose colour/shape
+pairs the autoencoder never saw; or (data "emoji") the emoji train split, measured on the test images and on both
+held-out compositions (`training_images`, `heldout_images`).
 """
 
 import math
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from minidiff.data.emoji import emoji
 from minidiff.data.pixels import to_model
 from minidiff.data.shapes import shapes
 from minidiff.measure.shape_checker import adherence, read_attributes
@@ -96,21 +98,39 @@ def attributes_kept(model: Autoencoder, images: torch.Tensor) -> dict[str, float
     return {name: round(share, 4) for name, share in adherence(reconstruct(model, images).cpu(), originals).items()}
 
 
+def training_images(config: VAETrainConfig) -> torch.Tensor:
+    """The autoencoder's training images in [-1, 1] (N, 3, 32, 32): Shapes of the train split, or the emoji's."""
+    if config.data == "emoji":
+        return to_model(emoji("train").images)
+    return to_model(shapes(config.dataset_size, "train", config.seed)[0])
+
+
+def heldout_images(config: VAETrainConfig) -> dict[str, torch.Tensor]:
+    """Images the autoencoder never trained on, by name: the Shapes held-out split (config.eval_images of them), or
+    the emoji test images and both held-out compositions."""
+    if config.data == "emoji":
+        return {split: to_model(emoji(split).images) for split in ("test", "heldout_tone", "heldout_style")}
+    return {"heldout": to_model(shapes(config.eval_images, "heldout", config.seed)[0])}
+
+
 def write_autoencoder(out: Path, run: Run, train_images: torch.Tensor, device: torch.device) -> AutoencoderInfo:
-    """Estimate the scale factor, measure PSNR (train and held-out) and kept attributes, write the checkpoint."""
+    """Estimate the scale factor, measure PSNR (train and held-out) and, on Shapes, kept attributes; write the
+    checkpoint. On emoji, psnr_heldout_db is the test images' (psnr_heldout_tone_db, psnr_heldout_style_db beside)."""
     model, config = run.model, run.config
     model.eval()
-    heldout, _, _ = shapes(config.eval_images, "heldout", config.seed)
-    heldout = to_model(heldout).to(device)
-    metrics = {"psnr_heldout_db": round(measure(model, heldout), 2),
-               "psnr_train_db": round(measure(model, train_images[:config.eval_images]), 2),
-               "heldout_attributes_kept": attributes_kept(model, heldout),
-               "eval_images": config.eval_images, "heldout_seed": config.seed,
-               "measured_by": run.command.split("\n")[-1]}  # the last session measured
+    heldout = {name: images.to(device) for name, images in heldout_images(config).items()}
+    metrics = {f"psnr_{name}_db": round(measure(model, images), 2) for name, images in heldout.items()}
+    metrics = {"psnr_heldout_db": metrics.pop(f"psnr_{next(iter(heldout))}_db"), **metrics}
+    metrics["psnr_train_db"] = round(measure(model, train_images[:config.eval_images]), 2)
+    if config.data == "shapes":
+        metrics["heldout_attributes_kept"] = attributes_kept(model, heldout["heldout"])
+    metrics.update({"eval_images": {name: len(images) for name, images in heldout.items()},
+                    "heldout_seed": config.seed, "measured_by": run.command.split("\n")[-1]})  # the last session
+    n = len(train_images) if config.data == "emoji" else config.dataset_size
     info = AutoencoderInfo(
         config=config.autoencoder.to_dict(), scale_factor=estimate_scale_factor(model, train_images[:2000]),
         command=run.command, seed=config.seed, device=str(device), training_minutes=round(run.minutes, 2),
-        step=run.step, data={"name": "shapes", "split": "train", "n": config.dataset_size, "seed": config.seed},
+        step=run.step, data={"name": config.data, "split": "train", "n": n, "seed": config.seed},
         metrics=metrics)
     save_autoencoder(out / "autoencoder", model, info)
     model.train()
@@ -127,7 +147,7 @@ def train_vae(config: VAETrainConfig, out: Path | str, resume: bool = False, dev
     device = processes.device
     if not resume and (out / "train_state.json").exists():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    images = to_model(shapes(config.dataset_size, "train", config.seed)[0]).to(device)  # (N, 3, 32, 32)
+    images = training_images(config).to(device)  # (N, 3, 32, 32)
     run = new_autoencoder_run(config, device, command, processes)
     if resume:
         restore_run(run, saved_training_state(out), out)

@@ -1,0 +1,44 @@
+"""`python -m minidiff evaluate-emoji` end to end on the tiny emoji model, judged by a second tiny CLIP: every figure
+is written into the model's JSON, and the generator's own CLIP is refused as the evaluator."""
+
+import json
+import shutil
+
+import pytest
+
+from minidiff.__main__ import main
+from minidiff.files.device import resolve_device
+from minidiff.training.clip import CLIP_PRESETS, run_clip, save_clip
+
+
+@pytest.fixture(scope="module")
+def tiny_evaluator(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("evaluator")
+    config = CLIP_PRESETS["tiny"]()
+    config.steps, config.seed = 4, 1
+    run = run_clip(config, folder, False, resolve_device("cpu"), "tiny evaluator for tests", progress=False)
+    save_clip(folder / "clip", run, resolve_device("cpu"), metrics={})
+    return folder
+
+
+def test_the_command_measures_and_records_every_figure(tiny_emoji_model, tiny_evaluator, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_emoji_model[0], model)
+    main(["evaluate-emoji", "--model", str(model), "--evaluator", str(tiny_evaluator), "--n", "6", "--limit", "4",
+          "--steps", "2", "--style-steps", "3", "--record"])
+    printed = capsys.readouterr().out
+    assert "r_precision ratio" in printed and "recorded in" in printed
+    recorded = json.loads((model / "model.json").read_text())["metrics"]["emoji_dpm++_2_steps_guidance_3.0"]
+    assert recorded["r_precision"]["images"] == 6 and 0 <= recorded["r_precision"]["generated"] <= 1
+    assert recorded["frechet"]["images"] == 4 and recorded["frechet"]["generated_vs_test"] >= 0
+    assert recorded["heldout_tone"]["images"] == 4 and recorded["heldout_style"]["images"] == 4
+    assert 0 <= recorded["heldout_style"]["style_generated_noto"] <= 1
+    assert 0 <= recorded["memorisation"]["near_copy_share"] <= 1 and "nearest" not in recorded["memorisation"]
+    assert "--evaluator" in recorded["command"] and "--limit 4" in recorded["command"]
+
+
+def test_the_generators_own_clip_is_refused_as_the_evaluator(tiny_emoji_model, tiny_clip):
+    with pytest.raises(SystemExit, match="the evaluator is the CLIP the generator reads its prompts with"):
+        main(["evaluate-emoji", "--model", str(tiny_emoji_model[0]), "--evaluator", str(tiny_clip), "--n", "2"])
+    with pytest.raises(SystemExit, match="--n must be at least 1"):
+        main(["evaluate-emoji", "--model", str(tiny_emoji_model[0]), "--n", "0"])
