@@ -49,7 +49,8 @@ def torchrun(*arguments: str, processes: int = 2) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(launcher.pid, signal.SIGKILL)
         raise
-    assert launcher.returncode == 0, errors[-3000:]
+    shown = errors if len(errors) <= 6000 else errors[:3000] + "\n[...]\n" + errors[-3000:]  # the first error too
+    assert launcher.returncode == 0, shown
 
 
 # What the second launch runs in each process (one launch: starting python and torch takes most of a launch's time):
