@@ -145,8 +145,9 @@ def prompts_to_draw(prompt: str | list[str], n: int | None) -> list[str]:
     else:
         raise TypeError(f"prompt must be a string or a list of strings, got {type(prompt).__name__}")
     if any(not text.strip() for text in prompts):
-        warnings.warn("an empty prompt names nothing: it draws unconditional images (the condition training drops "
-                      "to for guidance)", stacklevel=3)
+        # stacklevel 4: past this function, __call__ and torch's inference_mode wrapper, to the caller's line
+        warnings.warn("an empty prompt names nothing: it draws unconditional images (the empty condition that "
+                      "guidance trains against)", stacklevel=4)
     return prompts
 
 
@@ -243,6 +244,9 @@ class TextToImage:
                              f"vocabulary), got {unknown!r}")
         for name, value in (("keep_trajectory", keep_trajectory), ("attention", attention), ("progress", progress)):
             flag(name, value)
+        for name in sorted(sampler_options.keys() & {"device", "clip_x0", "edit", "shape", "schedule", "prediction"}):
+            raise TypeError(f"{name} is set by the pipeline itself (the device when loading: TextToImage.load(name, "
+                            "device=...); an edit by init_image, strength and mask)")
         if init_image is None and (mask is not None or strength is not None):
             raise ValueError("a mask or a strength edits an image: give the image (init_image) too")
         if init_image is not None:

@@ -350,6 +350,7 @@ BAD_CALLS = [  # (positional prompt, keyword arguments, name)
     (PROMPT, dict(init_image=IMAGE, mask=torch.ones(2, 1, 32, 32)), "mask"),
     (PROMPT, dict(init_image=IMAGE, mask="mask.png"), "mask"),
     (PROMPT, dict(init_image=IMAGE, mask=np.array([["a"]])), "mask"),
+    (PROMPT, dict(device="cpu"), "device"), (PROMPT, dict(clip_x0=True), "clip_x0"), (PROMPT, dict(stpes=5), "stpes"),
 ]
 
 
@@ -369,8 +370,9 @@ def test_the_pipeline_takes_a_numpy_mask_like_a_tensor(pipe):
 def test_negative_guidance_and_an_empty_prompt_are_drawn_with_a_warning(pipe):
     with pytest.warns(UserWarning, match="guidance = -3.0 < 0 pushes each prediction away"):
         assert pipe(PROMPT, steps=2, guidance=-3).images.shape == (1, 3, 32, 32)
-    with pytest.warns(UserWarning, match="an empty prompt names nothing"):
+    with pytest.warns(UserWarning, match="an empty prompt names nothing") as caught:
         assert pipe("", steps=2).images.shape == (1, 3, 32, 32)
+    assert caught[0].filename == __file__  # the warning points at the caller's line, not inside the library
 
 
 # ------------------------------------------------------------------ python -m minidiff: every command

@@ -42,3 +42,18 @@ def check_guidance_option(guidance: float | None) -> None:
     """--guidance: a finite number when given (its sign is warned about where it is used)."""
     if guidance is not None:
         real_number("--guidance", guidance, what="the classifier-free guidance scale w")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, example_out: str) -> None:
+    """The options every training command shares: where the run lives, its budget, resuming, seed, device,
+    threads and the progress bar (the preset option and how a step is computed are each command's own)."""
+    parser.add_argument("--out", required=True, help=f"run folder, e.g. {example_out}")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="train until this many steps in all (default: the preset's)")
+    budget.add_argument("--minutes", type=float, help="train until this many minutes in all, earlier sessions included")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--seed", type=int, default=0, help="seed of a new run (default: 0)")
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's choice; 1 is often faster on a busy 2-core CPU)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -19,7 +19,7 @@ import shlex
 from pathlib import Path
 
 from minidiff.cli.execution import add_execution_arguments, apply_execution_arguments, execution_words, launcher_words
-from minidiff.cli.options import check_budget, check_seed, use_threads
+from minidiff.cli.options import add_run_arguments, check_budget, check_seed, use_threads
 from minidiff.training import distributed
 from minidiff.training.config import TrainConfig
 from minidiff.training.loop import train
@@ -69,15 +69,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the train command's options on its sub-command parser."""
     parser.add_argument("--config", choices=sorted(PRESETS), default="mnist",
                         help="preset for a new run (default: mnist)")
-    parser.add_argument("--out", required=True, help="run folder, e.g. runs/mnist")
-    budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, help="train until this many steps in all (default: the preset's)")
-    budget.add_argument("--minutes", type=float, help="train until this many minutes in all, earlier sessions included")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--seed", type=int, default=0, help="seed of a new run (default: 0)")
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: torch's choice; 1 is often faster on a busy 2-core CPU)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_arguments(parser, "runs/mnist")
     add_execution_arguments(parser)
     parser.set_defaults(run=train_from_arguments)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from minidiff.cli.options import add_run_arguments
 from minidiff.training.clip import CLIP_PRESETS, CLIPTrainConfig, train_clip
 from minidiff.training.run import saved_training_state
 
@@ -49,13 +50,5 @@ def train_from_arguments(args: argparse.Namespace) -> dict:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the train-clip command's options."""
     parser.add_argument("--preset", choices=sorted(CLIP_PRESETS), default="emoji")
-    parser.add_argument("--out", required=True, help="run folder, e.g. runs/clip0")
-    budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, help="train until this many steps in all")
-    budget.add_argument("--minutes", type=float, help="train until this many minutes in all")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_arguments(parser, "runs/clip0")
     parser.set_defaults(run=train_from_arguments)

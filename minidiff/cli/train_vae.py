@@ -14,7 +14,7 @@ import shlex
 from pathlib import Path
 
 from minidiff.cli.execution import add_execution_arguments, apply_execution_arguments, execution_words, launcher_words
-from minidiff.cli.options import check_budget, check_seed, use_threads
+from minidiff.cli.options import add_run_arguments, check_budget, check_seed, use_threads
 from minidiff.models import AutoencoderInfo
 from minidiff.training import distributed
 from minidiff.training.config import VAETrainConfig
@@ -54,14 +54,6 @@ def train_from_arguments(args: argparse.Namespace) -> AutoencoderInfo | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the train-vae command's options."""
     parser.add_argument("--preset", choices=sorted(AUTOENCODER_PRESETS), default="shapes")
-    parser.add_argument("--out", required=True, help="run folder, e.g. runs/vae")
-    budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, help="train until this many steps in all")
-    budget.add_argument("--minutes", type=float, help="train until this many minutes in all")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_arguments(parser, "runs/vae")
     add_execution_arguments(parser)
     parser.set_defaults(run=train_from_arguments)

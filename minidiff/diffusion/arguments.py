@@ -54,7 +54,7 @@ def _range_words(low: float | None, high: float | None, low_open: bool) -> str:
         return f"in {'(' if low_open else '['}{low}, {high}]"
     if low is not None:
         return f"{'>' if low_open else '>='} {low}"
-    return f"<= {high}" if high is not None else "finite"
+    return f"<= {high}" if high is not None else "that is finite"
 
 
 def _scalar_tensor(value) -> bool:

@@ -242,6 +242,13 @@ FLOW_SAMPLERS = {"flow_euler": sample_flow_euler, "flow_midpoint": sample_flow_m
 SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm++": sample_dpm_solver, "dpm++sde": sample_dpm_solver_sde,
             "euler": sample_euler, "heun": sample_heun}
 
+# What each sampler takes besides the model's (denoiser, shape, schedule, prediction), for `sample` to check
+COMMON_OPTIONS = ("steps", "clip_x0", "generator", "device", "callback")
+VP_OPTIONS = (*COMMON_OPTIONS, "spacing", "edit")
+SAMPLER_OPTIONS = {"ddpm": (*VP_OPTIONS, "variance"), "ddim": (*VP_OPTIONS, "eta"), "dpm++": VP_OPTIONS,
+                   "dpm++sde": VP_OPTIONS, "euler": VP_OPTIONS, "heun": VP_OPTIONS,
+                   **{name: COMMON_OPTIONS for name in FLOW_SAMPLERS}}
+
 
 def sample(name: str, denoiser: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule | None,
            prediction: str = "eps", **options) -> torch.Tensor:
@@ -255,6 +262,10 @@ def sample(name: str, denoiser: Denoiser, shape: tuple[int, ...], schedule: Nois
     ValueError, naming the argument, for anything it cannot draw with (`minidiff.diffusion.loop.check_sampling`).
     """
     one_of("sampler", name, sorted(SAMPLERS) + sorted(FLOW_SAMPLERS))
+    accepted = SAMPLER_OPTIONS[name]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(f"{', '.join(unknown)}: not an option of the {name!r} sampler, which takes {accepted}")
     if name in FLOW_SAMPLERS:
         return FLOW_SAMPLERS[name](denoiser, shape, prediction, **options)
     if prediction == FLOW:

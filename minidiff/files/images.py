@@ -77,9 +77,13 @@ def read_mask(path: str, size: int = 32) -> torch.Tensor:
     """A mask image file (white = regenerate, black = keep) -> regenerate share (1, 1, size, size) in [0, 1]."""
     try:
         with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"), dtype=np.int16)  # (size, size, 3)
             grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     except (FileNotFoundError, OSError) as error:
         raise ValueError(f"cannot read the mask {path}: {error}") from None
+    if np.abs(rgb - rgb[..., :1]).max() > 2:  # a colour: its grey level would be a share nobody chose
+        raise ValueError(f"the mask {path} has colours; a mask is black and white (white = regenerate, black = keep, "
+                         "grey = a share of both)")
     if grey.shape != (size, size):
         raise ValueError(f"the mask {path} is {grey.shape[1]}x{grey.shape[0]}; it must be {size}x{size} like the "
                          "image (white = regenerate, black = keep)")
@@ -90,6 +94,9 @@ def write_folder(out: Path, images: np.ndarray, frames: list[np.ndarray], settin
     """Write 000.png, 001.png, ... (uint8 images (N, H, W, C), each at its native size), grid.png (all of them,
     enlarged GRID_SCALE times), denoise.gif and meta.json into `out`."""
     names = [f"{i:03d}.png" for i in range(len(images))]
+    for stale in out.glob("[0-9][0-9][0-9].png"):  # an earlier run's images beyond this one's: meta.json lists these
+        if stale.name not in names:
+            stale.unlink()
     for name, image in zip(names, images):
         write_png(image, out / name)
     write_png(picture_grid(images, columns=min(len(images), 8)), out / "grid.png", scale=GRID_SCALE)

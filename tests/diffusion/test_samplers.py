@@ -422,3 +422,15 @@ def test_zero_terminal_snr_samplers_start_from_pure_noise(name):
     for karras in ["euler", "heun"]:
         with pytest.raises(ValueError, match="zero terminal SNR"):
             SAMPLERS[karras](lambda x_t, t: x_t, (1, 1, 2, 2), schedule, "x0", generator=torch.Generator())
+
+
+def test_each_samplers_options_are_what_its_function_takes_and_others_are_refused():
+    import inspect
+
+    from minidiff.diffusion.samplers import FLOW_SAMPLERS, SAMPLER_OPTIONS, SAMPLERS, sample
+    model_arguments = {"denoiser", "shape", "schedule", "prediction"}
+    for name, function in {**SAMPLERS, **FLOW_SAMPLERS}.items():
+        assert set(SAMPLER_OPTIONS[name]) == set(inspect.signature(function).parameters) - model_arguments, name
+    schedule = make_schedule("cosine", 10)
+    with pytest.raises(TypeError, match="stpes: not an option of the 'ddim' sampler"):
+        sample("ddim", lambda x, t: torch.zeros_like(x), (1, 1, 2, 2), schedule, "eps", stpes=5)
