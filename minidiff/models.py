@@ -192,7 +192,7 @@ def latent_data_info(autoencoder_name: str) -> dict:
 def load_clip(name_or_path: Path | str, device: torch.device | str = "cpu") -> tuple[CLIP, dict]:
     """A CLIP checkpoint by shipped name ("emoji_clip"), train-clip run folder or path -> the network, in eval mode,
     and its JSON (config, tokenizer, command, metrics, tensors_sha256)."""
-    path = Path(name_or_path)
+    path = checkpoint_path(name_or_path)  # a TypeError naming the argument for anything but a name or a path
     stem = path / "clip" if path.is_dir() else checkpoint_stem(path)  # a train-clip run folder, or a stem
     tensors, meta = read_tensors_and_json(stem)
     if meta.get("kind") != "clip":
