@@ -18,7 +18,8 @@ from minidiff.nets.unet import UNetConfig
 DATASETS = ("mnist5k", "shapes", "shapes_latents", "emoji_latents")  # digits, Shapes (pixels, latents), emoji latents
 LATENT_DATASETS = ("shapes_latents", "emoji_latents")  # encoded once by the run's autoencoder (minidiff.training.data)
 VAE_DATASETS = ("shapes", "emoji")  # what an autoencoder trains on
-BUDGET_FIELDS = ("steps", "minutes", "checkpoint_every_steps", "checkpoint_every_minutes", "sample_every_steps")
+BUDGET_FIELDS = ("steps", "minutes", "checkpoint_every_steps", "checkpoint_every_minutes", "sample_every_steps",
+                 "keep_models_at_steps")
 # how a step is computed, not what: a resumed run may change them (precision changes the rounding, so a resume is
 # exact only under the same precision)
 EXECUTION_FIELDS = ("accumulate", "precision", "channels_last", "compile")
@@ -122,6 +123,7 @@ class TrainConfig(LoopConfig):
     class_drop_prob: float = 0.1  # share of labels (or token conditions) dropped to the null one, for guidance
     sample_every_steps: int | None = 500  # write a sample grid to samples/ every N steps (and at the end)
     sample_grid_steps: int = 100  # DDPM steps for those grids: evenly spaced, so they are quick
+    keep_models_at_steps: tuple[int, ...] = ()  # also keep the EMA model at these steps (models/step_NNNNNN)
 
     def __post_init__(self):
         if isinstance(self.unet, dict):
@@ -158,6 +160,18 @@ class TrainConfig(LoopConfig):
         if self.sample_every_steps is not None:
             whole_number("sample_every_steps", self.sample_every_steps, 1, what="None for no grids")
         whole_number("sample_grid_steps", self.sample_grid_steps, 1, self.diffusion.T, what="DDPM steps of a grid")
+        self.check_kept_steps()
+
+    def check_kept_steps(self) -> None:
+        """keep_models_at_steps: increasing whole numbers (a list from JSON becomes a tuple)."""
+        if not isinstance(self.keep_models_at_steps, (list, tuple)):
+            raise TypeError(f"keep_models_at_steps must be a tuple of steps, e.g. (250, 750), got "
+                            f"{type(self.keep_models_at_steps).__name__}")
+        self.keep_models_at_steps = tuple(self.keep_models_at_steps)
+        for step in self.keep_models_at_steps:
+            whole_number("keep_models_at_steps", step, 1, what="steps at which to keep the model")
+        if list(self.keep_models_at_steps) != sorted(set(self.keep_models_at_steps)):
+            raise ValueError(f"keep_models_at_steps must be increasing, got {self.keep_models_at_steps}")
 
     def check_parts(self) -> None:
         """The nested settings must be configs of the right kind (dicts from JSON are converted before this)."""

@@ -48,7 +48,7 @@ from minidiff.pipeline import sample_shapes, token_denoiser
 from minidiff.training.config import LATENT_DATASETS, TrainConfig
 from minidiff.training.data import load_images
 from minidiff.training.distributed import main_first, start, wait_for_main
-from minidiff.training.run import Run, new_run, optimizer_step, resume_run, save_run, train_loop
+from minidiff.training.run import Run, new_run, optimizer_step, resume_run, save_model, save_run, train_loop
 
 EMOJI_GRID_PROMPTS = ("grinning face", "fox", "red apple", "pizza", "rocket", "waving hand: dark skin tone",
                       "grinning face in twemoji style", "fox in twemoji style", "red apple in noto style",
@@ -171,7 +171,8 @@ def train_step(run: Run, schedule: NoiseSchedule, images: torch.Tensor, conditio
 def train(config: TrainConfig, out: Path | str, resume: bool = False, device: torch.device | str = "auto",
           command: str = "", progress: bool = True) -> Run:
     """Train a diffusion model in `train_loop`; checkpoint (state, EMA model) on the way and at the end, and write a
-    sample grid every config.sample_every_steps steps and at the end.
+    sample grid every config.sample_every_steps steps and at the end; keep the EMA model at each step of
+    config.keep_models_at_steps in out/models/step_NNNNNN.{safetensors,json}.
 
     Started by torchrun, every process runs this and computes its share of each batch
     (`minidiff.training.distributed`); the main process alone writes."""
@@ -190,11 +191,13 @@ def train(config: TrainConfig, out: Path | str, resume: bool = False, device: to
     def take_step(run: Run) -> dict[str, str]:
         return {"loss": f"{train_step(run, schedule, images, conditions, device):.4f}"}
 
-    def sample_now_and_then(run: Run) -> None:
+    def sample_and_keep(run: Run) -> None:
         if config.sample_every_steps and run.step % config.sample_every_steps == 0:
             write_sample_grid(run, schedule, out, device)
+        if run.step in config.keep_models_at_steps:  # a learning curve's points
+            save_model(run, out / "models" / f"step_{run.step:06d}", device)
 
-    train_loop(run, out, take_step, lambda run: save_run(run, out, device), sample_now_and_then, progress)
+    train_loop(run, out, take_step, lambda run: save_run(run, out, device), sample_and_keep, progress)
     if processes.is_main:
         write_sample_grid(run, schedule, out, device)
     wait_for_main(processes)

@@ -159,6 +159,11 @@ def resume_run(out: Path, config: TrainConfig, device: torch.device, command: st
 def save_run(run: Run, out: Path, device: torch.device) -> None:
     """Write the training state, then the model checkpoint (the EMA weights), each atomically."""
     save_state(run, out)
+    save_model(run, out / "model", device)
+
+
+def save_model(run: Run, stem: Path, device: torch.device) -> None:
+    """Write the EMA weights as a model checkpoint STEM.safetensors + STEM.json, atomically."""
     config = run.config
     data = {"name": config.data, "image_shape": list(config.image_shape())}
     if config.data in LATENT_DATASETS:
@@ -168,7 +173,7 @@ def save_run(run: Run, out: Path, device: torch.device) -> None:
                           command=run.command, seed=config.seed, device=str(device),
                           training_minutes=round(run.minutes, 2), step=run.step, encoder=encoder,
                           backbone=backbone_of(config.network))
-    save_checkpoint(out / "model", contiguous(run.ema.state_dict()), info)
+    save_checkpoint(stem, contiguous(run.ema.state_dict()), info)
 
 
 # ------------------------------------------------------------------ the one loop, for every model
@@ -275,12 +280,12 @@ def train_loop(run: Run, out: Path, take_step: Callable[[Run], dict[str, str]], 
         while not main_decides(config.finished(run.step, minutes()), run.processes):
             shown = take_step(run)
             images_per_second = (run.step - first_step) * config.batch_size / max(time.monotonic() - start, 1e-9)
+            run.minutes = minutes()
             bar.update(1)
             bar.set_postfix(**shown, images_per_s=f"{images_per_second:.0f}")
             if after_step is not None and main:
                 after_step(run)
             if main and config.checkpoint_due(run.step, (time.monotonic() - saved_at) / 60):
-                run.minutes = minutes()
                 save(run)
                 saved_at = time.monotonic()
     except FloatingPointError as error:

@@ -7,6 +7,7 @@ import torch
 from support.tiny import tiny_train_config
 
 from minidiff.files.training_state import load_training_state
+from minidiff.models import load_model
 from minidiff.nets.unet import UNet
 from minidiff.training.loop import train
 from minidiff.training.presets import tiny_config
@@ -42,3 +43,20 @@ def test_ema_update_is_the_weighted_average():
     update_ema(ema, model, decay=0.9)
     for old, new, target in zip(before, ema.parameters(), model.parameters()):
         torch.testing.assert_close(new, 0.9 * old + 0.1 * target)
+
+
+def test_a_run_keeps_its_ema_model_at_the_steps_asked_for_a_learning_curve(tmp_path):
+    run = train(tiny_train_config(steps=4, keep_models_at_steps=[2, 3]), tmp_path, device="cpu", progress=False)
+    kept = sorted(path.name for path in (tmp_path / "models").glob("*.json"))
+    assert kept == ["step_000002.json", "step_000003.json"]
+    model, info = load_model(tmp_path / "models" / "step_000003")
+    assert info.step == 3 and load_model(tmp_path / "model")[1].step == 4
+    final = dict(run.ema.state_dict())
+    assert any(not torch.equal(value, final[name]) for name, value in model.state_dict().items())  # an earlier EMA
+    assert load_training_state(tmp_path / "train_state").config["keep_models_at_steps"] == [2, 3]
+
+
+@pytest.mark.parametrize("steps, error", [((3, 2), ValueError), ((0,), ValueError), (5, TypeError), ((2.5,), TypeError)])
+def test_kept_steps_must_be_increasing_whole_numbers(steps, error):
+    with pytest.raises(error, match="keep_models_at_steps"):
+        tiny_train_config(keep_models_at_steps=steps)
