@@ -101,6 +101,20 @@ def tiny_clip(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_evaluator(tmp_path_factory):
+    """A second tiny CLIP (another seed, 4 steps): the evaluator of the tiny emoji model in the tests."""
+    from minidiff.files.device import resolve_device
+    from minidiff.training.clip import CLIP_PRESETS, run_clip, save_clip
+
+    folder = tmp_path_factory.mktemp("evaluator")
+    config = CLIP_PRESETS["tiny"]()
+    config.steps, config.seed = 4, 1
+    run = run_clip(config, folder, False, resolve_device("cpu"), "tiny evaluator for tests", progress=False)
+    save_clip(folder / "clip", run, resolve_device("cpu"), metrics={})
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_emoji_vae(tmp_path_factory):
     """The tiny autoencoder preset trained for 12 steps on the emoji train split (STEM path of its checkpoint)."""
     from minidiff.training.presets import AUTOENCODER_PRESETS

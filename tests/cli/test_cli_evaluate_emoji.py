@@ -7,18 +7,6 @@ import shutil
 import pytest
 
 from minidiff.__main__ import main
-from minidiff.files.device import resolve_device
-from minidiff.training.clip import CLIP_PRESETS, run_clip, save_clip
-
-
-@pytest.fixture(scope="module")
-def tiny_evaluator(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("evaluator")
-    config = CLIP_PRESETS["tiny"]()
-    config.steps, config.seed = 4, 1
-    run = run_clip(config, folder, False, resolve_device("cpu"), "tiny evaluator for tests", progress=False)
-    save_clip(folder / "clip", run, resolve_device("cpu"), metrics={})
-    return folder
 
 
 def test_the_command_measures_and_records_every_figure(tiny_emoji_model, tiny_evaluator, tmp_path, capsys):
