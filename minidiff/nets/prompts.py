@@ -13,8 +13,8 @@ import torch
 
 from minidiff.data.shapes import caption_attributes
 from minidiff.nets.bpe import emoji_tokenizer
-from minidiff.nets.conditioning import EncoderConfig, attribute_tokens
-from minidiff.nets.text import tokenize_batch
+from minidiff.nets.conditioning import ATTRIBUTE_VOCABULARY, EncoderConfig, attribute_tokens
+from minidiff.nets.text import VOCABULARY, tokenize_batch
 
 
 def prompt_tokens(prompts: list[str], config: EncoderConfig, unknown: str = "error") -> torch.Tensor:
@@ -26,3 +26,18 @@ def prompt_tokens(prompts: list[str], config: EncoderConfig, unknown: str = "err
     if config.kind == "clip":
         return emoji_tokenizer().encode_batch(list(prompts), config.length)
     return tokenize_batch(prompts, unknown, max_length=config.length)
+
+
+def token_names(ids: torch.Tensor | list[int], config: EncoderConfig) -> list[str]:
+    """Token ids (L,) -> what each id stands for, as `prompt_tokens` made them for the encoder of `config`: a word, an
+    attribute value or a byte-pair piece ("fox</w>"), with "<start>" and "<pad>" named too (for labels on pictures)."""
+    if config.kind == "attributes":
+        vocabulary = ATTRIBUTE_VOCABULARY
+    elif config.kind == "clip":
+        vocabulary = emoji_tokenizer().vocabulary
+    else:
+        vocabulary = VOCABULARY
+    ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+    if any(not 0 <= i < len(vocabulary) for i in ids):
+        raise ValueError(f"ids must lie in 0 ... {len(vocabulary) - 1} for an encoder of kind {config.kind!r}")
+    return [vocabulary[i] for i in ids]
