@@ -145,7 +145,7 @@ def to_tokens(x: torch.Tensor) -> torch.Tensor:
 
 def from_tokens(tokens: torch.Tensor, H: int, W: int) -> torch.Tensor:
     """Tokens (B, H*W, C) -> the feature map (B, C, H, W), a view stored channels-last (the inverse of to_tokens)."""
-    B, L, C = tokens.shape
+    B, _, C = tokens.shape
     return tokens.reshape(B, H, W, C).permute(0, 3, 1, 2)  # (B, H*W, C) -> (B, H, W, C) -> (B, C, H, W)
 
 
@@ -180,7 +180,7 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) -> (B, C, H, W)."""
-        B, C, H, W = x.shape
+        H, W = x.shape[-2:]
         tokens = to_tokens(self.norm(x))  # (B, C, H, W) -> (B, H*W, C)
         q, k, v = pointwise(self.to_qkv, tokens).chunk(3, dim=2)  # (B, H*W, 3C) -> 3 x (B, H*W, C)
         q, k, v = (split_heads(part, self.heads) for part in (q, k, v))  # 3 x (B, heads, H*W, C/heads)
@@ -208,7 +208,7 @@ class CrossAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, C, H, W), context (B, L, context_dim), context_mask (B, L) bool or None -> (B, C, H, W)."""
-        B, C, H, W = x.shape
+        H, W = x.shape[-2:]
         q = pointwise(self.to_q, to_tokens(self.norm(x)))  # (B, C, H, W) -> (B, H*W, C)
         q = split_heads(q, self.heads)  # (B, H*W, C) -> (B, heads, H*W, C/heads)
         k, v = self.to_kv(context).chunk(2, dim=2)  # (B, L, context_dim) -> 2 x (B, L, C)
