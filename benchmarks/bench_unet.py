@@ -1,12 +1,21 @@
-"""Speed of minidiff's U-Net against diffusers' UNet2DModel at the same configuration, on this CPU.
+"""Speed of minidiff's U-Nets against diffusers' at the same configuration, on this CPU.
 
-Both networks get the same channels, blocks per level, attention levels, heads, GroupNorm groups, AdaGN
-("scale_shift") time conditioning, class embedding and dropout; their parameter counts are printed and must agree
-within 5% (they are equal: tests/nets/test_unet.py loads our weights into this diffusers model and gets the same output).
-Then, alternating the two models (A, B, A, B, ...) so that other load on the machine hits both alike:
+Two pairs, each run side by side in the same process:
+
+- the class U-Net (MNIST-sized, 1x28x28, batch 64) against diffusers' UNet2DModel: the same channels, blocks per level,
+  attention levels, heads, GroupNorm groups, AdaGN ("scale_shift") time conditioning, class embedding and dropout;
+  equal parameter counts (tests/nets/test_unet.py loads our weights into this diffusers model and gets our output);
+- the latent text U-Net of the shapes_text preset (4x8x8 latents, a 10-token context of width 64) against diffusers'
+  UNet2DConditionModel at its configuration. diffusers wraps every cross-attention in a transformer block with a
+  GEGLU feed-forward of 12 C^2 weights, which ours does not have; the twin's feed-forwards are removed (`nn.Identity`)
+  so that both are the same-sized network (parameter counts printed, within 5%).
+
+For each pair, alternating the two models (A, B, B, A, ...) so that other load on the machine hits both alike:
 
 - training: images/s of one step = forward + MSE loss + backward + AdamW step, in train mode;
-- inference: seconds per forward pass under torch.inference_mode(), in eval mode.
+- inference: seconds per forward pass under torch.inference_mode(), in eval mode;
+- the forward pass's achieved GFLOP/s (its FLOPs counted by torch.utils.flop_counter.FlopCounterMode over the
+  inference time), beside this CPU's measured sgemm peak (a timed 2048 x 2048 torch.mm at the same thread count).
 
 Each number is the median over repeats, after warm-up. Run:  .venv/bin/python benchmarks/bench_unet.py
 On a machine shared with other work, wall-clock times swing; `--threads 1 --clock cpu` measures the CPU time the
@@ -19,8 +28,12 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
+from minidiff.nets.text import MAX_LENGTH
 from minidiff.nets.unet import UNet, UNetConfig, count_parameters
+from minidiff.training.presets import shapes_text_config
 
 
 def diffusers_twin(config: UNetConfig, image_size: int):
@@ -52,16 +65,46 @@ def diffusers_twin(config: UNetConfig, image_size: int):
     )
 
 
-def call_ours(model, x, t, labels):
-    return model(x, t, labels)
+def diffusers_text_twin(config: UNetConfig, image_size: int):
+    """diffusers' UNet2DConditionModel built to match a minidiff UNetConfig with a text context (cross-attention at
+    every level and in the middle), its transformer blocks' feed-forwards removed: ours has none."""
+    from diffusers import UNet2DConditionModel
+
+    model = UNet2DConditionModel(
+        sample_size=image_size,
+        in_channels=config.in_channels,
+        out_channels=config.output_channels,
+        block_out_channels=config.channels,
+        layers_per_block=config.blocks_per_level,
+        down_block_types=("CrossAttnDownBlock2D",) * config.levels,
+        up_block_types=("CrossAttnUpBlock2D",) * config.levels,
+        attention_head_dim=config.heads,  # diffusers reads this argument as the number of heads
+        cross_attention_dim=config.context_dim,
+        flip_sin_to_cos=False, freq_shift=0,  # [sin, cos] embedding, as ours
+        norm_num_groups=config.groups,
+        resnet_time_scale_shift="scale_shift",  # AdaGN, as ours
+        time_embedding_dim=config.embed_dim,
+        dropout=config.dropout,
+    )
+    for module in model.modules():
+        if hasattr(module, "ff") and hasattr(module, "attn2"):  # a BasicTransformerBlock
+            module.ff = nn.Identity()
+    return model
 
 
-def call_diffusers(model, x, t, labels):
-    return model(x, t, labels, return_dict=False)[0]
+def call_ours(model, x, t, condition):
+    return model(x, t, **condition)
 
 
-def training_step(model, call, optimizer, x, t, labels, target) -> None:
-    loss = F.mse_loss(call(model, x, t, labels), target)
+def call_diffusers(model, x, t, condition):
+    if "context" in condition:  # the text twin: diffusers' names for the context and its mask
+        return model(x, t, encoder_hidden_states=condition["context"],
+                     encoder_attention_mask=condition["context_mask"].float(), return_dict=False)[0]
+    return model(x, t, condition["class_labels"], return_dict=False)[0]
+
+
+def training_step(model, call, optimizer, x, t, condition, target) -> None:
+    loss = F.mse_loss(call(model, x, t, condition), target)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -79,47 +122,47 @@ def time_training(model, call, optimizer, batch, steps: int, clock=time.perf_cou
 def time_inference(model, call, batch, steps: int, clock=time.perf_counter) -> float:
     """Seconds for `steps` forward passes under inference_mode."""
     model.eval()
-    x, t, labels, _ = batch
+    x, t, condition, _ = batch
     start = clock()
     with torch.inference_mode():
         for _ in range(steps):
-            call(model, x, t, labels)
+            call(model, x, t, condition)
     return clock() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=7, help="timed repeats per model and task (median is reported)")
-    parser.add_argument("--steps", type=int, default=2, help="steps per timed repeat")
-    parser.add_argument("--channels", type=int, nargs="+", default=[32, 64, 128])
-    parser.add_argument("--blocks", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="wall-clock time, or the CPU time of this process (use with --threads 1)")
-    args = parser.parse_args()
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+def forward_flops(model, call, batch) -> int:
+    """Floating-point operations of one forward pass (a multiply-add counts 2), as torch's FlopCounterMode counts
+    them: convolutions, matrix products and attention; the elementwise work (norms, SiLU, adds) is not counted."""
+    x, t, condition, _ = batch
+    model.eval()
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        call(model, x, t, condition)
+    return counter.get_total_flops()
 
-    levels = len(args.channels)
-    config = UNetConfig(in_channels=1, channels=tuple(args.channels), blocks_per_level=args.blocks,
-                        attention_levels=(False,) * (levels - 1) + (True,), num_classes=10)
-    image_size = 28
-    models = {"minidiff": UNet(config), "diffusers": diffusers_twin(config, image_size)}
-    calls = {"minidiff": call_ours, "diffusers": call_diffusers}
+
+def sgemm_peak(clock, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of the best of `repeats` float32 size x size matrix products: this CPU's practical sgemm peak."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = clock()
+        torch.mm(a, b)
+        best = min(best, clock() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def compare(title: str, models: dict, calls: dict, batch, repeats: int, steps: int, clock, clock_name: str):
+    """Print the parameter counts, then train img/s, inference s/batch and forward GFLOP/s of each model."""
     counts = {name: count_parameters(model) for name, model in models.items()}
-    print(f"config: {config}")
-    print(f"input 1x{image_size}x{image_size}, batch {args.batch}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    B = batch[0].shape[0]
+    print(f"\n== {title}: input {tuple(batch[0].shape[1:])}, batch {B}")
     for name, n in counts.items():
         print(f"  {name:9s} {n:,} parameters")
     gap = abs(counts["minidiff"] - counts["diffusers"]) / counts["diffusers"]
     assert gap < 0.05, f"parameter counts differ by {gap:.1%}: the two models are not the same configuration"
-
-    B = args.batch
-    batch = (torch.randn(B, 1, image_size, image_size), torch.randint(0, 1000, (B,)),
-             torch.randint(0, 11, (B,)), torch.randn(B, 1, image_size, image_size))
     optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-4) for name, model in models.items()}
+    flops = {name: forward_flops(models[name], calls[name], batch) for name in models}
 
     for name in models:  # warm-up: first calls allocate memory and pick kernels
         time_training(models[name], calls[name], optimizers[name], batch, 2)
@@ -127,19 +170,66 @@ def main() -> None:
 
     train_s = {name: [] for name in models}
     infer_s = {name: [] for name in models}
-    for repeat in range(args.repeats):
+    for repeat in range(repeats):
         order = list(models) if repeat % 2 == 0 else list(reversed(models))  # A, B, B, A, A, B, ...
         for name in order:  # alternating, so that background load hits both alike
-            train_s[name].append(time_training(models[name], calls[name], optimizers[name], batch, args.steps, clock) / args.steps)
-            infer_s[name].append(time_inference(models[name], calls[name], batch, args.steps, clock) / args.steps)
+            train_s[name].append(time_training(models[name], calls[name], optimizers[name], batch, steps, clock) / steps)
+            infer_s[name].append(time_inference(models[name], calls[name], batch, steps, clock) / steps)
 
-    print(f"\n{args.clock} clock, median of {args.repeats} repeats x {args.steps} steps (other processes may share the CPU)")
-    print(f"{'':10s} {'train img/s':>12s} {'infer s/batch':>14s}")
+    print(f"{clock_name} clock, median of {repeats} repeats x {steps} steps (other processes may share the CPU)")
+    print(f"{'':10s} {'train img/s':>12s} {'infer s/batch':>14s} {'fwd GFLOP':>10s} {'fwd GFLOP/s':>12s}")
     for name in models:
-        print(f"{name:10s} {B / statistics.median(train_s[name]):12.1f} {statistics.median(infer_s[name]):14.4f}")
+        infer = statistics.median(infer_s[name])
+        print(f"{name:10s} {B / statistics.median(train_s[name]):12.1f} {infer:14.4f} {flops[name] / 1e9:10.2f} "
+              f"{flops[name] / infer / 1e9:12.1f}")
     train_ratio = statistics.median(train_s["diffusers"]) / statistics.median(train_s["minidiff"])
     infer_ratio = statistics.median(infer_s["diffusers"]) / statistics.median(infer_s["minidiff"])
     print(f"{'ratio':10s} {train_ratio:11.2f}x {infer_ratio:13.2f}x   (minidiff speed / diffusers speed; > 1 = minidiff faster)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=64, help="batch of the class U-Net")
+    parser.add_argument("--text-batch", type=int, default=128, help="batch of the text U-Net (shapes_text trains with 128)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats per model and task (median is reported)")
+    parser.add_argument("--steps", type=int, default=2, help="steps per timed repeat")
+    parser.add_argument("--channels", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--blocks", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall-clock time, or the CPU time of this process (use with --threads 1)")
+    parser.add_argument("--only", choices=["class", "text"], default=None, help="run one of the two pairs")
+    args = parser.parse_args()
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"sgemm peak (2048 x 2048 torch.mm, best of 5, {args.clock} clock): {sgemm_peak(clock):.1f} GFLOP/s")
+    calls = {"minidiff": call_ours, "diffusers": call_diffusers}
+
+    if args.only in (None, "class"):
+        levels = len(args.channels)
+        config = UNetConfig(in_channels=1, channels=tuple(args.channels), blocks_per_level=args.blocks,
+                            attention_levels=(False,) * (levels - 1) + (True,), num_classes=10)
+        image_size, B = 28, args.batch
+        print(f"\nclass U-Net config: {config}")
+        batch = (torch.randn(B, 1, image_size, image_size), torch.randint(0, 1000, (B,)),
+                 {"class_labels": torch.randint(0, 11, (B,))}, torch.randn(B, 1, image_size, image_size))
+        models = {"minidiff": UNet(config), "diffusers": diffusers_twin(config, image_size)}
+        compare("class U-Net vs UNet2DModel", models, calls, batch, args.repeats, args.steps, clock, args.clock)
+
+    if args.only in (None, "text"):
+        config = shapes_text_config().unet
+        size, B = 8, args.text_batch
+        print(f"\ntext U-Net config (shapes_text): {config}")
+        lengths = torch.randint(6, MAX_LENGTH + 1, (B,))  # captions of 6 to 10 tokens, then padding
+        mask = torch.arange(MAX_LENGTH)[None, :] < lengths[:, None]  # (B, L), True = real token
+        condition = {"context": torch.randn(B, MAX_LENGTH, config.context_dim), "context_mask": mask}
+        batch = (torch.randn(B, config.in_channels, size, size), torch.randint(0, 1000, (B,)), condition,
+                 torch.randn(B, config.in_channels, size, size))
+        models = {"minidiff": UNet(config), "diffusers": diffusers_text_twin(config, size)}
+        compare("text U-Net vs UNet2DConditionModel (no feed-forward)", models, calls, batch, args.repeats,
+                args.steps, clock, args.clock)
 
 
 if __name__ == "__main__":

@@ -4,25 +4,24 @@ r"""Text to image, the whole system in one place: prompt -> tokens -> text encod
     result = pipe("a large red circle in the top left", n=4, seed=0)
     result.images                                              # (4, 3, 32, 32) in [-1, 1]
 
-Every stage is a module of its own, and this file only connects them, in the order Stable Diffusion does
-(Rombach et al. 2022, fig. 3): the prompt is tokenized as the model's encoder reads it
-(`minidiff.nets.prompts.prompt_tokens`: words for the Shapes text model, byte-pair pieces for a model on a
-frozen CLIP's text tower, the attributes the prompt names for a model conditioned on Shapes attributes) and
-encoded once; a
-latent starts as noise and is denoised by the U-Net, guided towards the prompt and away from the negative prompt
-(`token_denoiser`: classifier-free guidance, Ho & Salimans 2022, `minidiff.diffusion.guidance`), with any sampler
-(`minidiff.diffusion.samplers.sample`); the autoencoder the model was trained with (`minidiff.models.autoencoder_for`)
-decodes the clean latent (`minidiff.nets.autoencoder.decode_latents`). `sample_shapes` is that path from tokens to
-images; training's sample grids use it too. On request the pipeline keeps the whole trajectory (each step's latent
-and decoded prediction, `DecodedStep`) and each word's cross-attention map per step (`minidiff.nets.attention_maps`).
-Given an input image it edits instead: img2img (SDEdit) with a strength, and inpainting with a mask
-(`minidiff.diffusion.editing`).
+Every stage is a module of its own, and this file only connects them, in the order Stable Diffusion does (Rombach et al.
+2022, fig. 3): the prompt is tokenized as the model's encoder reads it (`minidiff.nets.prompts.prompt_tokens`: words for
+the Shapes text model, byte-pair pieces for a model on a frozen CLIP's text tower, the attributes the prompt names for a
+model conditioned on Shapes attributes) and encoded once; a latent starts as noise and is denoised by the U-Net, guided
+towards the prompt and away from the negative prompt (`token_denoiser`: classifier-free guidance, Ho & Salimans 2022,
+`minidiff.diffusion.guidance`), with any sampler (`minidiff.diffusion.samplers.sample`); the autoencoder the model was
+trained with (`minidiff.models.autoencoder_for`) decodes the clean latent (`minidiff.nets.autoencoder.decode_latents`).
+`sample_shapes` is that path from tokens to images; training's sample grids use it too. On request the pipeline keeps
+the whole trajectory (each step's latent and decoded prediction, `DecodedStep`) and each word's cross-attention map per
+step (`minidiff.nets.attention_maps`). Given an input image it edits instead: img2img (SDEdit) with a strength, and
+inpainting with a mask (`minidiff.diffusion.editing`).
 """
 
 import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -73,10 +72,15 @@ def token_denoiser(model: ConditionedUNet, tokens: torch.Tensor, guidance: float
 
 @dataclass
 class DecodedStep:
-    """One sampler step in latent space, with its predicted clean latent decoded to an image."""
+    """One sampler step in latent space; its predicted clean latent is decoded to an image only when first read."""
 
     latent: DenoisingStep  # x_t, eps, x0, x_prev: all latents (B, 4, 8, 8)
-    x0_image: torch.Tensor  # (B, 3, 32, 32) in [-1, 1]: D(x0 / scale_factor), what the model thinks it is drawing
+    autoencoder: Autoencoder = field(repr=False)
+    scale_factor: float
+
+    @cached_property
+    def x0_image(self) -> torch.Tensor:  # (B, 3, 32, 32) in [-1, 1]: D(x0 / scale_factor); unread, never decoded
+        return decode_latents(self.autoencoder, self.latent.x0, self.scale_factor)
 
 
 @torch.inference_mode()
@@ -94,7 +98,7 @@ def sample_shapes(model: ConditionedUNet, schedule: NoiseSchedule, prediction: s
     denoiser = token_denoiser(model, tokens.to(device), guidance, rescale, negative_tokens)
 
     def report(step: DenoisingStep) -> None:
-        callback(DecodedStep(step, decode_latents(autoencoder, step.x0, scale_factor)))
+        callback(DecodedStep(step, autoencoder, scale_factor))
     shape = (len(tokens), model.config.in_channels, LATENT_SIZE, LATENT_SIZE)  # (B, 4, 8, 8)
     z0 = sample(sampler, denoiser, shape, schedule, prediction, steps=steps, generator=generator, device=device,
                 callback=report if callback else None, clip_x0=False, **sampler_options)

@@ -74,6 +74,20 @@ def check_conditioning(config, B: int, t, class_labels, context, context_mask) -
             raise ValueError("every sample needs at least one real token in context_mask (True = real token)")
 
 
+def adaptive_group_norm(a: torch.Tensor, norm: nn.GroupNorm, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    r"""AdaGN (Dhariwal & Nichol 2021, sec. 3): features a (B, C, H, W), scale and shift (B, C) -> (B, C, H, W).
+
+    $\text{AdaGN}(a, e) = (1 + \text{scale}(e))\, \text{GroupNorm}(a) + \text{shift}(e)$, where GroupNorm ends with its
+    own affine map $\gamma \hat a + \beta$ of the normalised $\hat a$. The two affine maps fold into one, so the
+    features are read and written once after normalising instead of three times:
+    $(1 + s)(\gamma \hat a + \beta) + b = [\gamma (1 + s)]\, \hat a + [\beta (1 + s) + b]$.
+    """
+    gain = norm.weight * (1 + scale)  # (C,) x (B, C) -> (B, C)
+    bias = norm.bias * (1 + scale) + shift  # (B, C)
+    normalised = F.group_norm(a, norm.num_groups, eps=norm.eps)  # $\hat a$, no affine map
+    return torch.addcmul(bias[:, :, None, None], normalised, gain[:, :, None, None])  # (B, C, H, W)
+
+
 class ResBlock(nn.Module):
     """norm -> SiLU -> conv -> norm, scaled and shifted by the embedding (AdaGN) -> SiLU -> dropout -> conv, + skip.
 
@@ -101,13 +115,12 @@ class ResBlock(nn.Module):
     def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, in_channels, H, W), embedding (B, embed_dim) or None -> (B, out_channels, H, W)."""
         h = self.conv1(F.silu(self.norm1(x)))  # (B, in_channels, H, W) -> (B, out_channels, H, W)
-        h = self.norm2(h)
-        if self.embed_to_scale_shift is not None:
+        if self.embed_to_scale_shift is None:
+            h = self.norm2(h)
+        else:
             scale_shift = self.embed_to_scale_shift(F.silu(embedding))  # (B, embed_dim) -> (B, 2 * out_channels)
-            scale, shift = scale_shift[:, :, None, None].chunk(2, dim=1)  # -> 2 x (B, out_channels, 1, 1)
-            # Dhariwal & Nichol 2021, sec. 3:
-            # $\text{AdaGN}(a, e) = (1 + \text{scale}(e))\, \text{GroupNorm}(a) + \text{shift}(e)$, the features $a$ being h
-            h = h * (1 + scale) + shift
+            scale, shift = scale_shift.chunk(2, dim=1)  # -> 2 x (B, out_channels)
+            h = adaptive_group_norm(h, self.norm2, scale, shift)
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 
@@ -122,6 +135,24 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """Per-head tokens (B, heads, L, d) -> tokens (B, L, heads * d)."""
     B, heads, L, d = x.shape
     return x.transpose(1, 2).reshape(B, L, heads * d)  # (B, heads, L, d) -> (B, L, heads * d)
+
+
+def to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """A feature map (B, C, H, W) -> its H * W positions as tokens (B, H*W, C); no copy in channels-last layout."""
+    B, C, H, W = x.shape
+    return x.permute(0, 2, 3, 1).reshape(B, H * W, C)  # (B, C, H, W) -> (B, H, W, C) -> (B, H*W, C)
+
+
+def from_tokens(tokens: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """Tokens (B, H*W, C) -> the feature map (B, C, H, W), a view stored channels-last (the inverse of to_tokens)."""
+    B, _, C = tokens.shape
+    return tokens.reshape(B, H, W, C).permute(0, 3, 1, 2)  # (B, H*W, C) -> (B, H, W, C) -> (B, C, H, W)
+
+
+def pointwise(conv: nn.Conv2d, tokens: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution applied to tokens (B, L, C_in) -> (B, L, C_out): the same linear map at every position, so
+    one matrix product with its weight (C_out, C_in, 1, 1) read as the matrix (C_out, C_in)."""
+    return F.linear(tokens, conv.weight.flatten(1), conv.bias)
 
 
 def check_heads(channels: int, heads: int) -> None:
@@ -149,14 +180,14 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) -> (B, C, H, W)."""
-        B, C, H, W = x.shape
-        qkv = self.to_qkv(self.norm(x))  # (B, C, H, W) -> (B, 3C, H, W)
-        q, k, v = qkv.flatten(2).transpose(1, 2).chunk(3, dim=2)  # (B, 3C, H, W) -> 3 x (B, H*W, C)
+        H, W = x.shape[-2:]
+        tokens = to_tokens(self.norm(x))  # (B, C, H, W) -> (B, H*W, C)
+        q, k, v = pointwise(self.to_qkv, tokens).chunk(3, dim=2)  # (B, H*W, 3C) -> 3 x (B, H*W, C)
         q, k, v = (split_heads(part, self.heads) for part in (q, k, v))  # 3 x (B, heads, H*W, C/heads)
         # $\text{Attention}(Q, K, V) = \text{softmax}(Q K^\top / \sqrt{d})\, V$  (Vaswani et al. 2017, eq. 1)
         out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, H*W, C/heads)
-        out = merge_heads(out).transpose(1, 2).reshape(B, C, H, W)  # (B, heads, H*W, C/heads) -> (B, C, H, W)
-        return x + self.to_out(out)
+        out = pointwise(self.to_out, merge_heads(out))  # (B, heads, H*W, C/heads) -> (B, H*W, C)
+        return x + from_tokens(out, H, W)  # (B, H*W, C) -> (B, C, H, W)
 
 
 class CrossAttention(nn.Module):
@@ -177,16 +208,16 @@ class CrossAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, C, H, W), context (B, L, context_dim), context_mask (B, L) bool or None -> (B, C, H, W)."""
-        B, C, H, W = x.shape
-        q = self.to_q(self.norm(x)).flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, H*W, C)
+        H, W = x.shape[-2:]
+        q = pointwise(self.to_q, to_tokens(self.norm(x)))  # (B, C, H, W) -> (B, H*W, C)
         q = split_heads(q, self.heads)  # (B, H*W, C) -> (B, heads, H*W, C/heads)
         k, v = self.to_kv(context).chunk(2, dim=2)  # (B, L, context_dim) -> 2 x (B, L, C)
         k, v = split_heads(k, self.heads), split_heads(v, self.heads)  # (B, L, C) -> (B, heads, L, C/heads)
         attend = None if context_mask is None else context_mask[:, None, None, :]  # (B, L) -> (B, 1, 1, L)
         # $\text{softmax}(Q K^\top / \sqrt{d} + M)\, V$ with $M = -\infty$ at padding tokens
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)  # (B, heads, H*W, C/heads)
-        out = merge_heads(out).transpose(1, 2).reshape(B, C, H, W)  # (B, heads, H*W, C/heads) -> (B, C, H, W)
-        return x + self.to_out(out)
+        out = pointwise(self.to_out, merge_heads(out))  # (B, heads, H*W, C/heads) -> (B, H*W, C)
+        return x + from_tokens(out, H, W)  # (B, H*W, C) -> (B, C, H, W)
 
 
 class Downsample(nn.Module):
