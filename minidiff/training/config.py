@@ -110,7 +110,7 @@ class TrainConfig(LoopConfig):
     dit: DiTConfig | None = None
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)  # schedule, T, what the network predicts
     data: str = "mnist5k"  # the data set (see DATASETS)
-    max_images: int | None = None  # train on N images spread evenly over the set (tests); None = all
+    max_images: int | None = None  # MNIST-5k or emoji: N images spread evenly over the set (tests); None = all
     # latent diffusion (LATENT_DATASETS): which autoencoder, how many Shapes to render and encode once (emoji: all
     # of the train split, each image with its plain and its styled caption)
     autoencoder: str | None = None  # a shipped name ("shapes_vae") or a path; its scale factor comes with it

@@ -38,7 +38,7 @@ def load_images(config: TrainConfig, cache_dir: Path | str | None = None) -> tup
     if config.data == "shapes_latents":
         return encoded_shapes(config.autoencoder, config.dataset_size, config.seed, cache_dir, config.encoder.kind)
     if config.data == "emoji_latents":
-        return encoded_emoji(config.autoencoder, config.encoder, cache_dir)
+        return encoded_emoji(config.autoencoder, config.encoder, cache_dir, config.max_images)
     if config.data == "shapes":
         images, _, attributes = shapes(config.dataset_size, "train", config.seed)
         return to_model(images), condition_tokens(attributes, config.encoder.kind)
@@ -85,15 +85,18 @@ def encoded_shapes(autoencoder_name: str, n: int, seed: int = 0, cache_dir: Path
     return z0, tokens
 
 
-def encoded_emoji(autoencoder_name: str, encoder: EncoderConfig,
-                  cache_dir: Path | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def encoded_emoji(autoencoder_name: str, encoder: EncoderConfig, cache_dir: Path | str | None = None,
+                  max_images: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The training set of the emoji model: every image of the emoji train split twice, once with its caption
-    ("fox") and once with its style ("fox in noto style"), so the model learns to draw from both.
+    ("fox") and once with its style ("fox in noto style"), so the model learns to draw from both. max_images: only
+    that many images, spread evenly over the split (a quick run: encoding all of them takes minutes on a CPU).
 
     Returns scaled latents z0 (2N, 4, 8, 8), encoded once (and cached in cache_dir, as `encoded_shapes` does), and
     the captions' byte-pair tokens (2N, encoder.length): the N plain captions first, then the N styled ones.
     """
     data = emoji("train")
+    if max_images is not None and max_images < len(data):
+        data = data.subset(np.linspace(0, len(data) - 1, max_images).round().astype(int))
     tokens = prompt_tokens([*data.captions.tolist(), *data.styled_captions()], encoder)  # (2N, L)
     z0 = encoded_latents(autoencoder_name, data.images,
                          lambda sha256: cache_path(Path(cache_dir), sha256, len(data), 0, "emoji_"),

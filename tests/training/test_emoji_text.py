@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from minidiff.data.emoji import emoji
+from minidiff.data.pixels import to_model
 from minidiff.files.training_state import load_training_state
 from minidiff.models import clip_encoder_config, clip_text_tower, load_autoencoder, load_clip, load_model
-from minidiff.nets.autoencoder import Autoencoder
+from minidiff.nets.autoencoder import Autoencoder, encode_images
 from minidiff.nets.bpe import emoji_tokenizer
 from minidiff.nets.clip import CLIP
 from minidiff.nets.conditioning import ConditionedUNet, EncoderConfig
@@ -73,6 +74,19 @@ def test_each_training_image_comes_with_its_plain_and_its_styled_caption(tiny_em
     assert len(list(tmp_path.glob("latents_emoji_*.safetensors"))) == 1
     again, _ = encoded_emoji(str(tiny_emoji_vae), encoder, cache_dir=tmp_path)
     assert torch.equal(again, z0)
+
+
+def test_a_quick_run_encodes_only_max_images_spread_over_the_split(tiny_emoji_vae, tiny_clip):
+    encoder = clip_encoder_config(tiny_clip)
+    z0, tokens = encoded_emoji(str(tiny_emoji_vae), encoder, max_images=5)
+    train = emoji("train")
+    rows = [round(i * (len(train) - 1) / 4) for i in range(5)]  # evenly spaced, first and last included
+    autoencoder, info = load_autoencoder(tiny_emoji_vae)
+    expected = encode_images(autoencoder, to_model(train.images[rows]), info.scale_factor)  # (5, 4, 8, 8)
+    assert z0.shape == (10, 4, 8, 8) and torch.allclose(z0[:5], expected) and torch.equal(z0[5:], z0[:5])
+    tokenizer = emoji_tokenizer()
+    assert [tokenizer.decode(t.tolist()) for t in tokens[:5]] == train.captions[rows].tolist()
+    assert tokenizer.decode(tokens[5].tolist()) == f"{train.captions[0]} in {train.sources[0]} style"
 
 
 def test_the_emoji_autoencoder_reports_held_out_psnr(tiny_emoji_vae):
