@@ -6,9 +6,10 @@ chapter's main widget is operated (slider moved, drop-down changed or button pre
 change, keeping its size, with no Python traceback (in a cell or in the log console, where widget callbacks report)
 and no JavaScript error. On the way (tests/support/learner.py): every picture is shown at its own size or a
 whole-number zoom, no text field or slider readout cuts its text, every cell that ran over 10 s shows a progress bar,
-and a prompt box answers a word the model does not know with the whole error in its message area, the previous
-picture gone or marked stale. The harness is first tested on throwaway notebooks: one that works, and others broken
-on purpose that it must catch. Screenshots are kept in test-artifacts/browser/.
+and a prompt box answers a prompt the model cannot read (a word outside its vocabulary, or no character of the
+byte-pair alphabet) with the whole error in its message area, the previous picture gone or marked stale. The
+harness is first tested on throwaway notebooks: one that works, and others broken on purpose that it must catch.
+Screenshots are kept in test-artifacts/browser/.
 
 Needs Debian's chromium and Playwright's Python package (see README); without them these tests are skipped, except
 under CI=true, where they fail.

@@ -36,7 +36,9 @@ OUTPUT_WIDTH_PX = 848  # JupyterLab's output column in the test's 1280-px window
 PROGRESS = ".widget-hprogress, .widget-vprogress, progress"  # an ipywidgets progress bar (tqdm.auto's), or HTML's
 # tqdm's bar drawn as text (on stderr): "40%|####      | 2/5 [00:03<00:04", or with no total "60step [00:30, 2.0step/s]"
 TEXT_PROGRESS = re.compile(r"\d+%\||\[\d+:\d\d[<,]")
-UNKNOWN_PROMPT = "a red balloon"  # a prompt with a word the text models do not know
+# prompts a model cannot read, tried in turn: a word outside the word-level vocabulary (the Shapes text models),
+# then characters outside the byte-pair alphabet (the emoji model, which reads any word)
+UNREADABLE_PROMPTS = ("a red balloon", "☃☃")
 
 
 def record_errors(page) -> list[str]:
@@ -296,37 +298,53 @@ def long_cells_without_progress(page, timings: dict[int, float]) -> list[str]:
             if seconds > LONG_CELL_S and not shows_progress(cells.nth(index))]
 
 
-def check_prompt_error(page, box, error_timeout_s: float) -> list[str]:
-    """In a prompt box's output: press its button on the prompt it holds, then on UNKNOWN_PROMPT; the error must
-    appear whole in its message area (class minidiff-message), and the first picture must be gone, replaced or
-    marked stale (class minidiff-stale)."""
+def unreadable_errors() -> dict[str, list[str]]:
+    """Each of UNREADABLE_PROMPTS -> the errors the tokenizers raise for it (the word-level one's, the byte-pair one's)."""
+    import warnings
+
+    from minidiff.nets.bpe import emoji_tokenizer
     from minidiff.nets.text import tokenize_batch
 
-    try:
-        tokenize_batch([UNKNOWN_PROMPT])
-    except ValueError as error:
-        expected = str(error)
+    errors: dict[str, list[str]] = {}
+    for prompt in UNREADABLE_PROMPTS:
+        errors[prompt] = []
+        for tokenize in (lambda p: tokenize_batch([p]), lambda p: emoji_tokenizer().encode(p)):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the byte-pair tokenizer warns about each character it drops
+                    tokenize(prompt)
+            except ValueError as error:
+                errors[prompt].append(str(error))
+    return errors
+
+
+def check_prompt_error(page, box, error_timeout_s: float) -> list[str]:
+    """In a prompt box's output: press its button on the prompt it holds, then on each of UNREADABLE_PROMPTS in
+    turn until one is answered with its error; the error must appear whole in its message area (class
+    minidiff-message), and the picture before it must be gone, replaced or marked stale (class minidiff-stale)."""
     text_field, button = box.locator(".widget-text input[type=text]").first, box.locator("button.jupyter-button").first
     button.click()
     wait_until_done(page, timeout_s=error_timeout_s)
-    pictures = box.locator("img")
-    before = pictures.last.screenshot() if pictures.count() else None
-    text_field.fill(UNKNOWN_PROMPT)
-    button.click()
-    wait_until_done(page, timeout_s=error_timeout_s)
-    page.wait_for_timeout(500)
-    messages = box.locator(".minidiff-message")
-    if messages.count() == 0:
-        return [f"the box with the prompt field answers {UNKNOWN_PROMPT!r} with no message area"]
-    problems = []
-    shown = messages.first.inner_text()
-    if expected not in shown.replace("\n", ""):
-        problems.append(f"the error for {UNKNOWN_PROMPT!r} is not shown whole: {shown!r}")
-    cut = messages.first.evaluate("element => [element.scrollWidth > element.clientWidth + 1, "
-                                  "element.scrollHeight > element.clientHeight + 1]")
-    if any(cut):
-        problems.append(f"the message area cuts its text: {shown!r}")
-    stale = box.locator("img.minidiff-stale, .minidiff-stale img").count() > 0
-    if before is not None and pictures.count() and not stale and not png_differs(before, pictures.last.screenshot()):
-        problems.append(f"after the error for {UNKNOWN_PROMPT!r} the previous picture still shows, unmarked")
-    return problems
+    for prompt, expected in unreadable_errors().items():
+        pictures = box.locator("img")
+        before = pictures.last.screenshot() if pictures.count() else None
+        text_field.fill(prompt)
+        button.click()
+        wait_until_done(page, timeout_s=error_timeout_s)
+        page.wait_for_timeout(500)
+        messages = box.locator(".minidiff-message")
+        if messages.count() == 0:
+            return [f"the box with the prompt field answers {prompt!r} with no message area"]
+        shown = messages.first.inner_text()
+        if not any(error in shown.replace("\n", "") for error in expected):
+            continue  # this model reads the prompt: try the next one
+        problems = []
+        cut = messages.first.evaluate("element => [element.scrollWidth > element.clientWidth + 1, "
+                                      "element.scrollHeight > element.clientHeight + 1]")
+        if any(cut):
+            problems.append(f"the message area cuts its text: {shown!r}")
+        stale = box.locator("img.minidiff-stale, .minidiff-stale img").count() > 0
+        if before is not None and pictures.count() and not stale and not png_differs(before, pictures.last.screenshot()):
+            problems.append(f"after the error for {prompt!r} the previous picture still shows, unmarked")
+        return problems
+    return [f"the error for none of {list(UNREADABLE_PROMPTS)} is shown whole: the message area says {shown!r}"]
