@@ -11,7 +11,8 @@ from minidiff.__main__ import main
 from minidiff.data.emoji import TONES, emoji
 from minidiff.nets.bpe import emoji_tokenizer
 from minidiff.nets.clip import CLIPConfig
-from minidiff.training.clip import CLIP_PRESETS, batch_captions, composition_accuracy, load_clip, run_clip, train_clip
+from minidiff.training.clip import (CLIP_PRESETS, batch_captions, composition_accuracy, load_clip, measure_retrieval,
+                                     run_clip, train_clip)
 from minidiff.training.run import saved_training_state
 
 
@@ -122,3 +123,19 @@ def test_composition_accuracy_scores_what_the_encoders_read():
     results = composition_accuracy(ToneReader(read), emoji_tokenizer(), every, torch.device("cpu"))
     assert results["tone_heldout"] == {"accuracy": round(sum(i % 4 != 0 for i in range(len(held))) / len(held), 4),
                                        "images": len(held)}
+
+
+@pytest.mark.parametrize("name", ["emoji_clip", "emoji_evaluator"])
+def test_a_shipped_clip_retrieves_as_its_json_records(name):
+    """The two shipped CLIPs: measured again here, retrieval agrees with the figures in their JSON (within one image
+    of the smallest split: float rounding may swap two near-equal candidates), and they are different networks."""
+    model, meta = load_clip(name)
+    assert meta["command"].startswith("python -m minidiff train-clip") and meta["seed"] == {"emoji_clip": 0,
+                                                                                           "emoji_evaluator": 1}[name]
+    measured = measure_retrieval(model, emoji_tokenizer(), emoji(split=None), torch.device("cpu"), 100, meta["seed"])
+    for key, recorded in meta["metrics"].items():
+        if key != "compositions":
+            assert measured[key]["images"] == recorded["images"]
+            for top in ("top1", "top5"):
+                assert abs(measured[key][top] - recorded[top]) <= 1.01 / recorded["images"], (key, top)
+    assert measured["test_styled"]["top5"] > 0.5  # far above chance (5 %)
