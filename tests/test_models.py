@@ -12,6 +12,7 @@ import torch
 from support.checkpoints import CONFIG, assert_same_tensors, make_info, trained_model_and_optimizer
 from support.tiny import TINY_AUTOENCODER
 
+from minidiff.data.emoji import emoji
 from minidiff.data.pixels import from_model, to_model
 from minidiff.data.shapes import shapes
 from minidiff.files.checkpoint import CheckpointError
@@ -147,3 +148,15 @@ def test_a_changed_autoencoder_is_refused(tiny_latent_run, tmp_path):
     info.data["autoencoder"] = str(tmp_path / "autoencoder")
     with pytest.raises(ValueError, match="not the one this model was trained with"):
         autoencoder_for(info)
+
+
+def test_the_shipped_emoji_vae_reconstructs_test_emoji_as_its_json_records():
+    """Measured again on the 706 test emoji: the PSNR its JSON records (27.75 dB when shipped: short of the course's
+    30 dB aim, see the README), and never below 27.5 dB, so a worse autoencoder cannot slip in under the name."""
+    autoencoder, info = load_autoencoder("emoji_vae")
+    images = to_model(emoji("test").images)  # (706, 3, 32, 32)
+    with torch.no_grad():
+        reconstruction = autoencoder.decode(autoencoder.encode_mean(images)).clamp(-1, 1)
+    measured = psnr(reconstruction, images).mean().item()
+    assert measured == pytest.approx(info.metrics["psnr_heldout_db"], abs=0.05)
+    assert measured >= 27.5 and info.data["name"] == "emoji" and info.step == 3000
