@@ -19,7 +19,7 @@ A rectified-flow model (prediction "flow") races with its own samplers, flow_eul
 benchmarks/results/sampler_race_flow.json by default; --nfe races budgets of network evaluations instead of step
 counts, each sampler taking as many steps as fit (Heun and the midpoint method spend two per step):
 
-    .venv/bin/python benchmarks/sampler_race.py --model runs/mnist_flow --nfe 5 10 20 50
+    .venv/bin/python benchmarks/sampler_race.py --model mnist_flow --nfe 5 10 20 50   # the shipped one, or a run folder
 
 Wall-clock times depend on what else the machine runs; --threads 1 (the default) keeps them comparable between
 cells, and the CPU seconds column counts only this process's work.

@@ -14,7 +14,8 @@ those paths with `minidiff.views.race_figures`.
 
 A rectified-flow model races with the flow samplers (`FLOW_RACE_SAMPLERS`) the same way; `steps_for_nfe` turns
 a budget of network evaluations into each sampler's number of steps, so that samplers of one and two evaluations per
-step can be compared at 5, 10, 20 or 50 NFE.
+step can be compared at 5, 10, 20 or 50 NFE; `nfe_table` sets the cells of two races (a rectified-flow model's and
+the shipped model's) side by side at each budget.
 
 Papers followed: the samplers' own (see `minidiff.diffusion.samplers`); Karras et al. 2022, sec. 3, for NFE as the
 honest measure of a sampler's cost; Heusel et al. 2017, eq. 6, for the Fréchet distance.
@@ -168,6 +169,25 @@ def results_table(results: dict) -> str:
         rows.append(f"| {cell['sampler']} | {cell['steps']} | {cell['nfe']} | {cell['seconds']:.1f} | "
                     f"{cell['seconds_per_image']:.4f} | {cell['cpu_seconds']:.1f} | {cell['class_accuracy']:.3f} | "
                     f"{cell['frechet_distance']:.2f} | {baseline:.2f} |")
+    return "\n".join(rows)
+
+
+def nfe_table(columns: Sequence[tuple[str, dict, str]], budgets: Sequence[int]) -> str:
+    """Races side by side at equal cost, as a Markdown table: a row per budget of network evaluations per image, a
+    column per (title, results, sampler), e.g. ("mnist, DDIM", shipped_race, "ddim"). Each entry is the cell that
+    the sampler races at that budget (`steps_for_nfe`): "Fréchet distance / class accuracy", with the NFE it spent
+    when below the budget (the midpoint method at an odd one), or "–" if that cell has not run."""
+    rows = ["| NFE | " + " | ".join(title for title, _, _ in columns) + " |", "|---:|" + "---:|" * len(columns)]
+    for budget in budgets:
+        entries = []
+        for _, results, sampler in columns:
+            cell = find_cell(results, sampler, steps_for_nfe(sampler, budget))
+            if cell is None:
+                entries.append("–")
+                continue
+            spent = "" if cell["nfe"] == budget else f" ({cell['nfe']} NFE)"
+            entries.append(f"{cell['frechet_distance']:.2f} / {cell['class_accuracy']:.1%}{spent}")
+        rows.append(f"| {budget} | " + " | ".join(entries) + " |")
     return "\n".join(rows)
 
 

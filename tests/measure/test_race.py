@@ -116,6 +116,23 @@ def test_table_rows_follow_the_sampler_order_then_the_steps():
     assert rows[2][7].strip() == "35.25" and all(r[8].strip() == "3.50" for r in rows)
 
 
+def test_nfe_table_sets_two_races_side_by_side_at_each_budget():
+    shipped = {"cells": [synthetic_cell("ddim", 5, 5, 1.0, 40.0), synthetic_cell("ddim", 20, 20, 4.0, 12.5),
+                         synthetic_cell("heun", 3, 5, 1.0, 30.0)]}
+    flow = {"cells": [synthetic_cell("flow_midpoint", 2, 4, 1.0, 20.0), synthetic_cell("flow_heun", 10, 19, 4.0, 9.75),
+                      synthetic_cell("flow_heun", 3, 5, 1.0, 15.0)]}
+    flow["cells"][1]["class_accuracy"] = 0.987
+    table = race.nfe_table([("mnist, DDIM", shipped, "ddim"), ("mnist, Heun", shipped, "heun"),
+                            ("flow, midpoint", flow, "flow_midpoint"), ("flow, Heun", flow, "flow_heun")], [5, 20])
+    lines = table.splitlines()
+    assert lines[0] == "| NFE | mnist, DDIM | mnist, Heun | flow, midpoint | flow, Heun |"
+    rows = [[entry.strip() for entry in line.split("|")[1:-1]] for line in lines[2:]]
+    # Heun at 5 NFE is its 3-step cell; the midpoint method at 5 NFE its 2-step cell, which spent 4
+    assert rows[0] == ["5", "40.00 / 50.0%", "30.00 / 50.0%", "20.00 / 50.0% (4 NFE)", "15.00 / 50.0%"]
+    # Heun at 20 NFE takes 10 steps (19 NFE): that cell, with what it spent; a cell not run is a dash
+    assert rows[1] == ["20", "12.50 / 50.0%", "–", "–", "9.75 / 98.7% (19 NFE)"]
+
+
 def test_fast_against_slow_compares_frechet_and_cpu_time():
     results = {"cells": [synthetic_cell("ddpm", 1000, 1000, 400.0, 10.0), synthetic_cell("dpm++", 20, 20, 8.0, 10.5)]}
     check = race.fast_against_slow(results)
