@@ -38,9 +38,9 @@ demo: $(RUNTIME)
 	$(PY) -m minidiff demo
 
 # Two pytest workers (pytest-xdist): one builds the book while the other runs the chapters in JupyterLab, and the
-# unit tests fill both; each worker's torch keeps to one thread (tests/conftest.py), so the two never fight for a core.
+# unit tests fill both (the scopes: tests/conftest.py); each worker's torch keeps to one thread, so they never fight for a core.
 test: $(DEV)
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadscope
 
 check: $(DEV)
 	$(PY) -m pytest -m "$(UNIT_TESTS)"

@@ -15,6 +15,34 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # diffusers is a reference only; n
 torch.set_num_threads(1)
 
 
+BOOK_TESTS = ("tests/chapters/test_book.py::", "tests/chapters/test_chapters.py::",
+              "tests/chapters/test_browser.py::test_book_scrubbers_move_offline")  # they read the built book
+LAB_TESTS = "tests/chapters/test_browser.py::"  # the others drive JupyterLab
+
+
+def chapter_scope(nodeid: str) -> str:
+    """Which worker's share a test is in, for `make test`'s two workers: "book" for every test that reads the built
+    book (building it executes every chapter, once per process), "lab" for the chapters run in JupyterLab, and each
+    other test on its own."""
+    if nodeid.startswith(BOOK_TESTS):
+        return "book"
+    return "lab" if nodeid.startswith(LAB_TESTS) else nodeid
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs `pytest -n 2 --dist loadscope` (pytest-xdist): xdist hands out whole scopes, the largest first,
+    so one worker builds the book while the other runs the chapters in JupyterLab, and the single tests fill both."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ChapterScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return chapter_scope(nodeid)
+
+    return ChapterScheduling(config, log)
+
+
 @pytest.fixture(scope="session")
 def tiny_vae(tmp_path_factory):
     """A seconds-long autoencoder checkpoint (STEM path): its weights are poor, but every path through the code is

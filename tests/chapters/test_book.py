@@ -20,8 +20,7 @@ from support.learner import OUTPUT_WIDTH_PX
 
 from minidiff.cli.book import build_book, chapter_title, execute_chapter, remote_references
 
-pytestmark = [pytest.mark.book,  # builds the book, executing every chapter: not part of `make check`
-              pytest.mark.xdist_group("book")]  # in the worker that builds the book (see test_chapters.py)
+pytestmark = pytest.mark.book  # builds the book, executing every chapter: not part of `make check`
 
 ANIMATION_FRAMES = re.compile(r"var frames = new Array\((\d+)\);")  # what matplotlib's to_jshtml writes per player
 EMBEDDED_FRAME = re.compile(r'frames\[\d+\] = "data:image/png;base64,')

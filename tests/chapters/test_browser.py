@@ -23,8 +23,7 @@ import pytest
 from support import browser, learner
 from support.book_site import CHAPTERS, built_book
 
-pytestmark = [pytest.mark.browser,  # drives Chromium: not part of `make check`
-              pytest.mark.xdist_group("lab")]  # JupyterLab runs the chapters in one worker while the other builds the book
+pytestmark = pytest.mark.browser  # drives Chromium: not part of `make check`
 
 RUN_TIMEOUT_S = 480  # quick mode keeps a chapter inside 420 s on 2 cores (see test_chapters.py), plus the browser
 SELFTEST_TIMEOUT_S = 60
@@ -175,7 +174,6 @@ HARMLESS_BOOK_ERRORS = (  # the two requests MathJax 2 makes that fail offline w
 )
 
 
-@pytest.mark.xdist_group("book")  # it reads the built book: in the worker that built it
 def test_book_scrubbers_move_offline(tmp_path_factory, chromium):
     site = built_book(tmp_path_factory)
     context, blocked = chromium

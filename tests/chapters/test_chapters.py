@@ -13,8 +13,7 @@ import nbformat
 import pytest
 from support.book_site import BUILD_SECONDS, CHAPTERS, built_book
 
-pytestmark = [pytest.mark.chapters,  # executes every chapter: not part of `make check`
-              pytest.mark.xdist_group("book")]  # `make test` runs two workers: the book build in one of them
+pytestmark = pytest.mark.chapters  # executes every chapter: not part of `make check`
 
 CHAPTERS_DIR = Path(__file__).resolve().parents[2] / "chapters"
 CHAPTER_BUDGET_S = 240  # quick mode keeps each chapter well inside this on a 2-core CPU, on average

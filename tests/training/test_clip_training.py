@@ -11,8 +11,15 @@ from minidiff.__main__ import main
 from minidiff.data.emoji import TONES, emoji
 from minidiff.nets.bpe import emoji_tokenizer
 from minidiff.nets.clip import CLIPConfig
-from minidiff.training.clip import (CLIP_PRESETS, batch_captions, composition_accuracy, load_clip, measure_retrieval,
-                                     run_clip, train_clip)
+from minidiff.training.clip import (
+    CLIP_PRESETS,
+    batch_captions,
+    composition_accuracy,
+    load_clip,
+    measure_retrieval,
+    run_clip,
+    train_clip,
+)
 from minidiff.training.run import saved_training_state
 
 
