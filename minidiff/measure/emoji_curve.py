@@ -13,12 +13,10 @@ the points differ only by the weights.
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from minidiff.data.emoji import emoji
 from minidiff.measure.emoji import evaluator_frechet, r_precision
-from minidiff.measure.emoji_report import check_evaluator
+from minidiff.measure.emoji_report import check_evaluator, evaluation_sets
 from minidiff.pipeline import TextToImage, draw
 
 
@@ -43,14 +41,10 @@ def learning_point(pipe: TextToImage, evaluator, n: int = 500, limit: int | None
                    steps: int = 20, guidance: float = 3.0, seed: int = 0, candidates: int = 100) -> dict:
     """R-precision on n training captions (top-1 among `candidates`, generated and real) and the Fréchet distance of
     generated to real test images (at most `limit` of them), for one model. The caption and image choices follow
-    `minidiff.measure.emoji_report.evaluate_emoji`'s for the same seed. Raises ValueError when the evaluator is the
+    `evaluate_emoji`'s for the same seed (`evaluation_sets`). Raises ValueError when the evaluator is the
     CLIP the generator reads its prompts with."""
     check_evaluator(pipe, evaluator)
-    every, rng = emoji(split=None), np.random.default_rng(seed)
-    train, test = every.subset(every.splits == "train"), every.subset(every.splits == "test")
-    if limit is not None:
-        test = test.subset(np.sort(rng.choice(len(test), min(limit, len(test)), replace=False)))
-    rows = np.sort(rng.choice(len(train), n, replace=False))
+    every, train, test, rows, _ = evaluation_sets(n, limit, seed)
     prompts = [train.styled_captions()[i] for i in rows]
     generated = draw(pipe, prompts, sampler, steps, guidance, seed)  # (n, 3, 32, 32)
     precision = r_precision(evaluator, generated, train.images[rows], prompts, every.styled_captions(), candidates,

@@ -34,6 +34,20 @@ def check_evaluator(pipe: TextToImage, evaluator) -> None:
                          "CLIP (trained with another seed), e.g. --evaluator emoji_evaluator")
 
 
+def evaluation_sets(n: int, limit: int | None, seed: int):
+    """The images a measurement uses, drawn from the seed: every emoji, the training split, the test split (at most
+    `limit` of it, None = all) and n sorted rows of the training split for R-precision. Returns (every, train, test,
+    rows, rng); the generator rng has drawn those two and draws the rest of a measurement's choices."""
+    every, rng = emoji(split=None), np.random.default_rng(seed)
+    train, test = every.subset(every.splits == "train"), every.subset(every.splits == "test")
+    if not isinstance(n, int) or not 1 <= n <= len(train):
+        raise ValueError(f"n must be a whole number in 1 ... {len(train)} (training captions), got {n!r}")
+    if limit is not None:
+        test = test.subset(np.sort(rng.choice(len(test), min(limit, len(test)), replace=False)))
+    rows = np.sort(rng.choice(len(train), n, replace=False))
+    return every, train, test, rows, rng
+
+
 def evaluate_emoji(pipe: TextToImage, evaluator, n: int = 500, limit: int | None = None, sampler: str = "dpm++",
                    steps: int = 20, guidance: float = 3.0, seed: int = 0, candidates: int = 100,
                    style_steps: int = 400) -> dict:
@@ -41,16 +55,12 @@ def evaluate_emoji(pipe: TextToImage, evaluator, n: int = 500, limit: int | None
     limit: at most this many images of each other set (test, held-out tone, held-out style), None = all of them;
     style_steps: the style classifier's training steps."""
     check_evaluator(pipe, evaluator)
-    every, rng = emoji(split=None), np.random.default_rng(seed)
-    train, test = every.subset(every.splits == "train"), every.subset(every.splits == "test")
-    if limit is not None:
-        test = test.subset(np.sort(rng.choice(len(test), min(limit, len(test)), replace=False)))
+    every, train, test, rows, rng = evaluation_sets(n, limit, seed)
     pool = every.styled_captions()
 
     def generate(prompts: list[str]) -> torch.Tensor:
         return draw(pipe, prompts, sampler, steps, guidance, seed)  # (N, 3, 32, 32) in [-1, 1]
 
-    rows = np.sort(rng.choice(len(train), n, replace=False))
     styled = train.styled_captions()
     prompts = [styled[i] for i in rows]
     generated = generate(prompts)
