@@ -1,11 +1,15 @@
 """A diffusion transformer trains, checkpoints and samples through the same code as the U-Net: the training loop, the
 checkpoint JSON (which records the backbone; one without it holds a U-Net), load_model and the text-to-image
-pipeline."""
+pipeline; benchmarks/dit_vs_unet.py measures them side by side."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from support.checkpoints import make_info, trained_model_and_optimizer
 from support.tiny import PROMPT, tiny_text_encoder
 
@@ -79,3 +83,27 @@ def test_a_run_takes_exactly_one_network():
     with pytest.raises(ValueError, match="exactly one of unet"):
         TrainConfig(unet=None)
     assert TrainConfig.from_dict(PRESETS["shapes_text_dit"]().to_dict()).network == PRESETS["shapes_text_dit"]().dit
+
+
+def test_the_dit_against_unet_benchmark_measures_each_width_once_and_ships_the_best(tmp_path):
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "dit_vs_unet.py"
+    out, checkpoints = tmp_path / "table.json", tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    command = [sys.executable, str(script), "--quick", "--steps", "2", "--n", "6", "--heldout-n", "3", "--quiet",
+               "--runs", str(tmp_path / "runs"), "--out", str(out), "--checkpoints", str(checkpoints)]
+    subprocess.run(command + ["--widths", "8"], check=True, capture_output=True)
+    first = json.loads(out.read_text())["results"]
+    subprocess.run(command + ["--widths", "8", "16", "--ship"], check=True, capture_output=True)
+    rows = {row["name"]: row for row in json.loads(out.read_text())["results"]}
+    assert list(rows) == ["unet", "dit-8", "dit-16"]
+    assert rows["unet"] == first[0] and rows["dit-8"] == first[1]  # measured once, kept
+    assert all(row["steps"] == 2 and row["images_seen"] == 2 * 16 for row in rows.values())
+    assert rows["dit-8"]["parameters"] < rows["dit-16"]["parameters"] < rows["unet"]["parameters"]
+    assert 0 < rows["dit-8"]["training_tflops"] < rows["dit-16"]["training_tflops"]
+    assert all(0 <= row["adherence"]["all"] <= 1 and row["heldout_pairs"]["n"] == 3 for row in rows.values())
+    best = max(("dit-8", "dit-16"), key=lambda name: rows[name]["adherence"]["all"])
+    shipped = json.loads((checkpoints / "shapes_text_dit.json").read_text())
+    assert shipped["metrics"]["dit_vs_unet"]["name"] == best
+    assert (checkpoints / "shapes_text_dit.safetensors").read_bytes() == (
+        tmp_path / "runs" / best / "model.safetensors").read_bytes()
+    assert Image.open(out.with_suffix(".png")).size == (720, 432)

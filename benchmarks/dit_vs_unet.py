@@ -1,0 +1,178 @@
+"""A diffusion transformer against the U-Net, on Shapes latents with text, at equal training minutes.
+
+Trains the `shapes_text` U-Net and the `shapes_text_dit` DiT at several widths (the same depth, patch size, heads of
+32 channels), each for the same number of training minutes on the same cached latents, seed and thread count, and
+measures each one: parameters (the denoiser; the text encoder, the same in all, apart), training images per second
+(the run's own clock), training compute (forward FLOPs per image, counted by torch's FlopCounterMode, x 3 for the
+backward pass, x images seen), sampling milliseconds per image (DPM-Solver++ 20 steps, guidance 3, median of three
+calls) and prompt adherence read by the rule-based checker (`minidiff.measure.adherence`: training-distribution
+captions and the held-out colour/shape pairs). Writes a JSON after every model and a PNG of adherence against
+training compute; models already measured are skipped and a run cut short resumes, so it can be run in parts.
+
+    .venv/bin/python benchmarks/dit_vs_unet.py --minutes 20 --widths 64 128 192
+    .venv/bin/python benchmarks/dit_vs_unet.py --ship          # also copy the best DiT to data/checkpoints/
+
+Equal minutes is equal compute only on one machine with nothing else running: run it alone (one heavy job at a time).
+"""
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from minidiff.files.atomic import atomic_write_bytes  # noqa: E402
+from minidiff.measure.adherence import prompt_adherence  # noqa: E402
+from minidiff.nets.dit import DiTConfig  # noqa: E402
+from minidiff.pipeline import TextToImage  # noqa: E402
+from minidiff.training.loop import train  # noqa: E402
+from minidiff.training.presets import PRESETS  # noqa: E402
+
+SHIPPED_NAME = "shapes_text_dit"
+
+
+def backbone_config(name: str, minutes: float | None, steps: int | None, quick: bool):
+    """The TrainConfig of one contestant: "unet" or "dit-WIDTH"; quick = the test-sized presets."""
+    if name == "unet":
+        config = PRESETS["tiny_latent" if quick else "shapes_text"]()
+    else:
+        config = PRESETS["tiny_dit" if quick else "shapes_text_dit"]()
+        width = int(name.split("-")[1])
+        # heads of 32 channels (at most 2 heads in quick mode, whose widths are tiny)
+        heads = max(1, min(2, width // 8)) if quick else max(1, width // 32)
+        config.dit = DiTConfig(**{**config.dit.to_dict(), "dim": width, "heads": heads})
+    config.minutes, config.steps = minutes, steps
+    config.sample_every_steps, config.checkpoint_every_minutes = None, (None if quick else 5.0)
+    return config
+
+
+def training_flops_per_image(pipe: TextToImage) -> int:
+    """FLOPs of one training image: the forward pass (denoiser and text encoder, one image) counted by torch's
+    FlopCounterMode (a multiply-add counts 2), x 3 for the forward and the backward (Kaplan et al. 2020, sec. 2.1)."""
+    shape = pipe.info.data["image_shape"]
+    x_t, t = torch.zeros(1, *shape), torch.tensor([500])
+    tokens = pipe.tokens(["a large red circle in the top left"])  # (1, L)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        pipe.model(x_t, t, tokens)
+    return 3 * counter.get_total_flops()
+
+
+def sampling_ms_per_image(pipe: TextToImage, repeats: int = 3) -> float:
+    """Median milliseconds per image of 8-image calls, DPM-Solver++ 20 steps, guidance 3, after a warm-up."""
+    prompts = ["a large red circle in the top left", "a small blue square in the bottom right"] * 4
+    pipe(prompts[:2], steps=2, guidance=3.0, seed=0)  # warm-up
+    times = []
+    for repeat in range(repeats):
+        start = time.perf_counter()
+        pipe(prompts, steps=20, guidance=3.0, seed=repeat)
+        times.append(1000 * (time.perf_counter() - start) / len(prompts))
+    return statistics.median(times)
+
+
+def measure(name: str, folder: Path, n: int, heldout_n: int) -> dict:
+    """Everything the table shows about one trained contestant."""
+    pipe = TextToImage.load(folder)
+    state = json.loads((folder / "train_state.json").read_text())
+    images = state["step"] * state["config"]["batch_size"]
+    flops = training_flops_per_image(pipe)
+    return {"name": name, "parameters": sum(p.numel() for p in pipe.model.unet.parameters()),
+            "encoder_parameters": sum(p.numel() for p in pipe.model.encoder.parameters()),
+            "steps": state["step"], "minutes": round(state["training_minutes"], 2), "images_seen": images,
+            "train_images_per_second": round(images / (60 * state["training_minutes"]), 1),
+            "training_tflops": float(f"{flops * images / 1e12:.4g}"), "sample_ms_per_image": round(
+                sampling_ms_per_image(pipe), 1),
+            "adherence": prompt_adherence(pipe, n, "train"),
+            "heldout_pairs": prompt_adherence(pipe, heldout_n, "heldout")}
+
+
+def train_contestant(name: str, folder: Path, args, latents_from: Path | None) -> None:
+    """Train (or resume) one contestant in `folder`; the latents are copied from the first run, encoded once."""
+    config = backbone_config(name, args.minutes, args.steps, args.quick)
+    resume = (folder / "train_state.json").exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    if latents_from is not None and not resume:
+        for cached in latents_from.glob("latents_*.safetensors"):
+            shutil.copy(cached, folder)
+    train(config, folder, resume=resume, device="cpu", command=" ".join(["python"] + sys.argv),
+          progress=not args.quiet)
+
+
+def plot(results: list[dict], out: Path) -> None:
+    """All-four adherence against training compute, one point per contestant."""
+    fig = Figure(figsize=(6.0, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for row in results:
+        marker = "s" if row["name"] == "unet" else "o"
+        ax.scatter(row["training_tflops"], row["adherence"]["all"], marker=marker, s=40)
+        point = (row["training_tflops"], row["adherence"]["all"])
+        ax.annotate(f"{row['name']} ({row['parameters'] / 1e6:.2f}M)", point, textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)
+    dits = sorted((row for row in results if row["name"] != "unet"), key=lambda row: row["training_tflops"])
+    ax.plot([row["training_tflops"] for row in dits], [row["adherence"]["all"] for row in dits], lw=1, alpha=0.6)
+    ax.set(xscale="log", xlabel="training compute (TFLOPs: 3 x forward FLOPs x images seen)",
+           ylabel="all four attributes right", ylim=(0, 1.02),
+           title=f"DiT widths against the U-Net, {results[0]['minutes']:.0f} training minutes each")
+    fig.savefig(out, dpi=120)
+
+
+def ship(results: list[dict], runs: Path, checkpoints: Path) -> Path:
+    """Copy the DiT with the best all-four adherence to CHECKPOINTS/shapes_text_dit, with its measurements."""
+    best = max((row for row in results if row["name"] != "unet"), key=lambda row: row["adherence"]["all"])
+    target = checkpoints / SHIPPED_NAME
+    shutil.copy(runs / best["name"] / "model.safetensors", target.with_suffix(".safetensors"))
+    info = json.loads((runs / best["name"] / "model.json").read_text())
+    info["metrics"] = {**info.get("metrics", {}), "dit_vs_unet": best}
+    atomic_write_bytes(target.with_suffix(".json"), (json.dumps(info, indent=2) + "\n").encode())
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=20.0, help="training minutes of each model")
+    parser.add_argument("--steps", type=int, default=None, help="train each for this many steps instead")
+    parser.add_argument("--widths", type=int, nargs="+", default=[64, 128, 192], help="DiT token widths")
+    parser.add_argument("--n", type=int, default=300, help="training-distribution captions for adherence")
+    parser.add_argument("--heldout-n", type=int, default=150, help="held-out colour/shape captions")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "dit_vs_unet")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "dit_vs_unet.json")
+    parser.add_argument("--ship", action="store_true", help="copy the best DiT to --checkpoints")
+    parser.add_argument("--checkpoints", type=Path, default=ROOT / "data" / "checkpoints")
+    parser.add_argument("--quick", action="store_true", help="the test-sized presets (a smoke run)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args()
+    if args.threads < 1 or any(width < 4 or width % 4 for width in args.widths):
+        parser.error("--threads must be at least 1 and every --widths a multiple of 4")
+    torch.set_num_threads(args.threads)
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {"results": []}
+    done = {row["name"]: row for row in previous["results"]}
+    names = ["unet"] + [f"dit-{width}" for width in args.widths]
+    results = []
+    for name in names:
+        if name not in done:
+            train_contestant(name, args.runs / name, args, None if name == "unet" else args.runs / "unet")
+            done[name] = measure(name, args.runs / name, args.n, args.heldout_n)
+        results.append(done[name])
+        row = results[-1]
+        print(f"{name:>8}: {row['parameters']:>9,} parameters, {row['train_images_per_second']:>7.1f} img/s, "
+              f"{row['sample_ms_per_image']:>6.1f} ms/img, all four {row['adherence']['all']:.3f}", flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        record = {"minutes": args.minutes, "steps": args.steps, "threads": args.threads,
+                  "command": " ".join(["python"] + sys.argv), "results": results}
+        atomic_write_bytes(args.out, (json.dumps(record, indent=2) + "\n").encode())
+    plot(results, args.out.with_suffix(".png"))
+    if args.ship:
+        print("shipped", ship(results, args.runs, args.checkpoints))
+
+
+if __name__ == "__main__":
+    main()
