@@ -34,11 +34,17 @@ def vp_timestep(schedule: NoiseSchedule, t: float) -> float:
     return timestep_from_sigma(schedule, t / (1.0 - t))
 
 
-def flow_denoiser_from_vp(denoiser: Denoiser, schedule: NoiseSchedule, prediction: str) -> Denoiser:
+def flow_denoiser_from_vp(denoiser: Denoiser, schedule: NoiseSchedule, prediction: str,
+                          clip_x0: bool = False) -> Denoiser:
     """A VP model (eps, x0 or v on `schedule`) as a rectified-flow one: (x_t on the straight path, flow times t (B,))
     -> the velocity eps - x0, for the flow samplers. The model is asked at the VP step of the same noise level, with
     x_t rescaled into its coordinates (`minidiff.diffusion.flow.vp_from_flow`), and its x0 is read as the velocity
-    from x0 through x_t. Outside the schedule's range of noise levels it is asked at its first or last step."""
+    from x0 through x_t. Outside the schedule's range of noise levels it is asked at its first or last step.
+
+    clip_x0: clip the model's x0 to the data range [-1, 1] first, as the VP samplers' clip_x0 does. An eps model
+    needs it when sampled from t = 1: its x0 = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar) multiplies an
+    error in eps by 1 / sqrt(alpha_bar) (about 20,000 at the cosine schedule's last step), and so does the velocity
+    (an error d in x0 moves u by d / t). Leave it off for data outside [-1, 1]."""
     def velocity(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         steps = torch.tensor([vp_timestep(schedule, float(time)) for time in t], dtype=torch.float32)  # (B,)
         alpha_bar_model = torch.tensor([alpha_bar_at(schedule, float(step)) for step in steps], dtype=torch.float64)
@@ -47,6 +53,8 @@ def flow_denoiser_from_vp(denoiser: Denoiser, schedule: NoiseSchedule, predictio
         x_vp = x_t * expand_like(alpha_bar.sqrt() + (1 - alpha_bar).sqrt(), x_t)
         output = denoiser(x_vp, steps.to(x_t.device))
         x0, _ = x0_and_eps_from_output(prediction, output, x_vp, alpha_bar_model)
+        if clip_x0:
+            x0 = x0.clamp(-1.0, 1.0)
         return velocity_from_x0(x_t, x0, t.to(torch.float64))  # $u = (x_t - \hat x_0) / t$ (t > 0 in every sampler)
     return velocity
 

@@ -19,11 +19,11 @@ from minidiff.diffusion.schedule import alpha_bar_at, make_schedule
 POINTS = torch.tensor([[1.5, 1.0], [-1.0, 1.2], [0.2, -1.4]], dtype=torch.float64)  # (K, 2): the data set
 
 
-def posterior_mean(x: torch.Tensor, scale: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """E[x0 | x] for x = scale * p + noise * eps, p uniform over POINTS: x (B, 2), scale and noise (B,)."""
-    distances = ((x[:, None, :] - scale[:, None, None] * POINTS[None]) ** 2).sum(-1)  # (B, K)
+def posterior_mean(x: torch.Tensor, scale: torch.Tensor, noise: torch.Tensor, points=POINTS) -> torch.Tensor:
+    """E[x0 | x] for x = scale * p + noise * eps, p uniform over points: x (B, 2), scale and noise (B,)."""
+    distances = ((x[:, None, :] - scale[:, None, None] * points[None]) ** 2).sum(-1)  # (B, K)
     weights = torch.softmax(-distances / (2 * noise[:, None] ** 2), dim=1)  # (B, K)
-    return weights @ POINTS  # (B, K) @ (K, 2) -> (B, 2)
+    return weights @ points  # (B, K) @ (K, 2) -> (B, 2)
 
 
 def exact_velocity(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -167,3 +167,26 @@ def test_a_flow_model_refuses_the_vp_samplers_and_a_vp_model_the_flow_ones_each_
         sample_flow_euler(exact_vp_x0(schedule), (2, 2), "x0", steps=5)
     with pytest.raises(ValueError, match="steps"):
         sample_flow_euler(exact_velocity, (2, 2), steps=0)
+
+
+def test_an_eps_model_through_the_bridge_needs_its_x0_clipped_from_pure_noise():
+    """An eps model whose every answer is off by 0.01, sampled in flow time from t = 1 through the bridge: at the
+    first step its x0 multiplies the error by 1 / sqrt(alpha_bar) (about 20,000 on the cosine schedule), which
+    throws every sample the same way, and nearly all of them end on one point. With clip_x0, as the VP samplers do, they
+    land near all three points (0.6 x POINTS, inside [-1, 1])."""
+    schedule, points = make_schedule("cosine", 1000), 0.6 * POINTS
+
+    def eps_model(x_t, t):  # the exact eps of the points, plus an error of 0.01
+        alpha_bar = torch.tensor([alpha_bar_at(schedule, float(step)) for step in t], dtype=torch.float64)
+        x0 = posterior_mean(x_t, alpha_bar.sqrt(), (1 - alpha_bar).sqrt(), points)  # (B, 2)
+        return (x_t - alpha_bar.sqrt()[:, None] * x0) / (1 - alpha_bar).sqrt()[:, None] + 0.01
+
+    def landed(x):
+        return ((x[:, None, :] - points[None]) ** 2).sum(-1).min(1)  # distance to and index of the nearest point
+
+    unclipped, _ = run("flow_euler", flow_denoiser_from_vp(eps_model, schedule, "eps"), 50)
+    clipped, _ = run("flow_euler", flow_denoiser_from_vp(eps_model, schedule, "eps", clip_x0=True), 50)
+    shares = [torch.bincount(landed(x).indices, minlength=3) / len(x) for x in (unclipped, clipped)]  # (3,) each
+    assert shares[0].max() > 0.9, shares
+    assert shares[1].min() > 0.15, shares
+    assert landed(clipped).values.sqrt().median() < 0.05
