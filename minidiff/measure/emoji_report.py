@@ -35,16 +35,17 @@ def check_evaluator(pipe: TextToImage, evaluator) -> None:
 
 
 def evaluation_sets(n: int, limit: int | None, seed: int):
-    """The images a measurement uses, drawn from the seed: every emoji, the training split, the test split (at most
-    `limit` of it, None = all) and n sorted rows of the training split for R-precision. Returns (every, train, test,
-    rows, rng); the generator rng has drawn those two and draws the rest of a measurement's choices."""
+    """The images a measurement uses, drawn from the seed: every emoji, the training split, n sorted rows of it for
+    R-precision, and the test split (at most `limit` of it, None = all). The rows are drawn first, so every limit
+    measures R-precision on the same captions. Returns (every, train, test, rows, rng); the generator rng has drawn
+    those two and draws the rest of a measurement's choices."""
     every, rng = emoji(split=None), np.random.default_rng(seed)
     train, test = every.subset(every.splits == "train"), every.subset(every.splits == "test")
     if not isinstance(n, int) or not 1 <= n <= len(train):
         raise ValueError(f"n must be a whole number in 1 ... {len(train)} (training captions), got {n!r}")
+    rows = np.sort(rng.choice(len(train), n, replace=False))
     if limit is not None:
         test = test.subset(np.sort(rng.choice(len(test), min(limit, len(test)), replace=False)))
-    rows = np.sort(rng.choice(len(train), n, replace=False))
     return every, train, test, rows, rng
 
 

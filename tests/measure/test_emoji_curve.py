@@ -6,12 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from minidiff.measure.emoji import Evaluator
 from minidiff.measure.emoji_curve import kept_models, learning_curve, learning_point
-from minidiff.measure.emoji_report import evaluate_emoji
+from minidiff.measure.emoji_report import evaluate_emoji, evaluation_sets
 from minidiff.models import clip_encoder_config
 from minidiff.pipeline import TextToImage
 from minidiff.training.loop import train
@@ -64,3 +65,12 @@ def test_the_benchmark_writes_the_curve_and_its_figure(run_with_kept_models, tin
     assert [point["step"] for point in report["points"]] == [2, 4, 5] and report["n"] == 4
     assert "--run" in report["command"]
     assert Image.open(out.with_suffix(".png")).size == (800, 300)
+
+
+def test_the_r_precision_captions_do_not_depend_on_how_many_test_images_are_taken():
+    """evaluate-emoji takes every test image, the learning curve 500: both rank the same training captions, so the
+    curve's last point repeats the recorded R-precision."""
+    _, _, all_test, rows, _ = evaluation_sets(50, None, 0)
+    _, _, some_test, same_rows, _ = evaluation_sets(50, 500, 0)
+    assert np.array_equal(rows, same_rows) and len(some_test) == 500 < len(all_test)
+    assert not np.array_equal(rows, evaluation_sets(50, None, 1)[3])  # another seed, other captions
