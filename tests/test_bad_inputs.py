@@ -419,7 +419,7 @@ EVALUATE = COMMON + [(["--steps", "0"], "--steps"), (["--guidance", "nan"], "--g
                      (["--sampler", "foo"], "--sampler"), (["--model", "shapes_text"], "not a class-conditional")]
 EVALUATE_TEXT = COMMON + [(["--heldout-n", "0"], "--heldout-n"), (["--steps", "0"], "--steps"),
                           (["--guidance", "nan"], "--guidance"), (["--model", "mnist"], "mnist is a class model")]
-DEMO = COMMON + [(["--model", "mnist"], "mnist is a class model")]
+DEMO = COMMON + [(["--model", "mnist"], "mnist is a class model"), (["--emoji-model", "mnist"], "mnist is a class model")]
 
 
 @pytest.mark.parametrize("arguments, name", SAMPLE)

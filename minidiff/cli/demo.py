@@ -3,7 +3,9 @@
 1. For a handful of prompts, two of them colour/shape pairs the model never saw in training, the shipped
    text-to-image model draws four images each (DPM-Solver++, 20 steps, guidance 3) into outputs/demo/NN_words/
    (000.png ..., grid.png, denoise.gif, meta.json, as `python -m minidiff sample --prompt` writes them), and
-   outputs/demo/prompts.png shows all of them, one row per prompt.
+   outputs/demo/prompts.png shows all of them, one row per prompt. Then the text-to-emoji model does the same
+   for four emoji prompts, one a person in a skin tone never drawn in training and one a thing asked in the
+   style it was never shown in, into outputs/demo/emoji/ (its overview: outputs/demo/emoji/prompts.png).
 2. For each noise schedule, one picture of the forward process: a photo, digits and shapes on their way to noise.
 3. An input and a mask to try editing on: outputs/example_input.png (a red circle) and outputs/example_mask.png,
    both 32x32 like every image the model draws, the mask white where `sample --mask` regenerates, black where it keeps.
@@ -37,6 +39,12 @@ PROMPTS = (
     "a large yellow square in the top right",  # held out: no yellow square was ever in training
     "a small purple triangle in the bottom left",  # held out: no purple triangle either
 )
+EMOJI_PROMPTS = (
+    "fox in noto style",
+    "red apple in twemoji style",
+    "boy: dark skin tone",  # held out: this person never in this tone in training (minidiff.data.emoji splits)
+    "anchor in twemoji style",  # held out: the anchor was only ever drawn in noto style
+)
 SCHEDULES = {  # title -> (name, zero_terminal_snr)
     "linear": ("linear", False),
     "cosine": ("cosine", False),
@@ -50,10 +58,11 @@ def slug(index: int, prompt: str) -> str:
     return f"{index:02d}_" + "_".join(re.findall(r"[a-z]+", prompt.lower()))
 
 
-def text_to_image(out: Path, pipe: TextToImage, model: str, n: int, seed: int) -> list[Path]:
+def text_to_image(out: Path, pipe: TextToImage, model: str, n: int, seed: int,
+                  prompts: tuple[str, ...] = PROMPTS) -> list[Path]:
     """Draw n images per prompt into out/NN_words/, and an overview, out/prompts.png. Returns the paths."""
     rows, paths = [], []
-    for index, prompt in enumerate(PROMPTS):
+    for index, prompt in enumerate(prompts):
         result = pipe(prompt, n=n, seed=seed, sampler="dpm++", steps=20, guidance=3.0, keep_trajectory=True)
         frames = [np.concatenate(list(from_model(step.x0_image)), axis=1) for step in result.trajectory]
         folder = out / slug(index, prompt)
@@ -63,15 +72,15 @@ def text_to_image(out: Path, pipe: TextToImage, model: str, n: int, seed: int) -
         rows.append(result.images)
         paths.append(folder)
         print(f"{prompt!r}: {folder}/ ({result.seconds:.1f} s)")
-    paths.append(overview(out / "prompts.png", rows))
+    paths.append(overview(out / "prompts.png", rows, prompts))
     return paths
 
 
-def overview(path: Path, rows: list[torch.Tensor]) -> Path:
+def overview(path: Path, rows: list[torch.Tensor], prompts: tuple[str, ...] = PROMPTS) -> Path:
     """One figure: a row of images per prompt, the prompt written beside it."""
     n = len(rows[0])
     fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n + 3.2, 1.15 * len(rows)), squeeze=False)
-    for row, (prompt, images) in enumerate(zip(PROMPTS, rows)):
+    for row, (prompt, images) in enumerate(zip(prompts, rows)):
         for col, image in enumerate(from_model(images)):
             axes[row, col].imshow(image)
             axes[row, col].set_xticks([]), axes[row, col].set_yticks([])
@@ -150,10 +159,13 @@ def demo(args: argparse.Namespace) -> list[Path]:
     check_seed(args.seed)
     use_threads(args.threads)
     pipe = TextToImage.load(args.model)  # a wrong model is refused before anything is written
+    emoji_pipe = TextToImage.load(args.emoji_model)
     out = Path(args.out)
-    (out / "demo").mkdir(parents=True, exist_ok=True)
+    (out / "demo" / "emoji").mkdir(parents=True, exist_ok=True)
     print(f"text to image with {args.model} ({len(PROMPTS)} prompts, {args.n} images each):")
     paths = text_to_image(out / "demo", pipe, args.model, args.n, args.seed)
+    print(f"text to emoji with {args.emoji_model} ({len(EMOJI_PROMPTS)} prompts, {args.n} images each):")
+    paths += text_to_image(out / "demo" / "emoji", emoji_pipe, args.emoji_model, args.n, args.seed, EMOJI_PROMPTS)
     paths += forward_pictures(out, args.seed)
     paths += example_edit_files(out)
     return paths
@@ -163,6 +175,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the demo's options on its sub-command parser."""
     parser.add_argument("--out", default="outputs", help="folder for the pictures (default: outputs)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"text-to-image model (default: {DEFAULT_MODEL})")
+    parser.add_argument("--emoji-model", default="emoji", help="text-to-emoji model (default: emoji)")
     parser.add_argument("--n", type=int, default=4, help="images per prompt (default: 4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
     parser.add_argument("--threads", type=int, default=1,

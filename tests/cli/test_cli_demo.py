@@ -6,23 +6,30 @@ import numpy as np
 from PIL import Image
 
 from minidiff.__main__ import main
-from minidiff.cli.demo import PROMPTS
+from minidiff.cli.demo import EMOJI_PROMPTS, PROMPTS
+from minidiff.data.emoji import emoji
 from minidiff.files.images import read_mask
 from minidiff.measure.shape_checker import read_attributes
 
 
-def check_demo_folder(out, printed: str, n: int) -> None:
-    folders = sorted(p for p in (out / "demo").iterdir() if p.is_dir())
-    assert len(folders) == len(PROMPTS)
-    for folder, prompt in zip(folders, PROMPTS):
+def check_prompt_folders(demo, prompts, printed: str, n: int) -> None:
+    """One folder per prompt, in order, each with n images, the steps' GIF and the settings; an overview of all."""
+    folders = sorted(p for p in demo.iterdir() if p.is_dir() and p.name != "emoji")
+    assert len(folders) == len(prompts)
+    for folder, prompt in zip(folders, prompts):
         assert str(folder) in printed, "the demo must print each folder it writes"
         meta = json.loads((folder / "meta.json").read_text())
         assert meta["prompt"] == prompt and meta["nfe"] == 20
         for i in range(n):
             assert Image.open(folder / f"{i:03d}.png").size == (32, 32)
         assert Image.open(folder / "denoise.gif").n_frames == 20
-    overview = np.asarray(Image.open(out / "demo" / "prompts.png").convert("RGB"))
-    assert overview.shape[0] > 300 and str(out / "demo" / "prompts.png") in printed
+    overview = np.asarray(Image.open(demo / "prompts.png").convert("RGB"))
+    assert overview.shape[0] > 300 and str(demo / "prompts.png") in printed
+
+
+def check_demo_folder(out, printed: str, n: int) -> None:
+    check_prompt_folders(out / "demo", PROMPTS, printed, n)
+    check_prompt_folders(out / "demo" / "emoji", EMOJI_PROMPTS, printed, n)
     pictures = sorted(out.glob("forward_*.png"))
     assert len(pictures) == 4
     for path in pictures:
@@ -46,8 +53,21 @@ def check_example_edit_files(out, printed: str) -> None:
     assert (mask[0, 0].numpy()[red] == 1).all(), "the mask must cover the whole circle"
 
 
-def test_demo_draws_every_prompt_and_the_forward_process(tiny_text_model, tmp_path, capsys):
-    main(["demo", "--out", str(tmp_path), "--model", str(tiny_text_model), "--n", "2", "--seed", "0"])
+def test_the_emoji_prompts_hold_a_held_out_tone_and_a_held_out_style():
+    every = emoji(split=None)
+    heldout = {split: set(every.subset(every.splits == split).captions.tolist())
+               for split in ("heldout_tone", "heldout_style")}
+    trained = set(every.subset(every.splits == "train").captions.tolist())
+    assert EMOJI_PROMPTS[2] in heldout["heldout_tone"] and EMOJI_PROMPTS[2] not in trained
+    thing = EMOJI_PROMPTS[3].removesuffix(" in twemoji style")
+    assert thing in heldout["heldout_style"] and thing in trained  # trained, but only in noto style
+    train = every.subset(every.splits == "train")
+    assert set(train.sources[train.captions == thing].tolist()) == {"noto"}
+
+
+def test_demo_draws_every_prompt_and_the_forward_process(tiny_text_model, tiny_emoji_model, tmp_path, capsys):
+    main(["demo", "--out", str(tmp_path), "--model", str(tiny_text_model), "--emoji-model",
+          str(tiny_emoji_model[0]), "--n", "2", "--seed", "0"])
     check_demo_folder(tmp_path, capsys.readouterr().out, n=2)
 
 
