@@ -38,6 +38,10 @@ def figure(points: list[dict]) -> bytes:
     left.legend()
     right.plot(seen, [point["frechet"] for point in points], "o-")
     right.set(xlabel="training images seen", ylabel="Fréchet distance to test images")
+    for ax in (left, right):  # a log axis, ticked at the points themselves: 32k, 96k, ...
+        ax.set_xscale("log")
+        ax.set_xticks(seen, [f"{count / 1000:,.0f}k" if count >= 1000 else str(count) for count in seen])
+        ax.minorticks_off()
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

@@ -1,5 +1,6 @@
 """The emoji model through the one text-to-image pipeline and the sample command: byte-pair prompts, guidance,
-negative prompts, every sampler, img2img and inpainting, and `--model emoji` once a checkpoint of that name exists."""
+negative prompts, every sampler, img2img and inpainting, `--model emoji` through the sample command, and the shipped
+emoji model measured again."""
 
 import json
 import shutil
@@ -11,9 +12,12 @@ from PIL import Image
 import minidiff.files.checkpoint as checkpoint_files
 from minidiff.__main__ import main
 from minidiff.data.emoji import emoji
+from minidiff.data.paths import CHECKPOINT_DIR
 from minidiff.diffusion.samplers import SAMPLERS
+from minidiff.measure.emoji import Evaluator, r_precision
+from minidiff.measure.emoji_report import evaluation_sets
 from minidiff.nets.bpe import emoji_tokenizer
-from minidiff.pipeline import TextToImage
+from minidiff.pipeline import TextToImage, draw
 
 
 def test_prompts_become_byte_pair_tokens_and_images(tiny_emoji_model):
@@ -67,3 +71,21 @@ def test_sample_command_draws_from_a_checkpoint_named_emoji(tiny_emoji_model, tm
     main(["sample", "--model", "emoji", "--prompt", "red apple", "--init-image", str(tmp_path / "in.png"),
           "--mask", str(tmp_path / "mask.png"), "--steps", "3", "--out", str(tmp_path / "inpaint")])
     assert json.loads((tmp_path / "inpaint" / "meta.json").read_text())["strength"] == 1.0
+
+
+def test_the_shipped_emoji_model_measures_again_as_its_json_records():
+    """Every fifth of evaluate-emoji's 500 training captions (a spread over the dataset, whose order groups similar
+    emoji: faces first), drawn again and ranked by the evaluator CLIP among 100 captions: R-precision within three
+    standard errors of the recorded figure. The emoji system's files (model, autoencoder, both CLIPs) fit in 60 MB."""
+    pipe, evaluator = TextToImage.load("emoji"), Evaluator.load("emoji_evaluator")
+    recorded = pipe.info.metrics["emoji_dpm++_20_steps_guidance_3.0"]["r_precision"]
+    every, train, _, rows, _ = evaluation_sets(500, None, 0)
+    rows = rows[::5]  # (100,)
+    prompts = [train.styled_captions()[i] for i in rows]
+    generated = draw(pipe, prompts, "dpm++", 20, 3.0, 0)  # (100, 3, 32, 32)
+    measured = r_precision(evaluator, generated, train.images[rows], prompts, every.styled_captions(), 100, 0)
+    p = recorded["generated"]
+    assert abs(measured["generated"] - p) <= 3 * (p * (1 - p) / 100) ** 0.5 + 0.01, (measured, recorded)
+    names = ("emoji", "emoji_vae", "emoji_clip", "emoji_evaluator")
+    assert sum((CHECKPOINT_DIR / f"{name}{suffix}").stat().st_size for name in names
+               for suffix in (".json", ".safetensors")) <= 60e6

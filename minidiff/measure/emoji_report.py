@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from minidiff.data.emoji import STYLES, TONES, emoji, styled
-from minidiff.data.pixels import from_model
+from minidiff.data.pixels import from_model, to_model
 from minidiff.measure.emoji import evaluator_frechet, memorisation, r_precision, ranked_among
 from minidiff.measure.emoji_readers import fit_style_classifier, fit_tone_reader, tone_accuracy
 from minidiff.pipeline import TextToImage, draw
@@ -73,7 +73,8 @@ def evaluate_emoji(pipe: TextToImage, evaluator, n: int = 500, limit: int | None
                          "train_vs_test": round(evaluator_frechet(evaluator, train.images[floor_rows], test.images),
                                                 4),
                          "images": len(test)}
-    result["heldout_tone"] = heldout_tone(evaluator, train, every, generate, candidates, seed, limit, rng)
+    result["heldout_tone"] = heldout_tone(evaluator, train, every, generate, candidates, seed, limit, rng,
+                                          pipe.autoencoder)
     result["heldout_style"] = heldout_style(train, test, every, generate, seed, limit, rng, style_steps)
     result["memorisation"] = memorisation(evaluator, generated, train.images)
     real = memorisation(evaluator, test.images, train.images)
@@ -81,9 +82,12 @@ def evaluate_emoji(pipe: TextToImage, evaluator, n: int = 500, limit: int | None
     return result
 
 
-def heldout_tone(evaluator, train, every, generate, candidates: int, seed: int, limit: int | None, rng) -> dict:
+def heldout_tone(evaluator, train, every, generate, candidates: int, seed: int, limit: int | None, rng,
+                 autoencoder) -> dict:
     """Held-out (person, tone) pairs: the tone read right, and the person or gesture among the evaluator's first
-    five of `candidates` things; for generated images and, beside, for the real held-out images."""
+    five of `candidates` things; for generated images and, beside, for the real held-out images, and the tone read
+    off those real images passed through the generator's autoencoder (encoded, decoded): what any latent model of
+    it can reach at best, since every generated picture comes out of that decoder."""
     part = every.subset((every.splits == "heldout_tone") & np.isin(every.tones, TONES))
     if limit is not None:
         part = part.subset(np.sort(rng.choice(len(part), min(limit, len(part)), replace=False)))
@@ -92,11 +96,21 @@ def heldout_tone(evaluator, train, every, generate, candidates: int, seed: int, 
     things = sorted(set(every.things.tolist()))
     return {"tone_generated": round(tone_accuracy(reader, images, part.tones), 4),
             "tone_real": round(tone_accuracy(reader, part.images, part.tones), 4),
+            "tone_real_through_autoencoder": round(tone_accuracy(reader, round_trip(autoencoder, part.images),
+                                                                 part.tones), 4),
             "thing_top5_generated": ranked_among(evaluator, images, part.things.tolist(), things, candidates,
                                                  seed)["top5"],
             "thing_top5_real": ranked_among(evaluator, part.images, part.things.tolist(), things, candidates,
                                             seed)["top5"],
             "images": len(part)}
+
+
+def round_trip(autoencoder, images: np.ndarray) -> np.ndarray:
+    """Real pictures (N, 32, 32, 3) uint8 encoded to their latent means and decoded again, uint8 (chapter 08)."""
+    device = next(autoencoder.parameters()).device
+    with torch.inference_mode():
+        x = to_model(images).to(device)  # (N, 3, 32, 32) in [-1, 1]
+        return from_model(autoencoder.decode(autoencoder.encode_mean(x)).clamp(-1, 1).cpu())
 
 
 def heldout_style(train, test, every, generate, seed: int, limit: int | None, rng, style_steps: int) -> dict:

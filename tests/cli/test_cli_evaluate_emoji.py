@@ -20,6 +20,7 @@ def test_the_command_measures_and_records_every_figure(tiny_emoji_model, tiny_ev
     assert recorded["r_precision"]["images"] == 6 and 0 <= recorded["r_precision"]["generated"] <= 1
     assert recorded["frechet"]["images"] == 4 and recorded["frechet"]["generated_vs_test"] >= 0
     assert recorded["heldout_tone"]["images"] == 4 and recorded["heldout_style"]["images"] == 4
+    assert 0 <= recorded["heldout_tone"]["tone_real_through_autoencoder"] <= 1
     assert 0 <= recorded["heldout_style"]["style_generated_noto"] <= 1
     assert 0 <= recorded["memorisation"]["near_copy_share"] <= 1 and "nearest" not in recorded["memorisation"]
     assert "--evaluator" in recorded["command"] and "--limit 4" in recorded["command"]
