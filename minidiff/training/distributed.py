@@ -99,8 +99,10 @@ def wait_for_main(processes: Processes) -> None:
 
 def finish() -> None:
     """Leave the process group, if this process joined one: once, when the command is done (a process that trains
-    twice, e.g. a run and then its resumption, keeps the group between them)."""
+    twice, e.g. a run and then its resumption, keeps the group between them). Every process waits for the others
+    first, so none tears down its connections while another still uses them."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

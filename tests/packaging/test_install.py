@@ -85,12 +85,14 @@ def test_the_demo_runs_from_the_installed_package_in_another_folder(installed):
     python, site, report, elsewhere = installed
     out = elsewhere / "out"
     printed = run([python, "-m", "minidiff", "demo", "--out", out], elsewhere, 300).stdout
-    folders = sorted(path for path in (out / "demo").iterdir() if path.is_dir())
-    assert len(folders) == 5, printed
-    for folder in folders:
-        assert str(folder) in printed
-        assert all((folder / name).is_file() for name in ["000.png", "003.png", "grid.png", "denoise.gif", "meta.json"])
-        assert json.loads((folder / "meta.json").read_text())["model"] == "shapes_text"
-    assert (out / "demo" / "prompts.png").is_file()
+    for demo, model, prompts in [(out / "demo", "shapes_text", 5), (out / "demo" / "emoji", "emoji", 4)]:
+        folders = sorted(path for path in demo.iterdir() if path.is_dir() and path.name != "emoji")
+        assert len(folders) == prompts, printed
+        for folder in folders:
+            assert str(folder) in printed
+            assert all((folder / name).is_file()
+                       for name in ["000.png", "003.png", "grid.png", "denoise.gif", "meta.json"])
+            assert json.loads((folder / "meta.json").read_text())["model"] == model
+        assert (demo / "prompts.png").is_file()
     assert len(list(out.glob("forward_*.png"))) == 4
     assert sorted(path.name for path in elsewhere.iterdir()) == ["out"], "the demo wrote outside --out"

@@ -60,6 +60,7 @@ import os, shutil, sys
 from dataclasses import replace
 from pathlib import Path
 import torch
+from minidiff.training.distributed import finish
 from minidiff.training.loop import train
 from minidiff.training.presets import AUTOENCODER_PRESETS, PRESETS
 from minidiff.training.vae import train_vae
@@ -70,7 +71,7 @@ if os.environ["RANK"] == "0":
     shutil.copytree(root / "split", root / "split_on_one")
 train(replace(PRESETS["tiny"](), steps={STEPS}), root / "split", resume=True, device="cpu", progress=False)
 train_vae(replace(AUTOENCODER_PRESETS["tiny"](), steps=3), root / "autoencoder_two", device="cpu", progress=False)
-torch.distributed.destroy_process_group()
+finish()  # what the train command does at its end: wait for every process, then leave the group
 """
 
 
