@@ -20,6 +20,7 @@ from minidiff.data.emoji import STYLES, TONES, emoji, styled
 from minidiff.data.pixels import from_model, to_model
 from minidiff.measure.emoji import evaluator_frechet, memorisation, r_precision, ranked_among
 from minidiff.measure.emoji_readers import fit_style_classifier, fit_tone_reader, tone_accuracy
+from minidiff.nets.autoencoder import reconstruct
 from minidiff.pipeline import TextToImage, draw
 
 TARGETS = {"r_precision ratio": 0.70, "tone read (generated)": 0.80, "thing in top 5 (generated)": 0.50,
@@ -108,9 +109,7 @@ def heldout_tone(evaluator, train, every, generate, candidates: int, seed: int, 
 def round_trip(autoencoder, images: np.ndarray) -> np.ndarray:
     """Real pictures (N, 32, 32, 3) uint8 encoded to their latent means and decoded again, uint8 (chapter 08)."""
     device = next(autoencoder.parameters()).device
-    with torch.inference_mode():
-        x = to_model(images).to(device)  # (N, 3, 32, 32) in [-1, 1]
-        return from_model(autoencoder.decode(autoencoder.encode_mean(x)).clamp(-1, 1).cpu())
+    return from_model(reconstruct(autoencoder, to_model(images).to(device)).cpu())
 
 
 def heldout_style(train, test, every, generate, seed: int, limit: int | None, rng, style_steps: int) -> dict:

@@ -239,3 +239,10 @@ def decode_latents(autoencoder: Autoencoder, z0: torch.Tensor, scale_factor: flo
     r"""Scaled latents (N, 4, 8, 8) -> images (N, 3, 32, 32) in [-1, 1]: $\tilde x = \mathcal D(z / \zeta)$, clipped."""
     device = next(autoencoder.parameters()).device
     return autoencoder.decode(z0.to(device) / scale_factor).clamp(-1, 1)
+
+
+def reconstruct(model: Autoencoder, images: torch.Tensor) -> torch.Tensor:
+    """The deterministic round trip decode(encode_mean(x)) of images (N, 3, H, W) in [-1, 1], clipped to [-1, 1],
+    in batches of 250: all that the autoencoder keeps of each image (Rombach et al. 2022, sec. 3)."""
+    with torch.inference_mode():
+        return torch.cat([model.decode(model.encode_mean(batch)).clamp(-1, 1) for batch in images.split(250)])

@@ -23,7 +23,7 @@ from minidiff.data.pixels import to_model
 from minidiff.data.shapes import shapes
 from minidiff.measure.shape_checker import adherence, read_attributes
 from minidiff.models import AutoencoderInfo, save_autoencoder
-from minidiff.nets.autoencoder import Autoencoder, estimate_scale_factor, psnr, vae_loss
+from minidiff.nets.autoencoder import Autoencoder, estimate_scale_factor, psnr, reconstruct, vae_loss
 from minidiff.training.config import VAETrainConfig
 from minidiff.training.distributed import Processes, mean_over_processes, start, wait_for_main
 from minidiff.training.run import (
@@ -79,12 +79,6 @@ def vae_step(run: Run, images: torch.Tensor, device: torch.device) -> dict[str, 
     run.losses.append(shown["reconstruction"])
     reconstruction_psnr = 10 * math.log10(4 / max(shown["reconstruction"], 1e-12))  # images span [-1, 1]: peak 2
     return {"loss": f"{shown['loss']:.5f}", "kl": f"{shown['kl']:.0f}", "psnr": f"{reconstruction_psnr:.1f}"}
-
-
-def reconstruct(model: Autoencoder, images: torch.Tensor) -> torch.Tensor:
-    """The deterministic round trip decode(encode_mean(x)), clipped to [-1, 1], in batches."""
-    with torch.inference_mode():
-        return torch.cat([model.decode(model.encode_mean(batch)).clamp(-1, 1) for batch in images.split(250)])
 
 
 def measure(model: Autoencoder, images: torch.Tensor) -> float:
