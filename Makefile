@@ -39,8 +39,9 @@ demo: $(RUNTIME)
 
 # Two pytest workers (pytest-xdist): one builds the book while the other runs the chapters in JupyterLab, and the
 # unit tests fill both (the scopes: tests/conftest.py); each worker's torch keeps to one thread, so they never fight for a core.
+# The 30 slowest tests are listed at the end: where to look when the suite grows towards its 20-minute budget.
 test: $(DEV)
-	$(PY) -m pytest -n 2 --dist loadscope
+	$(PY) -m pytest -n 2 --dist loadscope --durations 30
 
 check: $(DEV)
 	$(PY) -m pytest -m "$(UNIT_TESTS)"

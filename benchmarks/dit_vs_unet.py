@@ -124,13 +124,16 @@ def plot(results: list[dict], out: Path) -> None:
     fig.savefig(out, dpi=120)
 
 
-def ship(results: list[dict], runs: Path, checkpoints: Path) -> Path:
-    """Copy the DiT with the best all-four adherence to CHECKPOINTS/shapes_text_dit, with its measurements."""
-    best = max((row for row in results if row["name"] != "unet"), key=lambda row: row["adherence"]["all"])
+def ship(record: dict, runs: Path, checkpoints: Path) -> Path:
+    """Copy the DiT with the best all-four adherence to CHECKPOINTS/shapes_text_dit, with its measurements and the
+    whole table it won (`record`, the benchmark's JSON)."""
+    best = max((row for row in record["results"] if row["name"] != "unet"), key=lambda row: row["adherence"]["all"])
     target = checkpoints / SHIPPED_NAME
     shutil.copy(runs / best["name"] / "model.safetensors", target.with_suffix(".safetensors"))
     info = json.loads((runs / best["name"] / "model.json").read_text())
-    info["metrics"] = {**info.get("metrics", {}), "dit_vs_unet": best}
+    sweep = {"minutes": record["minutes"], "threads": record["threads"], "command": record["command"],
+             "results": record["results"]}  # every contestant, so a chapter can show the whole table
+    info["metrics"] = {**info.get("metrics", {}), "dit_vs_unet": best, "dit_vs_unet_sweep": sweep}
     atomic_write_bytes(target.with_suffix(".json"), (json.dumps(info, indent=2) + "\n").encode())
     return target
 
@@ -156,22 +159,23 @@ def main() -> None:
     previous = json.loads(args.out.read_text()) if args.out.exists() else {"results": []}
     done = {row["name"]: row for row in previous["results"]}
     names = ["unet"] + [f"dit-{width}" for width in args.widths]
-    results = []
+    results, command = [], previous.get("command")  # the command that trained the table: kept by a --ship alone
     for name in names:
         if name not in done:
             train_contestant(name, args.runs / name, args, None if name == "unet" else args.runs / "unet")
             done[name] = measure(name, args.runs / name, args.n, args.heldout_n)
+            command = " ".join(["python"] + sys.argv)
         results.append(done[name])
         row = results[-1]
         print(f"{name:>8}: {row['parameters']:>9,} parameters, {row['train_images_per_second']:>7.1f} img/s, "
               f"{row['sample_ms_per_image']:>6.1f} ms/img, all four {row['adherence']['all']:.3f}", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         record = {"minutes": args.minutes, "steps": args.steps, "threads": args.threads,
-                  "command": " ".join(["python"] + sys.argv), "results": results}
+                  "command": command, "results": results}
         atomic_write_bytes(args.out, (json.dumps(record, indent=2) + "\n").encode())
     plot(results, args.out.with_suffix(".png"))
     if args.ship:
-        print("shipped", ship(results, args.runs, args.checkpoints))
+        print("shipped", ship(record, args.runs, args.checkpoints))
 
 
 if __name__ == "__main__":

@@ -104,6 +104,11 @@ def test_the_dit_against_unet_benchmark_measures_each_width_once_and_ships_the_b
     best = max(("dit-8", "dit-16"), key=lambda name: rows[name]["adherence"]["all"])
     shipped = json.loads((checkpoints / "shapes_text_dit.json").read_text())
     assert shipped["metrics"]["dit_vs_unet"]["name"] == best
+    assert shipped["metrics"]["dit_vs_unet_sweep"]["results"] == list(rows.values())  # the whole table it won
+    trained_by = json.loads(out.read_text())["command"]
+    assert "--widths 8 16" in trained_by
+    subprocess.run(command + ["--widths", "8", "16", "--ship"], check=True, capture_output=True)  # nothing to train
+    assert json.loads(out.read_text())["command"] == trained_by  # the command that trained the table, kept
     assert (checkpoints / "shapes_text_dit.safetensors").read_bytes() == (
         tmp_path / "runs" / best / "model.safetensors").read_bytes()
     assert Image.open(out.with_suffix(".png")).size == (720, 432)
