@@ -144,6 +144,13 @@ class AutoencoderInfo:
     data: dict  # what it was trained on, e.g. {"name": "shapes", "split": "train", "n": 20000, "seed": 0}
     metrics: dict  # measured, e.g. PSNR on the held-out split
     tensors_sha256: str = ""  # filled on load: identifies these weights (latent caches and latent models use it)
+    encoder_of: str = ""  # a decoder fine-tuned alone: the tensors_sha256 of the autoencoder whose encoder it keeps
+
+    @property
+    def latent_space(self) -> str:
+        """Identifies the latent space, which only the encoder makes: the sha256 of the autoencoder whose encoder
+        this one carries unchanged (encoder_of), or its own weights' sha256."""
+        return self.encoder_of or self.tensors_sha256
 
 
 def save_autoencoder(stem: Path | str, autoencoder: Autoencoder, info: AutoencoderInfo) -> None:
@@ -173,11 +180,16 @@ def load_autoencoder(name_or_path: Path | str = "shapes_vae",
 
 
 def autoencoder_for(info: CheckpointInfo, device: torch.device | str = "cpu") -> tuple[Autoencoder, float]:
-    """The autoencoder a latent model was trained with, and its scale factor; an error if its weights changed."""
+    """The autoencoder a latent model was trained with, and its scale factor; an error if its weights changed.
+
+    Its decoder alone may have been fine-tuned since (`encoder_of`, `python -m minidiff train-vae --decoder-from`):
+    the encoder, so the latent space the model learned, is the same, as with Stable Diffusion's fine-tuned decoders."""
     autoencoder, autoencoder_info = load_autoencoder(info.data["autoencoder"], device)
-    if autoencoder_info.tensors_sha256 != info.data["autoencoder_sha256"]:
+    recorded = info.data["autoencoder_sha256"]
+    if recorded not in (autoencoder_info.tensors_sha256, autoencoder_info.encoder_of):
         raise ValueError(f"the autoencoder {info.data['autoencoder']!r} is not the one this model was trained with "
-                         "(its weights' sha256 differs); restore that autoencoder or retrain the latent model")
+                         "(neither its weights' sha256 nor its encoder's origin matches); restore that autoencoder or "
+                         "retrain the latent model")
     return autoencoder, info.data["scale_factor"]
 
 

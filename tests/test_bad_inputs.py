@@ -259,7 +259,9 @@ BAD_VAE_TRAINING = [
     (dict(batch_size=0), "batch_size"), (dict(lr=NAN), "lr"), (dict(steps=0), "steps"), (dict(minutes=-1.0), "minutes"),
     (dict(eval_images=0), "eval_images"), (dict(dataset_size=0), "dataset_size"),
     (dict(autoencoder="big"), "autoencoder"),
-    (dict(seed="0"), "seed"),
+    (dict(seed="0"), "seed"), (dict(decoder_from=3), "decoder_from"), (dict(decoder_from=""), "decoder_from"),
+    (dict(autoencoder={"decoder_channels": (64, 128)}), "decoder_channels"),
+    (dict(autoencoder={"decoder_channels": (60, 128, 128)}), "GroupNorm"),
 ]
 BAD_UNETS = [
     (dict(channels=()), "channels"), (dict(channels=32), "channels"), (dict(groups=0), "groups"),
@@ -419,6 +421,8 @@ EVALUATE = COMMON + [(["--steps", "0"], "--steps"), (["--guidance", "nan"], "--g
                      (["--sampler", "foo"], "--sampler"), (["--model", "shapes_text"], "not a class-conditional")]
 EVALUATE_TEXT = COMMON + [(["--heldout-n", "0"], "--heldout-n"), (["--steps", "0"], "--steps"),
                           (["--guidance", "nan"], "--guidance"), (["--model", "mnist"], "mnist is a class model")]
+TRAIN_VAE = [(["--decoder-from", "nowhere"], "nowhere"),
+             (["--decoder-from", "shapes_vae", "--resume"], "--decoder-from starts a new run")]
 DEMO = COMMON + [(["--model", "mnist"], "mnist is a class model"), (["--emoji-model", "mnist"], "mnist is a class model")]
 
 
@@ -438,6 +442,13 @@ def test_training_commands_refuse_and_write_nothing(tmp_path, capsys, command, a
     out = tmp_path / "run"
     preset = ["--config", "tiny"] if command == "train" else ["--preset", "tiny"]
     refused_command([command, "--out", str(out), *preset, "--quiet", *arguments], name, capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("arguments, name", TRAIN_VAE)
+def test_train_vae_refuses_a_decoder_it_cannot_fine_tune_and_writes_nothing(tmp_path, capsys, arguments, name):
+    out = tmp_path / "run"
+    refused_command(["train-vae", "--out", str(out), "--preset", "tiny", "--quiet", *arguments], name, capsys)
     assert not out.exists()
 
 

@@ -2,6 +2,7 @@
 
     python -m minidiff train-vae --preset shapes --out runs/vae --minutes 25 --threads 1
     python -m minidiff train-vae --out runs/vae --minutes 40 --resume       # carry on to 40 minutes in all
+    python -m minidiff train-vae --preset emoji_decoder --out runs/emoji_decoder   # a new decoder for emoji_vae
     torchrun --standalone --nproc_per_node 2 -m minidiff train-vae --preset shapes --out runs/vae --minutes 25
 
 What the run folder holds, and how a run resumes exactly, is `minidiff.training.run`; the options shared with
@@ -29,15 +30,22 @@ def train_from_arguments(args: argparse.Namespace) -> AutoencoderInfo | None:
     check_budget(args.steps, args.minutes)
     check_seed(args.seed)
     use_threads(args.threads)
+    if args.resume and args.decoder_from is not None:
+        raise ValueError("--decoder-from starts a new run; a resumed run keeps the one it was started with (drop "
+                         "--decoder-from)")
     if args.resume:
         config = VAETrainConfig.from_dict(saved_training_state(Path(args.out)).config)
     else:
         config = dataclasses.replace(AUTOENCODER_PRESETS[args.preset](), seed=args.seed)
+        if args.decoder_from is not None:
+            config = dataclasses.replace(config, decoder_from=args.decoder_from)
     if args.steps is not None or args.minutes is not None:
         config = dataclasses.replace(config, steps=args.steps, minutes=args.minutes)  # checked again, as a whole
     apply_execution_arguments(config, args)
     words = [*launcher_words(), "-m", "minidiff", "train-vae", "--out", str(args.out)]
     words += ["--resume"] if args.resume else ["--preset", args.preset, "--seed", str(args.seed)]
+    if args.decoder_from is not None:
+        words += ["--decoder-from", args.decoder_from]
     for option in ("steps", "minutes", "threads"):
         if getattr(args, option) is not None:
             words += [f"--{option}", str(getattr(args, option))]
@@ -54,6 +62,9 @@ def train_from_arguments(args: argparse.Namespace) -> AutoencoderInfo | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the train-vae command's options."""
     parser.add_argument("--preset", choices=sorted(AUTOENCODER_PRESETS), default="shapes")
+    parser.add_argument("--decoder-from", default=None, metavar="AUTOENCODER",
+                        help="train only the decoder, behind this autoencoder's frozen encoder (a shipped name or a "
+                             "path): its latent space, and every model trained in it, stays valid")
     add_run_arguments(parser, "runs/vae")
     add_execution_arguments(parser)
     parser.set_defaults(run=train_from_arguments)

@@ -51,16 +51,27 @@ class AutoencoderConfig:
     groups: int = 8  # GroupNorm groups
     kl_weight: float = 1e-6  # kappa, the KL weight: per-image KL (summed over 256 latent entries) against a per-pixel mean error
     reconstruction: str = "l2"  # "l2" (squared error, what PSNR measures) or "l1"
+    decoder_channels: tuple[int, ...] | None = None  # the decoder's widths per level; None: the same as `channels`
 
     def __post_init__(self):
         self.channels = tuple(self.channels)
+        if self.decoder_channels is not None:
+            self.decoder_channels = tuple(self.decoder_channels)
+            if len(self.decoder_channels) != len(self.channels):
+                raise ValueError(f"decoder_channels must have one width per level, {len(self.channels)} like "
+                                 f"channels {self.channels}, got {self.decoder_channels}")
         if self.reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {self.reconstruction!r}")
         if self.kl_weight < 0:
             raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
-        for c in self.channels:
+        for c in self.channels + (self.decoder_channels or ()):
             if c % self.groups != 0:
                 raise ValueError(f"{c} channels cannot be split into {self.groups} GroupNorm groups")
+
+    @property
+    def decoder_widths(self) -> tuple[int, ...]:
+        """The decoder's widths per level: decoder_channels, or the encoder's `channels` when that is None."""
+        return self.decoder_channels or self.channels
 
     @property
     def downsampling(self) -> int:
@@ -109,11 +120,12 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z (B, latent_channels, h, w) -> x (B, 3, h * f, w * f): the encoder's mirror image."""
+    """z (B, latent_channels, h, w) -> x (B, 3, h * f, w * f): the encoder's mirror image (its own widths, when
+    config.decoder_channels gives them)."""
 
     def __init__(self, config: AutoencoderConfig):
         super().__init__()
-        channels = config.channels
+        channels = config.decoder_widths
         c = channels[-1]
         self.conv_in = nn.Conv2d(config.latent_channels, c, kernel_size=3, padding=1)
         layers = []

@@ -217,9 +217,15 @@ class VAETrainConfig(LoopConfig):
     steps: int | None = None
     minutes: float | None = 25.0
     checkpoint_every_minutes: float | None = 5.0
+    # fine-tune only the decoder of this autoencoder (shipped name or path): its encoder is copied and frozen, so
+    # its latent space, and every latent model trained in it, stays valid; None: train both halves from scratch
+    decoder_from: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
+        if self.decoder_from is not None and (not isinstance(self.decoder_from, str) or not self.decoder_from):
+            raise TypeError(f"decoder_from must be an autoencoder's shipped name or path (a str) or None, got "
+                            f"{self.decoder_from!r}")
         if isinstance(self.autoencoder, dict):
             self.autoencoder = AutoencoderConfig.from_dict(self.autoencoder)
         if not isinstance(self.autoencoder, AutoencoderConfig):

@@ -59,7 +59,7 @@ def encoded_latents(autoencoder_name: str, images: np.ndarray, path_of, cache: b
     """uint8 images (N, 32, 32, 3) -> their scaled latents (N, 4, 8, 8), read from path_of(sha256) if it exists, else
     encoded (and, when `cache`, written there atomically, as safetensors)."""
     autoencoder, info = load_autoencoder(autoencoder_name)
-    path = path_of(info.tensors_sha256) if cache else None
+    path = path_of(info.latent_space) if cache else None  # a decoder fine-tuned alone leaves the latents as they were
     if path is not None and path.exists():
         return safetensors.torch.load_file(path)["z0"]
     z0 = encode_images(autoencoder, to_model(images), info.scale_factor)  # (N, 3, 32, 32) -> (N, 4, 8, 8)

@@ -186,10 +186,20 @@ def emoji_vae_config() -> VAETrainConfig:
     return VAETrainConfig(data="emoji", eval_images=1000, steps=3000, minutes=None)
 
 
+def emoji_decoder_config() -> VAETrainConfig:
+    """A wider decoder (64-128-128, four times emoji_vae's compute per pixel) behind emoji_vae's frozen encoder: the
+    latent space, its scale factor and every model trained in it stay as they are, and only the pictures they decode
+    to get sharper (emoji_vae reaches 27.75 dB on the test emoji; the course's bar for an autoencoder is 30 dB)."""
+    autoencoder = AutoencoderConfig(decoder_channels=(64, 128, 128))
+    return VAETrainConfig(autoencoder=autoencoder, data="emoji", eval_images=1000, steps=4000, decay_steps=4000,
+                          minutes=None, decoder_from="emoji_vae")
+
+
 PRESETS = {"mnist": mnist_config, "mnist_flow": mnist_flow_config, "tiny": tiny_config, "tiny_flow": tiny_flow_config,
            "shapes_latent": shapes_latent_config, "shapes_pixel": shapes_pixel_config,
            "shapes_text": shapes_text_config, "tiny_latent": tiny_latent_config,
            "shapes_text_dit": shapes_text_dit_config, "tiny_dit": tiny_dit_config, "emoji_text": emoji_text_config,
            "tiny_emoji_text": tiny_emoji_text_config}
 # train-vae --preset
-AUTOENCODER_PRESETS = {"shapes": shapes_vae_config, "emoji": emoji_vae_config, "tiny": tiny_vae_config}
+AUTOENCODER_PRESETS = {"shapes": shapes_vae_config, "emoji": emoji_vae_config, "emoji_decoder": emoji_decoder_config,
+                       "tiny": tiny_vae_config}

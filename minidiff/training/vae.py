@@ -3,6 +3,7 @@
 
     python -m minidiff train-vae --preset shapes --out runs/vae --minutes 25 --threads 1
     python -m minidiff train-vae --out runs/vae --minutes 40 --resume       # carry on to 40 minutes in all
+    python -m minidiff train-vae --preset emoji_decoder --out runs/emoji_decoder   # emoji_vae's decoder alone
 
 The run folder holds train_state.json + .safetensors (the one training-state format of `minidiff.training.run`: a
 killed run resumes exactly) and, when the run ends, autoencoder.json + .safetensors (a checkpoint
@@ -10,6 +11,10 @@ killed run resumes exactly) and, when the run ends, autoencoder.json + .safetens
 the train split, rendered once from the seed, and the metrics are measured on the held-out split, whose colour/shape
 pairs the autoencoder never saw; or (data "emoji") the emoji train split, measured on the test images and on both
 held-out compositions (`training_images`, `heldout_images`).
+
+With `decoder_from`, only the decoder trains: the encoder is another autoencoder's, copied and frozen
+(`freeze_encoder_from`), and the checkpoint keeps that autoencoder's scale factor and records its latent space
+(`encoder_of`), so latent models trained on the old autoencoder decode through the new one unchanged.
 """
 
 import math
@@ -22,7 +27,7 @@ from minidiff.data.emoji import emoji
 from minidiff.data.pixels import to_model
 from minidiff.data.shapes import shapes
 from minidiff.measure.shape_checker import adherence, read_attributes
-from minidiff.models import AutoencoderInfo, save_autoencoder
+from minidiff.models import AutoencoderInfo, load_autoencoder, save_autoencoder
 from minidiff.nets.autoencoder import Autoencoder, estimate_scale_factor, psnr, reconstruct, vae_loss
 from minidiff.training.config import VAETrainConfig
 from minidiff.training.distributed import Processes, mean_over_processes, start, wait_for_main
@@ -49,11 +54,35 @@ class AutoencoderLoss(nn.Module):
         return vae_loss(self.autoencoder, x, noise=noise)
 
 
+def freeze_encoder_from(model: Autoencoder, source_name: str) -> AutoencoderInfo:
+    """Copy the encoder of the autoencoder `source_name` (shipped name or path) into `model` and freeze it, so only
+    the decoder trains and the latent space stays the source's. The decoder starts from the source's when their
+    widths agree (training it further), else from `model`'s fresh weights (a new decoder, e.g. a wider one). Stable
+    Diffusion's released autoencoders were improved the same way: a fine-tuned decoder, the encoder untouched.
+
+    Returns the source's info. Raises ValueError when the source's encoder has another shape than config's."""
+    source, info = load_autoencoder(source_name)
+    ours, theirs = model.config, source.config
+    encoder_settings = ("in_channels", "latent_channels", "channels", "blocks_per_level", "groups")
+    different = [name for name in encoder_settings if getattr(ours, name) != getattr(theirs, name)]
+    if different:
+        raise ValueError(f"decoder_from {source_name!r}: its encoder differs from the config's in {different}; give "
+                         "the autoencoder config the source's encoder settings (only decoder_channels may differ)")
+    model.encoder.load_state_dict(source.encoder.state_dict())
+    model.encoder.requires_grad_(False)  # no gradient, so AdamW never moves it
+    if ours.decoder_widths == theirs.decoder_widths:
+        model.decoder.load_state_dict(source.decoder.state_dict())
+    return info
+
+
 def new_autoencoder_run(config: VAETrainConfig, device: torch.device, command: str,
                         processes: Processes | None = None) -> Run:
-    """Fresh autoencoder weights from config.seed, AdamW and the batch generator; no EMA."""
+    """Fresh autoencoder weights from config.seed (or, with config.decoder_from, that autoencoder's frozen encoder
+    and a decoder to fine-tune), AdamW and the batch generator; no EMA."""
     torch.manual_seed(config.seed)
     model = Autoencoder(config.autoencoder)
+    if config.decoder_from is not None:
+        freeze_encoder_from(model, config.decoder_from)
     return start_run(config, model, device, command, keep_ema=False, processes=processes, forward=AutoencoderLoss(model))
 
 
@@ -121,11 +150,15 @@ def write_autoencoder(out: Path, run: Run, train_images: torch.Tensor, device: t
     metrics.update({"eval_images": {name: len(images) for name, images in heldout.items()},
                     "heldout_seed": config.seed, "measured_by": run.command.split("\n")[-1]})  # the last session
     n = len(train_images) if config.data == "emoji" else config.dataset_size
+    data = {"name": config.data, "split": "train", "n": n, "seed": config.seed}
+    scale_factor, encoder_of = estimate_scale_factor(model, train_images[:2000]), ""
+    if config.decoder_from is not None:  # the source's encoder, so its latent space and its scale factor
+        _, source = load_autoencoder(config.decoder_from)
+        scale_factor, encoder_of, data["decoder_from"] = source.scale_factor, source.latent_space, config.decoder_from
     info = AutoencoderInfo(
-        config=config.autoencoder.to_dict(), scale_factor=estimate_scale_factor(model, train_images[:2000]),
-        command=run.command, seed=config.seed, device=str(device), training_minutes=round(run.minutes, 2),
-        step=run.step, data={"name": config.data, "split": "train", "n": n, "seed": config.seed},
-        metrics=metrics)
+        config=config.autoencoder.to_dict(), scale_factor=scale_factor, command=run.command, seed=config.seed,
+        device=str(device), training_minutes=round(run.minutes, 2), step=run.step, data=data, metrics=metrics,
+        encoder_of=encoder_of)
     save_autoencoder(out / "autoencoder", model, info)
     model.train()
     return info
