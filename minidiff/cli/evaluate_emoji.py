@@ -17,7 +17,7 @@ import torch
 
 from minidiff.diffusion.samplers import SAMPLERS
 from minidiff.measure.emoji import Evaluator
-from minidiff.measure.emoji_report import evaluate_emoji, summary, target_report
+from minidiff.measure.emoji_report import bar_report, evaluate_emoji, summary
 from minidiff.models import record_metrics
 from minidiff.pipeline import TextToImage
 
@@ -31,7 +31,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def evaluate_from_arguments(args: argparse.Namespace) -> dict:
-    """Measure, print the figures and the targets, and (--record) write them into the model's JSON."""
+    """Measure, print the figures and the bars the course sets, and (--record) write them into the model's JSON."""
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.n < 1 or (args.limit is not None and args.limit < 2):
@@ -42,7 +42,7 @@ def evaluate_from_arguments(args: argparse.Namespace) -> dict:
                             style_steps=args.style_steps)
     result = {**summary(result), "command": command_line(args)}
     print(json.dumps(result, indent=1))
-    print("\n".join(target_report(result)))
+    print("\n".join(bar_report(result)))
     if args.record:
         record_metrics(args.model, {f"emoji_{args.sampler}_{args.steps}_steps_guidance_{args.guidance}": result})
         print(f"recorded in {args.model}'s JSON")

@@ -4,7 +4,8 @@ runs for tests), "shapes_latent" (latent diffusion on the Shapes dataset, condit
 pixel-space twin "shapes_pixel", "shapes_text" (text to image), its diffusion-transformer twin "shapes_text_dit",
 "tiny_latent" and "tiny_dit", and "emoji_text" (text to emoji on a frozen CLIP's text tower) with its test-sized
 "tiny_emoji_text". AUTOENCODER_PRESETS, for the autoencoder (`python -m minidiff train-vae --preset NAME`):
-"shapes" (the shipped shapes_vae), "emoji" (emoji_vae) and "tiny". The CLIPs' presets are minidiff.training.clip's.
+"shapes" (the shipped shapes_vae), "emoji" (emoji_vae), "emoji_decoder" (a wider decoder fine-tuned alone
+behind emoji_vae's frozen encoder) and "tiny". The CLIPs' presets are minidiff.training.clip's.
 """
 
 from minidiff.diffusion.config import DiffusionConfig

@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from minidiff.__main__ import main
+from minidiff.measure.emoji_report import BARS, bar_report
 
 
 def test_the_command_measures_and_records_every_figure(tiny_emoji_model, tiny_evaluator, tmp_path, capsys):
@@ -31,3 +32,14 @@ def test_the_generators_own_clip_is_refused_as_the_evaluator(tiny_emoji_model, t
         main(["evaluate-emoji", "--model", str(tiny_emoji_model[0]), "--evaluator", str(tiny_clip), "--n", "2"])
     with pytest.raises(SystemExit, match="--n must be at least 1"):
         main(["evaluate-emoji", "--model", str(tiny_emoji_model[0]), "--n", "0"])
+
+
+def test_each_bar_reads_reached_only_at_or_above_what_the_course_asks():
+    result = {"r_precision": {"ratio": 0.70}, "heldout_tone": {"tone_generated": 0.7999, "thing_top5_generated": None},
+              "heldout_style": {"style_generated": 0.95}}
+    lines = dict(line.split(": ", 1) for line in bar_report(result))
+    assert list(lines) == list(BARS)
+    assert lines["r_precision ratio"] == "70.0% (bar 70%) reached"  # exactly at the bar counts
+    assert lines["tone read (generated)"] == "80.0% (bar 80%) NOT reached"  # 79.99% prints as 80.0% but falls short
+    assert lines["thing in top 5 (generated)"] == "- (bar 50%) NOT reached"  # not measured
+    assert lines["style read (generated)"].endswith("reached") and "NOT" not in lines["style read (generated)"]
