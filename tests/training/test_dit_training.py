@@ -13,6 +13,8 @@ from PIL import Image
 from support.checkpoints import make_info, trained_model_and_optimizer
 from support.tiny import PROMPT, tiny_text_encoder
 
+from minidiff.data.paths import CHECKPOINT_DIR
+from minidiff.measure.adherence import prompt_adherence
 from minidiff.models import load_model, save_checkpoint
 from minidiff.nets.conditioning import ConditionedUNet
 from minidiff.nets.dit import DiT, DiTConfig
@@ -112,3 +114,22 @@ def test_the_dit_against_unet_benchmark_measures_each_width_once_and_ships_the_b
     assert (checkpoints / "shapes_text_dit.safetensors").read_bytes() == (
         tmp_path / "runs" / best / "model.safetensors").read_bytes()
     assert Image.open(out.with_suffix(".png")).size == (720, 432)
+
+
+def test_the_shipped_dit_follows_prompts_as_its_json_records_and_fits_beside_the_flow_model():
+    """The shipped DiT, the DiT-vs-U-Net benchmark's best width, drawn again on the benchmark's own prompts and
+    seeds: all-four adherence within three images of the recorded figure, on training captions and held-out pairs.
+    Its JSON holds the whole table (the U-Net and three widths), and with mnist_flow it weighs at most 25 MB."""
+    pipe = TextToImage.load("shapes_text_dit")
+    assert isinstance(pipe.model.unet, DiT)
+    recorded = pipe.info.metrics["dit_vs_unet"]
+    for split, key in [("train", "adherence"), ("heldout", "heldout_pairs")]:
+        n = recorded[key]["n"]
+        measured = prompt_adherence(pipe, n, split)
+        assert abs(measured["all"] - recorded[key]["all"]) <= 3 / n, (split, measured, recorded[key])
+    table = pipe.info.metrics["dit_vs_unet_sweep"]["results"]
+    assert [row["name"] for row in table][0] == "unet" and len(table) == 4
+    assert recorded == max(table[1:], key=lambda row: row["adherence"]["all"])
+    size = sum((CHECKPOINT_DIR / f"{name}{suffix}").stat().st_size for name in ("shapes_text_dit", "mnist_flow")
+               for suffix in (".safetensors", ".json"))
+    assert size <= 25e6
