@@ -114,13 +114,15 @@ def plot(results: list[dict], out: Path) -> None:
         marker = "s" if row["name"] == "unet" else "o"
         ax.scatter(row["training_tflops"], row["adherence"]["all"], marker=marker, s=40)
         point = (row["training_tflops"], row["adherence"]["all"])
-        ax.annotate(f"{row['name']} ({row['parameters'] / 1e6:.2f}M)", point, textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
+        ax.annotate(f"{row['name']}\n{row['parameters'] / 1e6:.2f}M", point, textcoords="offset points",
+                    xytext=(0, -24), ha="center", fontsize=8)  # below the point: the points sit near 1
     dits = sorted((row for row in results if row["name"] != "unet"), key=lambda row: row["training_tflops"])
     ax.plot([row["training_tflops"] for row in dits], [row["adherence"]["all"] for row in dits], lw=1, alpha=0.6)
     ax.set(xscale="log", xlabel="training compute (TFLOPs: 3 x forward FLOPs x images seen)",
-           ylabel="all four attributes right", ylim=(0, 1.02),
-           title=f"DiT widths against the U-Net, {results[0]['minutes']:.0f} training minutes each")
+           ylabel="all four attributes right", ylim=(0, 1.05))
+    ax.set_title(f"DiT widths against the U-Net, {results[0]['minutes']:.0f} training minutes each", fontsize=10)
+    computes = [row["training_tflops"] for row in results]
+    ax.set_xlim(0.85 * min(computes), 1.15 * max(computes))  # room for the labels at both ends
     fig.savefig(out, dpi=120)
 
 
