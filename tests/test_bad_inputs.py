@@ -413,6 +413,8 @@ SAMPLE = COMMON + [
     (["--model", "mnist", "--prompt", "a red circle"], "mnist is a class model, not a text model"),
     (["--prompt", "a red circle", "--model", "shapes_text", "--strength", "0.5"], "--init-image"),
     (["--strength", "0.5"], "--strength"),
+    (["--model", "shapes_text"], "shapes_text is a text-to-image model: give it --prompt"),
+    (["--model", "shapes_text_dit", "--label", "3"], "give it --prompt"),
 ]
 TRAIN = [(["--steps", "0"], "--steps"), (["--steps", "-1"], "--steps"), (["--minutes", "-1"], "--minutes"),
          (["--minutes", "nan"], "--minutes"), (["--minutes", "0"], "--minutes"), (["--seed", "-1"], "--seed"),

@@ -173,6 +173,9 @@ def sample_to_folder(args: argparse.Namespace) -> Path:
     args.model = "mnist" if args.model is None else args.model
     device = resolve_device(args.device)
     model, info = load_model(args.model, device)
+    if info.encoder is not None:  # conditioned through cross-attention on tokens: it draws from words
+        raise ValueError(f"{args.model} is a text-to-image model: give it --prompt \"...\" (e.g. --prompt \"a small "
+                         "red circle in the top left\"), not --label; class labels are for the mnist models")
     flow = info.diffusion["prediction"] == FLOW
     args.sampler = args.sampler or ("flow_euler" if flow else "ddpm")
     labels = class_labels(args.n, args.label, info.network_config().num_classes)
