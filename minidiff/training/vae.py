@@ -54,14 +54,14 @@ class AutoencoderLoss(nn.Module):
         return vae_loss(self.autoencoder, x, noise=noise)
 
 
-def freeze_encoder_from(model: Autoencoder, source_name: str) -> AutoencoderInfo:
+def freeze_encoder_from(model: Autoencoder, source_name: str) -> None:
     """Copy the encoder of the autoencoder `source_name` (shipped name or path) into `model` and freeze it, so only
     the decoder trains and the latent space stays the source's. The decoder starts from the source's when their
     widths agree (training it further), else from `model`'s fresh weights (a new decoder, e.g. a wider one). Stable
     Diffusion's released autoencoders were improved the same way: a fine-tuned decoder, the encoder untouched.
 
-    Returns the source's info. Raises ValueError when the source's encoder has another shape than config's."""
-    source, info = load_autoencoder(source_name)
+    Raises ValueError when the source's encoder has another shape than config's."""
+    source, _ = load_autoencoder(source_name)
     ours, theirs = model.config, source.config
     encoder_settings = ("in_channels", "latent_channels", "channels", "blocks_per_level", "groups")
     different = [name for name in encoder_settings if getattr(ours, name) != getattr(theirs, name)]
@@ -72,7 +72,6 @@ def freeze_encoder_from(model: Autoencoder, source_name: str) -> AutoencoderInfo
     model.encoder.requires_grad_(False)  # no gradient, so AdamW never moves it
     if ours.decoder_widths == theirs.decoder_widths:
         model.decoder.load_state_dict(source.decoder.state_dict())
-    return info
 
 
 def new_autoencoder_run(config: VAETrainConfig, device: torch.device, command: str,
