@@ -43,7 +43,7 @@ from minidiff.files.training_state import (
 from minidiff.models import CheckpointInfo, backbone_of, build_network, latent_data_info, save_checkpoint
 from minidiff.training.config import LATENT_DATASETS, LoopConfig, TrainConfig
 from minidiff.training.distributed import Processes, main_decides, mean_over_processes, micro_batches, no_sync, wrap
-from minidiff.training.dropout import ImageGenerators, use_per_image_dropout
+from minidiff.training.dropout import DropoutMasks, use_per_image_dropout
 
 
 @dataclass
@@ -64,7 +64,7 @@ class Run:
     processes: Processes = field(default_factory=Processes)  # this process among the run's (torchrun)
     forward_model: nn.Module | None = None  # what a step calls: the model, wrapped (DDP, torch.compile) as configured
     scaler: torch.amp.GradScaler | None = None  # scales fp16 losses; a no-op in other precisions
-    image_generators: ImageGenerators = field(default_factory=ImageGenerators)  # dropout's, per image
+    dropout_masks: DropoutMasks = field(default_factory=DropoutMasks)  # which images dropout is drawing for
 
 
 def start_run(config: LoopConfig, model: nn.Module, device: torch.device, command: str, keep_ema: bool,
@@ -83,7 +83,7 @@ def start_run(config: LoopConfig, model: nn.Module, device: torch.device, comman
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     run = Run(config, model, ema, optimizer, torch.Generator().manual_seed(config.seed), command=command,
               processes=processes, scaler=torch.amp.GradScaler(device.type, enabled=config.precision == "fp16"))
-    use_per_image_dropout(model, run.image_generators)
+    use_per_image_dropout(model, run.dropout_masks)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)  # 4-D weights in NHWC order; convolutions then run in it
     run.forward_model = wrap(model if forward is None else forward, processes)
@@ -230,7 +230,7 @@ def backward_batch(run: Run, loss_of: Callable[[slice], torch.Tensor]) -> float:
     for k, rows in enumerate(parts):
         positions = range(rows.start, rows.stop)  # the images' places in the batch: their dropout masks follow them
         with (no_sync(run.forward_model, skip=k < len(parts) - 1),
-              run.image_generators.images(run.config.seed, run.step, positions, run.processes.device)):
+              run.dropout_masks.images(run.config.seed, run.step, positions, run.config.batch_size)):
             with autocast(run.config, run.processes.device):
                 loss = loss_of(rows) / len(parts)
             run.scaler.scale(loss).backward()

@@ -22,7 +22,7 @@ from support.tiny import tiny_train_config
 import minidiff
 from minidiff.files.training_state import load_training_state
 from minidiff.training.distributed import Processes, micro_batches
-from minidiff.training.dropout import ImageGenerators, PerImageDropout, use_per_image_dropout
+from minidiff.training.dropout import DropoutMasks, PerImageDropout, use_per_image_dropout
 from minidiff.training.loop import train
 from minidiff.training.presets import AUTOENCODER_PRESETS, PRESETS
 from minidiff.training.vae import train_vae
@@ -136,20 +136,23 @@ def test_the_processes_micro_batches_cover_the_batch_once_in_equal_parts():
 
 
 def test_dropout_masks_follow_the_images_not_the_split():
-    generators = ImageGenerators()
-    dropout = PerImageDropout(0.5, generators).train()
+    masks = DropoutMasks()
+    dropout = PerImageDropout(0.5, masks).train()
     x = torch.ones(4, 3, 5, 5)
-    with generators.images(seed=0, step=7, positions=range(4), device=torch.device("cpu")):
+    with masks.images(seed=0, step=7, positions=range(4), batch_size=4):
         whole = dropout(x)
     halves = []
     for positions in (range(2), range(2, 4)):
-        with generators.images(seed=0, step=7, positions=positions, device=torch.device("cpu")):
+        with masks.images(seed=0, step=7, positions=positions, batch_size=4):
             halves.append(dropout(x[:2]))
     assert torch.equal(whole, torch.cat(halves))
     assert set(whole.unique().tolist()) == {0.0, 2.0}  # kept values scaled by 1 / (1 - p)
     assert 0.35 < (whole == 0).float().mean() < 0.65
-    with generators.images(seed=0, step=8, positions=range(4), device=torch.device("cpu")):
+    with masks.images(seed=0, step=8, positions=range(4), batch_size=4):
         assert not torch.equal(dropout(x), whole)  # another step, other masks
+    with masks.images(seed=0, step=7, positions=range(4), batch_size=4):
+        first, second = dropout(x), dropout(x)
+    assert torch.equal(first, whole) and not torch.equal(second, first)  # the pass's next layer, another mask
     assert torch.equal(dropout.eval()(x), x)
 
 
@@ -160,4 +163,4 @@ def test_the_unets_dropout_layers_are_replaced_for_training():
     run = new_run(run_config, torch.device("cpu"), command="test")
     layers = [m for m in run.model.modules() if isinstance(m, torch.nn.Dropout)]
     assert layers and all(isinstance(m, PerImageDropout) and m.p == 0.1 for m in layers)
-    assert use_per_image_dropout(run.model, ImageGenerators()) == 0  # nothing left to replace
+    assert use_per_image_dropout(run.model, DropoutMasks()) == 0  # nothing left to replace
