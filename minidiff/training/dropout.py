@@ -7,8 +7,8 @@ whole batch from a generator of its own, seeded from (the run's seed, the step, 
 this is), and keeps the rows of the images it is computing; `use_per_image_dropout` puts it in place of every
 nn.Dropout of a model for training, and the training step names the images of each micro-batch
 (`DropoutMasks.images`) before its forward pass. The dropout layers run in the same order whatever the split, so
-an image gets the same mask on one process or several. One draw per layer and step, the same size as the batch's
-activations, costs a GPU little; a draw per image (128 small kernels per layer) made a GPU step ten times slower.
+an image gets the same mask on one process or several. One draw per layer and step is one kernel on a GPU, where a
+draw per image was one per image (a step of the MNIST preset on an H200: 74 ms before, 68 ms after).
 Dropout itself is Srivastava et al. 2014: keep each activation with probability 1 - p and divide the kept ones by
 1 - p, so the expectation is unchanged.
 """
