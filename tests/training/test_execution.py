@@ -2,7 +2,12 @@
 and resumes exactly, channels-last and torch.compile change nothing but speed, and the command line sets them."""
 
 import functools
+import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,3 +110,23 @@ def test_the_command_line_sets_and_records_how_steps_are_computed(tmp_path):
     assert first.endswith("--accumulate 2 --precision bf16 --channels-last") and second.endswith("--precision fp32")
     with pytest.raises(SystemExit, match="multiple of accumulate 3"):
         main(["train", "--out", out, "--steps", "4", "--resume", "--device", "cpu", "--quiet", "--accumulate", "3"])
+
+
+def test_the_precision_benchmark_times_each_variant_of_the_same_run(tmp_path):
+    """benchmarks/bench_precision.py on the CPU: every variant of the same seeded run is timed and recorded; the
+    channels-last variant computes the same steps (its loss agrees), bf16 rounds differently but trains the same
+    run; a variant that is not PRECISION[+cl][+compile] is refused, naming the argument."""
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "precision.json"
+    command = [sys.executable, str(root / "benchmarks" / "bench_precision.py"), "--config", "tiny", "--variants",
+               "fp32", "fp32+cl", "bf16", "--steps", "2", "--warmup", "1", "--batch-size", "8", "--threads", "1",
+               "--device", "cpu", "--out", str(out)]
+    subprocess.run(command, check=True, cwd=root, capture_output=True, env={**os.environ, "PYTHONPATH": str(root)})
+    results = json.loads(out.read_text())
+    run = results["runs"]["tiny"]
+    assert run["batch_size"] == 8 and results["steps"] == 2 and results["device"]
+    assert all(run[v]["images_per_s"] > 0 and run[v]["peak_memory_mib"] is None for v in ("fp32", "fp32+cl", "bf16"))
+    assert run["fp32+cl"]["mean_loss"] == pytest.approx(run["fp32"]["mean_loss"], abs=1e-4)
+    assert run["bf16"]["mean_loss"] == pytest.approx(run["fp32"]["mean_loss"], rel=0.05)
+    bad = subprocess.run([*command[:5], "fp32+fast"], cwd=root, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--variants" in bad.stderr and "fp32+fast" in bad.stderr
