@@ -8,7 +8,7 @@ scaler), each optionally with channels-last weights ("+cl") and torch.compile ("
 mean loss of the timed steps: mixed precision changes the rounding, not the run, so it should stay close to fp32's.
 Writes a JSON after every variant.
 
-    .venv/bin/python benchmarks/bench_precision.py --device cuda --config mnist emoji_text --out benchmarks/results/precision_cuda.json
+    python benchmarks/bench_precision.py --device cuda --config mnist --variants fp32 fp32+cl bf16 bf16+cl fp16+cl
     .venv/bin/python benchmarks/bench_precision.py --config tiny --variants fp32 bf16 --steps 5 --warmup 2   # a CPU try
 
 On the CPU, bf16 autocast is slower than float32 on most processors (no bf16 matrix units); the flags are for GPUs.
@@ -27,6 +27,7 @@ import torch
 
 from minidiff.files.atomic import atomic_write_bytes
 from minidiff.files.device import resolve_device
+from minidiff.training.config import TrainConfig
 from minidiff.training.data import load_images
 from minidiff.training.loop import copy_clip_text_tower, train_step
 from minidiff.training.presets import PRESETS
@@ -35,7 +36,7 @@ from minidiff.training.run import new_run
 VARIANTS = ("fp32", "fp32+cl", "bf16", "bf16+cl", "fp16+cl", "bf16+cl+compile")
 
 
-def variant_config(config, variant: str):
+def variant_config(config: TrainConfig, variant: str) -> TrainConfig:
     """The preset with the variant's execution fields: precision, channels_last, compile."""
     precision, *flags = variant.split("+")
     return dataclasses.replace(config, precision=precision, channels_last="cl" in flags, compile="compile" in flags,
@@ -43,11 +44,13 @@ def variant_config(config, variant: str):
 
 
 def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so that a clock reading counts it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def measure(config, device: torch.device, images, conditions, warmup: int, steps: int) -> dict:
+def measure(config: TrainConfig, device: torch.device, images: torch.Tensor, conditions: torch.Tensor, warmup: int,
+            steps: int) -> dict:
     """Train `warmup` then `steps` steps of a fresh run of `config`; the timed steps' images/s and mean loss."""
     run = new_run(config, device, command="benchmarks/bench_precision.py")
     if config.encoder is not None and config.encoder.kind == "clip":
@@ -68,6 +71,7 @@ def measure(config, device: torch.device, images, conditions, warmup: int, steps
 
 
 def device_name(device: torch.device) -> str:
+    """The GPU's name, or the processor's."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
 
 
