@@ -4,9 +4,10 @@ The commands are read from the README's ```bash blocks, in order, and run one af
 repository (the files a clone holds, uncommitted edits included: tests/support/checkout.py), so a command may use
 what an earlier one made (the editing examples read the input and mask that `make demo` writes). The copy reuses
 the environment running the tests as its .venv (a link), and `make` is told that .venv is installed already
-(`-o` on its stamp files), so nothing is downloaded. Three commands are not run, each for a reason the test names:
-`make check` and `make test` are this test suite, and `make lab` is a server that waits for a browser
-(tests/chapters/test_lab_copies.py tests what it opens, tests/chapters/test_browser.py a JupyterLab in Chromium).
+(`-o` on its stamp files), so nothing is downloaded. Four commands are not run, each for a reason the test names:
+`make check` and `make test` are this test suite, `make lab` is a server that waits for a browser
+(tests/chapters/test_lab_copies.py tests what it opens, tests/chapters/test_browser.py a JupyterLab in Chromium),
+and the precision benchmark's GPU command needs CUDA (tests/training/test_execution.py runs that script on the CPU).
 """
 
 import re
@@ -25,6 +26,8 @@ NOT_RUN = {  # command -> why it is not run here
     "make check": "the unit tests: this suite itself",
     "make test": "the whole suite, this test included",
     "make lab": "a server that waits for a browser (test_lab_copies.py and test_browser.py test it)",
+    ".venv/bin/python benchmarks/bench_precision.py --device cuda --config mnist --variants fp32 fp32+cl bf16 bf16+cl"
+    " fp16+cl --steps 100 --warmup 20": "needs a CUDA GPU (tests/training/test_execution.py runs the script on the CPU)",
 }
 MAKE_INSTALLED = ["-o", ".venv/.installed-runtime", "-o", ".venv/.installed-dev"]  # .venv is this environment
 COMMAND_TIMEOUT_S = 300
