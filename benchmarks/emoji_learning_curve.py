@@ -1,7 +1,7 @@
 """What more training buys the text-to-emoji model: R-precision and Fréchet distance against the images it had seen.
 
-Measures every model a run kept on the way (`keep_models_at_steps`; the emoji_text preset keeps 5, 15 and 40 % of
-its steps in RUN/models/) and its final one with `minidiff.measure.emoji_curve.learning_curve`: the evaluator CLIP
+Measures every model a run kept on the way (`keep_models_at_steps`; the emoji_text preset keeps steps 250, 750,
+2,000 and 5,000 of its 8,000 in RUN/models/) and its final one with `minidiff.measure.emoji_curve.learning_curve`: the evaluator CLIP
 (never the generator's), --n training captions for R-precision (generated beside real), --limit test images for the
 Fréchet distance, the same captions and noise at every point. Writes --out (JSON) and the PNG beside it; --record
 NAME also writes the points into that model checkpoint's JSON (the shipped model's, e.g. emoji).
@@ -28,6 +28,13 @@ from minidiff.measure.emoji_curve import learning_curve  # noqa: E402
 from minidiff.models import record_metrics  # noqa: E402
 
 
+def count_label(count: int) -> str:
+    """A short tick label for a count of images: 950, 32k, 1.0M (short enough for neighbouring ticks on a log axis)."""
+    if count >= 1_000_000:
+        return f"{count / 1e6:.1f}M"
+    return f"{count / 1000:.0f}k" if count >= 1000 else str(count)
+
+
 def figure(points: list[dict]) -> bytes:
     """Two panels against images seen: R-precision (generated, and real as a line) and the Fréchet distance (PNG)."""
     seen = [point["images_seen"] for point in points]
@@ -38,9 +45,9 @@ def figure(points: list[dict]) -> bytes:
     left.legend()
     right.plot(seen, [point["frechet"] for point in points], "o-")
     right.set(xlabel="training images seen", ylabel="Fréchet distance to test images")
-    for ax in (left, right):  # a log axis, ticked at the points themselves: 32k, 96k, ...
+    for ax in (left, right):  # a log axis, ticked at the points themselves: 32k, 96k, ..., 1.0M
         ax.set_xscale("log")
-        ax.set_xticks(seen, [f"{count / 1000:,.0f}k" if count >= 1000 else str(count) for count in seen])
+        ax.set_xticks(seen, [count_label(count) for count in seen])
         ax.minorticks_off()
     fig.tight_layout()
     buffer = io.BytesIO()
