@@ -2,6 +2,7 @@
 dispatches."""
 
 import argparse
+import warnings
 
 from minidiff.cli import demo, evaluate, evaluate_emoji, evaluate_text, sample, train, train_clip, train_vae
 from minidiff.files.checkpoint import CheckpointError
@@ -26,10 +27,15 @@ def main(argv: list[str] | None = None) -> None:
     evaluate_emoji.add_arguments(commands.add_parser("evaluate-emoji", help="measure a text-to-emoji model with the "
                                                                             "evaluator CLIP"))
     args = parser.parse_args(argv)
+    library_format = warnings.formatwarning
+    # a warning reads as one line like an error, "minidiff COMMAND: warning: ...", not as a file path and source line
+    warnings.formatwarning = lambda message, *rest, **options: f"minidiff {args.command}: warning: {message}\n"
     try:
         args.run(args)
     except USER_ERRORS as error:
         raise SystemExit(f"minidiff {args.command}: {error}") from None
+    finally:
+        warnings.formatwarning = library_format
 
 
 if __name__ == "__main__":

@@ -134,8 +134,8 @@ def prompts_to_draw(prompt: str | list[str], n: int | None) -> list[str]:
     """One prompt per image: n copies of one prompt (n default 1), or a list of prompts, one image each.
 
     Raises TypeError for anything but a string or a list of strings, ValueError for n < 1, an empty list, or an n
-    that disagrees with the list's length. Warns for an empty prompt: it names nothing, so it draws the
-    unconditional images that guidance trains against.
+    that disagrees with the list's length. An empty prompt passes: whether it may be drawn is the encoder's call
+    (`TextToImage.__call__` warns for a text model, the byte-pair tokenizer refuses it).
     """
     if isinstance(prompt, str):
         prompts = [prompt] * (1 if n is None else whole_number("n", n, 1, what="how many images of the prompt"))
@@ -148,10 +148,6 @@ def prompts_to_draw(prompt: str | list[str], n: int | None) -> list[str]:
         prompts = list(prompt)
     else:
         raise TypeError(f"prompt must be a string or a list of strings, got {type(prompt).__name__}")
-    if any(not text.strip() for text in prompts):
-        # stacklevel 4: past this function, __call__ and torch's inference_mode wrapper, to the caller's line
-        warnings.warn("an empty prompt names nothing: it draws unconditional images (the empty condition that "
-                      "guidance trains against)", stacklevel=4)
     return prompts
 
 
@@ -257,7 +253,11 @@ class TextToImage:
             strength = strength if strength is not None else (1.0 if mask is not None else 0.6)
             sampler_options["edit"] = self.edit(init_image, strength, mask, len(prompts), seed, jump_length,
                                                 resamplings)
-        tokens = self.tokens(prompts, unknown)
+        tokens = self.tokens(prompts, unknown)  # a byte-pair model refuses an empty prompt here
+        if any(not text.strip() for text in prompts):
+            # stacklevel 3: past __call__ and torch's inference_mode wrapper, to the caller's line
+            warnings.warn("an empty prompt names nothing: it draws unconditional images (the empty condition that "
+                          "guidance trains against)", stacklevel=3)
         result = Generation(prompts, torch.empty(0), tokens, nfe=0, seconds=0.0, strength=strength)
         negative = None if negative_prompt is None else self.tokens([negative_prompt], unknown)
         generator = generator or torch.Generator(self.device).manual_seed(seed)

@@ -377,6 +377,15 @@ def test_negative_guidance_and_an_empty_prompt_are_drawn_with_a_warning(pipe):
     assert caught[0].filename == __file__  # the warning points at the caller's line, not inside the library
 
 
+def test_a_byte_pair_model_refuses_an_empty_prompt_without_first_promising_to_draw_it(tiny_emoji_model):
+    emoji_pipe = TextToImage.load(tiny_emoji_model[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "draws unconditional images" warning before the refusal
+        for empty in ("", "   "):
+            with pytest.raises(ValueError, match="holds no character the tokenizer knows"):
+                emoji_pipe(empty, steps=2)
+
+
 # ------------------------------------------------------------------ python -m minidiff: every command
 
 
@@ -415,6 +424,8 @@ SAMPLE = COMMON + [
     (["--strength", "0.5"], "--strength"),
     (["--model", "shapes_text"], "shapes_text is a text-to-image model: give it --prompt"),
     (["--model", "shapes_text_dit", "--label", "3"], "give it --prompt"),
+    (["--model", "emoji"], 'emoji is a text-to-image model: give it --prompt "..." (e.g. --prompt "fox in noto style")'),
+    (["--model", "emoji", "--prompt", "   "], "holds no character the tokenizer knows"),
 ]
 TRAIN = [(["--steps", "0"], "--steps"), (["--steps", "-1"], "--steps"), (["--minutes", "-1"], "--minutes"),
          (["--minutes", "nan"], "--minutes"), (["--minutes", "0"], "--minutes"), (["--seed", "-1"], "--seed"),

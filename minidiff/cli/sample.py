@@ -37,6 +37,8 @@ from minidiff.files.checkpoint import checkpoint_stem
 from minidiff.files.device import resolve_device
 from minidiff.files.images import picture_grid, read_image, read_mask, write_folder
 from minidiff.models import load_model
+from minidiff.nets.conditioning import EncoderConfig
+from minidiff.nets.prompts import token_names
 from minidiff.pipeline import DEFAULT_MODEL, TextToImage
 
 GIF_IMAGES = 4  # how many of the images the GIF follows
@@ -153,6 +155,9 @@ def prompt_to_folder(args: argparse.Namespace) -> Path:
                 "device": str(pipe.device), "nfe": result.nfe,
                 "seconds": round(result.seconds, 3), "image_shape": list(result.images.shape[1:])}
     write_folder(Path(args.out), from_model(result.images), recorder.frames, settings)
+    read = [name for name in token_names(result.tokens[0], EncoderConfig(**pipe.info.encoder))
+            if name not in ("<start>", "<pad>")]
+    print(f"the model read the prompt as: {' '.join(read)}")  # a word it never saw shows as several pieces
     print(f"wrote {args.n} images for {args.prompt!r}, grid.png, denoise.gif and meta.json to {args.out} "
           f"({result.seconds:.1f} s, {result.nfe} network evaluations)")
     return Path(args.out)
@@ -174,8 +179,9 @@ def sample_to_folder(args: argparse.Namespace) -> Path:
     device = resolve_device(args.device)
     model, info = load_model(args.model, device)
     if info.encoder is not None:  # conditioned through cross-attention on tokens: it draws from words
-        raise ValueError(f"{args.model} is a text-to-image model: give it --prompt \"...\" (e.g. --prompt \"a small "
-                         "red circle in the top left\"), not --label; class labels are for the mnist models")
+        example = "fox in noto style" if info.encoder["kind"] == "clip" else "a small red circle in the top left"
+        raise ValueError(f"{args.model} is a text-to-image model: give it --prompt \"...\" (e.g. --prompt "
+                         f"\"{example}\"); class labels (--label) are for the mnist models")
     flow = info.diffusion["prediction"] == FLOW
     args.sampler = args.sampler or ("flow_euler" if flow else "ddpm")
     labels = class_labels(args.n, args.label, info.network_config().num_classes)
