@@ -141,9 +141,9 @@ def emoji_text_config() -> TrainConfig:
     image comes twice, with its plain and its styled caption (`minidiff.training.data.encoded_emoji`); one caption
     in ten is dropped to the empty prompt for classifier-free guidance; v-prediction, as shapes_latent.
 
-    Sizing, float32 weights: two CLIPs 2 x 1.06M parameters (8.5 MB), emoji_vae 0.46M (1.8 MB), this model 4.91M
-    for the U-Net plus its copy of the text tower, 0.73M (22.6 MB): 33 MB of the 60 MB budget. The budget would
-    hold a 96-192 U-Net (10.8M, 56 MB in all), but time does not: on the same busy 2-core CPU a step of 128
+    Sizing, float32 weights: two CLIPs 2 x 1.06M parameters (8.5 MB), emoji_vae 1.21M (4.9 MB, its wider decoder), this
+    model 4.91M for the U-Net plus its copy of the text tower, 0.73M (22.6 MB): 36 MB of the 60 MB budget. The budget
+    would hold a 96-192 U-Net (10.8M, 59 MB in all), but time does not: on the same busy 2-core CPU a step of 128
     latents took 26.6 s at 96-192 against 6.5 s at 64-128 (the frozen text tower's forward pass, 0.57 s of it).
     Measured with this preset: about 1 s per step on a quiet 2-core CPU (the shipped run's first 5,000 steps took
     75.6 minutes), 4.2 s on one shared with other jobs, where a budget in minutes (--minutes) instead of steps keeps
