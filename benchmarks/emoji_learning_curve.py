@@ -3,8 +3,8 @@
 Measures every model a run kept on the way (`keep_models_at_steps`; the emoji_text preset keeps steps 250, 750,
 2,000 and 5,000 of its 8,000 in RUN/models/) and its final one with `minidiff.measure.emoji_curve.learning_curve`:
 the evaluator CLIP (never the generator's), --n training captions for R-precision (generated beside real), --limit
-test images for the Fréchet distance, the same captions and noise at every point. Writes --out (JSON) and the PNG beside it; --record
-NAME also writes the points into that model checkpoint's JSON (the shipped model's, e.g. emoji).
+test images for the Fréchet distance, the same captions and noise at every point. Writes --out (JSON) and the PNG
+beside it; --record NAME also writes the points into that model checkpoint's JSON (the shipped model's, e.g. emoji).
 
     .venv/bin/python benchmarks/emoji_learning_curve.py --run runs/emoji --record emoji
 """
