@@ -155,6 +155,31 @@ def pointwise(conv: nn.Conv2d, tokens: torch.Tensor) -> torch.Tensor:
     return F.linear(tokens, conv.weight.flatten(1), conv.bias)
 
 
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Scaled dot-product attention (Vaswani et al. 2017, eq. 1), each head on its own:
+    queries q (B, heads, N, d), keys and values k, v (B, heads, L, d), mask (B, L) bool (True = a key that may be
+    attended to, False = padding) or None -> (B, heads, N, d).
+
+    Written out rather than F.scaled_dot_product_attention for the short sequences of this course: cross-attention to
+    a caption's L = 10 tokens, the text encoder's 10 and the DiT's 16 tokens. The scores are computed transposed,
+    $S^\top = K Q^\top$ of shape (B, heads, L, N), so that the softmax over the keys runs along dim -2, across rows
+    of N contiguous numbers: PyTorch's CPU softmax over a last dim as short as 10 is several times slower, and so is
+    the fused kernel at these sizes (benchmarks/bench_unet.py). For the U-Net's self-attention over 8 x 8 = 64
+    positions the fused kernel is the faster one on one thread, so `SelfAttention` keeps it. Same result up to float
+    rounding (tests/nets/test_layers.py).
+    """
+    d = q.shape[-1]
+    # $S^\top = K Q^\top / \sqrt{d}$
+    scores_t = k @ (q / math.sqrt(d)).transpose(-1, -2)  # (B, heads, L, d) @ (B, heads, d, N) -> (B, heads, L, N)
+    if mask is not None:
+        # $S_{ij} = -\infty$ where key j is padding, so its weight is exp(-inf) = 0
+        scores_t = scores_t.masked_fill(~mask[:, None, :, None], float("-inf"))  # mask (B, L) -> (B, 1, L, 1)
+    # $\text{softmax}_j(S_{ij})$: each query's weights over the keys sum to 1
+    weights_t = scores_t.softmax(dim=-2)  # (B, heads, L, N)
+    # $\text{Attention}(Q, K, V) = \text{softmax}(Q K^\top / \sqrt{d})\, V$
+    return weights_t.transpose(-1, -2) @ v  # (B, heads, N, L) @ (B, heads, L, d) -> (B, heads, N, d)
+
+
 def check_heads(channels: int, heads: int) -> None:
     """Attention splits the channels evenly among its heads; refuse a split that leaves a remainder."""
     if channels % heads != 0:
@@ -213,9 +238,7 @@ class CrossAttention(nn.Module):
         q = split_heads(q, self.heads)  # (B, H*W, C) -> (B, heads, H*W, C/heads)
         k, v = self.to_kv(context).chunk(2, dim=2)  # (B, L, context_dim) -> 2 x (B, L, C)
         k, v = split_heads(k, self.heads), split_heads(v, self.heads)  # (B, L, C) -> (B, heads, L, C/heads)
-        attend = None if context_mask is None else context_mask[:, None, None, :]  # (B, L) -> (B, 1, 1, L)
-        # $\text{softmax}(Q K^\top / \sqrt{d} + M)\, V$ with $M = -\infty$ at padding tokens
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)  # (B, heads, H*W, C/heads)
+        out = attention(q, k, v, context_mask)  # (B, heads, H*W, C/heads), no weight on padding tokens
         out = pointwise(self.to_out, merge_heads(out))  # (B, heads, H*W, C/heads) -> (B, H*W, C)
         return x + from_tokens(out, H, W)  # (B, H*W, C) -> (B, C, H, W)
 

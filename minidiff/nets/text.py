@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minidiff.data.shapes import COLOURS, POSITIONS, SHAPES, SIZES
-from minidiff.nets.layers import merge_heads, split_heads
+from minidiff.nets.layers import attention, merge_heads, split_heads
 
 PAD, START = 0, 1  # padding (never attended to) and the start token; minidiff.nets.conditioning uses them too
 CAPTION_WORDS = sorted({"a", "in", "the", *COLOURS, *SHAPES, *SIZES, *(w for p in POSITIONS for w in p.split())})
@@ -84,8 +84,7 @@ class SelfAttentionBlock(nn.Module):
         """x (B, L, dim), mask (B, L) True = real token -> (B, L, dim)."""
         q, k, v = self.to_qkv(self.norm(x)).chunk(3, dim=2)  # (B, L, dim) -> 3 x (B, L, dim)
         q, k, v = (split_heads(a, self.heads) for a in (q, k, v))  # -> (B, heads, L, dim / heads)
-        # Vaswani et al. 2017, eq. 1: $\mathrm{softmax}(Q K^\top / \sqrt{d_k})\, V$, no attention to padding
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])  # (B, heads, L, dim/heads)
+        out = attention(q, k, v, mask)  # (B, heads, L, dim / heads), no weight on padding tokens
         return x + self.to_out(merge_heads(out))  # (B, heads, L, dim / heads) -> (B, L, dim)
 
 

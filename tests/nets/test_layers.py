@@ -3,9 +3,18 @@
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from minidiff.nets.layers import CrossAttention, Downsample, ResBlock, SelfAttention, Upsample, timestep_embedding
+from minidiff.nets.layers import (
+    CrossAttention,
+    Downsample,
+    ResBlock,
+    SelfAttention,
+    Upsample,
+    attention,
+    timestep_embedding,
+)
 
 # --- timestep embedding -------------------------------------------------------------------------------------------
 
@@ -54,6 +63,53 @@ def test_self_attention_matches_torch_multihead_attention():
     tokens = ours.norm(x).flatten(2).transpose(1, 2)  # (B, H*W, C)
     expected = x + reference(tokens, tokens, tokens, need_weights=False)[0].transpose(1, 2).reshape(B, C, H, W)
     torch.testing.assert_close(ours(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def brute_force_attention(q, k, v, mask):
+    """One query at a time, in float64: out[b, h, i] = sum_j w_j v[b, h, j], w = softmax over the allowed keys of
+    q_i . k_j / sqrt(d)."""
+    B, heads, N, d = q.shape
+    out = torch.zeros(B, heads, N, d, dtype=torch.float64)
+    for b in range(B):
+        allowed = mask[b].nonzero().flatten()
+        for h in range(heads):
+            for i in range(N):
+                scores = torch.stack([q[b, h, i].double() @ k[b, h, j].double() / math.sqrt(d) for j in allowed])
+                weights = torch.exp(scores - scores.max())
+                weights = weights / weights.sum()
+                out[b, h, i] = (weights[:, None] * v[b, h, allowed].double()).sum(0)
+    return out
+
+
+def test_attention_matches_a_brute_force_softmax_and_torchs_fused_kernel_in_values_and_gradients():
+    torch.manual_seed(0)
+    B, heads, N, L, d = 3, 2, 7, 5, 4
+    q, k, v = torch.randn(B, heads, N, d), torch.randn(B, heads, L, d), torch.randn(B, heads, L, d)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False], [False, True, True, False, True]])
+    torch.testing.assert_close(attention(q, k, v, mask).double(), brute_force_attention(q, k, v, mask),
+                               atol=1e-6, rtol=1e-6)
+    every_key = torch.ones(B, L, dtype=torch.bool)
+    torch.testing.assert_close(attention(q, k, v).double(), brute_force_attention(q, k, v, every_key), atol=1e-6, rtol=1e-6)
+
+    ours = [t.clone().requires_grad_() for t in (q, k, v)]
+    fused = [t.clone().requires_grad_() for t in (q, k, v)]
+    grad = torch.randn(B, heads, N, d)
+    attention(*ours, mask).backward(grad)
+    F.scaled_dot_product_attention(*fused, attn_mask=mask[:, None, None, :]).backward(grad)
+    for a, b in zip(ours, fused):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_gives_padding_keys_no_weight():
+    torch.manual_seed(1)
+    q, k, v = torch.randn(2, 2, 6, 4), torch.randn(2, 2, 5, 4), torch.randn(2, 2, 5, 4)
+    mask = torch.tensor([[True, True, True, False, False], [True, False, True, True, False]])
+    changed_k, changed_v = k.clone(), v.clone()
+    changed_k[~mask[:, None, :, None].expand_as(k)] = 100.0  # what a padding key or value holds must not matter
+    changed_v[~mask[:, None, :, None].expand_as(v)] = -100.0
+    torch.testing.assert_close(attention(q, changed_k, changed_v, mask), attention(q, k, v, mask))
+    changed_v[:, :, 0] += 1.0  # a real token's value does matter
+    assert not torch.allclose(attention(q, k, changed_v, mask), attention(q, k, v, mask))
 
 
 def cross_attention_and_reference(C=16, context_dim=12, heads=4):
