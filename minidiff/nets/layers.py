@@ -160,21 +160,21 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     queries q (B, heads, N, d), keys and values k, v (B, heads, L, d), mask (B, L) bool (True = a key that may be
     attended to, False = padding) or None -> (B, heads, N, d).
 
-    Written out rather than F.scaled_dot_product_attention for the short sequences of this course: cross-attention to
-    a caption's L = 10 tokens, the text encoder's 10 and the DiT's 16 tokens. The scores are computed transposed,
-    $S^\top = K Q^\top$ of shape (B, heads, L, N), so that the softmax over the keys runs along dim -2, across rows
-    of N contiguous numbers: PyTorch's CPU softmax over a last dim as short as 10 is several times slower, and so is
-    the fused kernel at these sizes (benchmarks/bench_unet.py). For the U-Net's self-attention over 8 x 8 = 64
-    positions the fused kernel is the faster one on one thread, so `SelfAttention` keeps it. Same result up to float
-    rounding (tests/nets/test_layers.py).
+    Written out rather than F.scaled_dot_product_attention for the short sequences of this course: cross-attention to a
+    caption's L = 10 tokens, the text encoder's 10 and the DiT's 16 tokens. The scores are computed transposed,
+    $(Q K^\top)^\top = K Q^\top$ of shape (B, heads, L, N), so that the softmax over the keys runs along dim -2,
+    across rows of N contiguous numbers: PyTorch's CPU softmax over a last dim as short as 10 is several times slower,
+    and so is the fused kernel at these sizes (benchmarks/bench_unet.py). For the U-Net's self-attention over
+    8 x 8 = 64 positions the fused kernel is the faster one on one thread, so `SelfAttention` keeps it. Same result up
+    to float rounding (tests/nets/test_layers.py).
     """
     d = q.shape[-1]
-    # $S^\top = K Q^\top / \sqrt{d}$
+    # $(Q K^\top / \sqrt{d})^\top = K Q^\top / \sqrt{d}$: entry (j, i) scores key j for query i
     scores_t = k @ (q / math.sqrt(d)).transpose(-1, -2)  # (B, heads, L, d) @ (B, heads, d, N) -> (B, heads, L, N)
     if mask is not None:
-        # $S_{ij} = -\infty$ where key j is padding, so its weight is exp(-inf) = 0
+        # $+ M$, $M = -\infty$ where key j is padding: its weight becomes exp(-inf) = 0
         scores_t = scores_t.masked_fill(~mask[:, None, :, None], float("-inf"))  # mask (B, L) -> (B, 1, L, 1)
-    # $\text{softmax}_j(S_{ij})$: each query's weights over the keys sum to 1
+    # $\text{softmax}$ over the keys j, for each query i: each column of weights sums to 1
     weights_t = scores_t.softmax(dim=-2)  # (B, heads, L, N)
     # $\text{Attention}(Q, K, V) = \text{softmax}(Q K^\top / \sqrt{d})\, V$
     return weights_t.transpose(-1, -2) @ v  # (B, heads, N, L) @ (B, heads, L, d) -> (B, heads, N, d)
