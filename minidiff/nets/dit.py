@@ -137,6 +137,7 @@ class TokenAttention(nn.Module):
         q = split_heads(self.to_q(x), self.heads)  # (B, N, dim) -> (B, heads, N, dim / heads)
         k, v = self.to_kv(x if context is None else context).chunk(2, dim=2)  # -> 2 x (B, L, dim)
         k, v = split_heads(k, self.heads), split_heads(v, self.heads)  # -> (B, heads, L, dim / heads)
+        # Vaswani et al. 2017, eq. 1: $\mathrm{softmax}(Q K^\top / \sqrt{d} + M)\, V$, $M = -\infty$ at padding
         out = attention(q, k, v, context_mask)  # (B, heads, N, dim / heads), no weight on padding tokens
         return self.to_out(merge_heads(out))  # (B, heads, N, dim / heads) -> (B, N, dim)
 

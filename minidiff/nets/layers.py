@@ -238,6 +238,7 @@ class CrossAttention(nn.Module):
         q = split_heads(q, self.heads)  # (B, H*W, C) -> (B, heads, H*W, C/heads)
         k, v = self.to_kv(context).chunk(2, dim=2)  # (B, L, context_dim) -> 2 x (B, L, C)
         k, v = split_heads(k, self.heads), split_heads(v, self.heads)  # (B, L, C) -> (B, heads, L, C/heads)
+        # $\text{softmax}(Q K^\top / \sqrt{d} + M)\, V$, $M = -\infty$ at padding tokens (Rombach et al. 2022, sec. 3.3)
         out = attention(q, k, v, context_mask)  # (B, heads, H*W, C/heads), no weight on padding tokens
         out = pointwise(self.to_out, merge_heads(out))  # (B, heads, H*W, C/heads) -> (B, H*W, C)
         return x + from_tokens(out, H, W)  # (B, H*W, C) -> (B, C, H, W)

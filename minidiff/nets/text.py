@@ -84,6 +84,7 @@ class SelfAttentionBlock(nn.Module):
         """x (B, L, dim), mask (B, L) True = real token -> (B, L, dim)."""
         q, k, v = self.to_qkv(self.norm(x)).chunk(3, dim=2)  # (B, L, dim) -> 3 x (B, L, dim)
         q, k, v = (split_heads(a, self.heads) for a in (q, k, v))  # -> (B, heads, L, dim / heads)
+        # Vaswani et al. 2017, eq. 1: $\mathrm{softmax}(Q K^\top / \sqrt{d_k} + M)\, V$, $M = -\infty$ at padding
         out = attention(q, k, v, mask)  # (B, heads, L, dim / heads), no weight on padding tokens
         return x + self.to_out(merge_heads(out))  # (B, heads, L, dim / heads) -> (B, L, dim)
 
