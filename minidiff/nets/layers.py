@@ -160,13 +160,15 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     queries q (B, heads, N, d), keys and values k, v (B, heads, L, d), mask (B, L) bool (True = a key that may be
     attended to, False = padding) or None -> (B, heads, N, d).
 
-    Written out rather than F.scaled_dot_product_attention for the short sequences of this course: cross-attention to a
-    caption's L = 10 tokens, the text encoder's 10 and the DiT's 16 tokens. The scores are computed transposed,
-    $(Q K^\top)^\top = K Q^\top$ of shape (B, heads, L, N), so that the softmax over the keys runs along dim -2,
-    across rows of N contiguous numbers: PyTorch's CPU softmax over a last dim as short as 10 is several times slower,
-    and so is the fused kernel at these sizes (benchmarks/bench_unet.py). For the U-Net's self-attention over
-    8 x 8 = 64 positions the fused kernel is the faster one on one thread, so `SelfAttention` keeps it. Same result up
-    to float rounding (tests/nets/test_layers.py).
+    Written out rather than F.scaled_dot_product_attention: for the short sequences of this course (cross-attention to
+    a caption's L = 10 tokens, the text encoder's 10 and the DiT's 16 tokens) the fused kernel was the slower one on
+    this CPU (profiled; the U-Net's, DiT's and text encoder's steps got faster). The scores are computed transposed,
+    $(Q K^\top)^\top = K Q^\top$ of shape (B, heads, L, N): each softmax still covers one query's L keys, now a
+    column, and the CPU kernel works through the N queries of a row side by side in contiguous memory, many times
+    faster than along rows only L = 10 long. For the U-Net's self-attention over 8 x 8 = 64 positions the fused kernel
+    is the faster one on one thread, so `SelfAttention` keeps it. Same result up to float rounding
+    (tests/nets/test_layers.py). Every row of `mask` needs at least one True: a query with no key to attend to would
+    get NaN (the course's encoders always keep their start token).
     """
     d = q.shape[-1]
     # $(Q K^\top / \sqrt{d})^\top = K Q^\top / \sqrt{d}$: entry (j, i) scores key j for query i
