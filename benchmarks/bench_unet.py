@@ -15,11 +15,16 @@ For each pair, alternating the two models (A, B, B, A, ...) so that other load o
 - training: images/s of one step = forward + MSE loss + backward + AdamW step, in train mode;
 - inference: seconds per forward pass under torch.inference_mode(), in eval mode;
 - the forward pass's achieved GFLOP/s (its FLOPs counted by torch.utils.flop_counter.FlopCounterMode over the
-  inference time), beside this CPU's measured sgemm peak (a timed 2048 x 2048 torch.mm at the same thread count).
+  inference time), beside this CPU's measured sgemm peak (the fastest timed n x n torch.mm, n = 1024, 2048, 4096,
+  at the same thread count) and the speed of one 3x3 convolution of the text U-Nets' shapes.
 
 Each number is the median over repeats, after warm-up. Run:  .venv/bin/python benchmarks/bench_unet.py
 On a machine shared with other work, wall-clock times swing; `--threads 1 --clock cpu` measures the CPU time the
-process itself used, which other processes barely change (with 2 threads CPU time would count threads waiting).
+process itself used, which other processes change less (with 2 threads CPU time would count threads waiting), but
+not nothing: on a virtual machine, work elsewhere on the host can slow this process's own cycles too (on the
+course's 2-core machine one pair's ratio of medians moved from 1.01x to 1.23x between two runs of the same code).
+The "paired" line is therefore the one to quote: the median (and quartiles) of the ratio taken repeat by repeat,
+the two models timed back to back, so that a slow spell of the machine cancels in each ratio.
 """
 
 import argparse
@@ -140,16 +145,32 @@ def forward_flops(model, call, batch) -> int:
     return counter.get_total_flops()
 
 
-def sgemm_peak(clock, size: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of the best of `repeats` float32 size x size matrix products: this CPU's practical sgemm peak."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)  # warm-up
+def sgemm_peak(clock, sizes: tuple[int, ...] = (1024, 2048, 4096), repeats: int = 5) -> float:
+    """GFLOP/s of the fastest of `repeats` float32 n x n matrix products for each n in `sizes`: this CPU's practical
+    sgemm peak. One size alone can fall short of it (on one machine 2048 reached 85% of what 4096 did)."""
+    best = 0.0
+    for size in sizes:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        torch.mm(a, b)  # warm-up
+        for _ in range(repeats):
+            start = clock()
+            torch.mm(a, b)
+            best = max(best, 2 * size**3 / (clock() - start) / 1e9)
+    return best
+
+
+def conv_speed(clock, repeats: int = 5) -> float:
+    """GFLOP/s of the fastest of `repeats` 3x3 convolutions of 128 to 128 channels on a batch of 128 8 x 8 maps in
+    channels-last layout, a shape both text U-Nets run: what oneDNN's convolution kernel reaches on this CPU."""
+    x = torch.randn(128, 128, 8, 8).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(128, 128, 3, 3)
+    F.conv2d(x, weight, padding=1)  # warm-up
     best = float("inf")
     for _ in range(repeats):
         start = clock()
-        torch.mm(a, b)
+        F.conv2d(x, weight, padding=1)
         best = min(best, clock() - start)
-    return 2 * size**3 / best / 1e9
+    return 2 * 128 * 128 * 8 * 8 * 128 * 9 / best / 1e9  # a multiply-add per weight, input channel and output pixel
 
 
 def compare(title: str, models: dict, calls: dict, batch, repeats: int, steps: int, clock, clock_name: str):
@@ -174,6 +195,7 @@ def compare(title: str, models: dict, calls: dict, batch, repeats: int, steps: i
         order = list(models) if repeat % 2 == 0 else list(reversed(models))  # A, B, B, A, A, B, ...
         for name in order:  # alternating, so that background load hits both alike
             train_s[name].append(time_training(models[name], calls[name], optimizers[name], batch, steps, clock) / steps)
+        for name in order:  # the two models' timings of one task back to back: see paired_ratios
             infer_s[name].append(time_inference(models[name], calls[name], batch, steps, clock) / steps)
 
     print(f"{clock_name} clock, median of {repeats} repeats x {steps} steps (other processes may share the CPU)")
@@ -185,6 +207,23 @@ def compare(title: str, models: dict, calls: dict, batch, repeats: int, steps: i
     train_ratio = statistics.median(train_s["diffusers"]) / statistics.median(train_s["minidiff"])
     infer_ratio = statistics.median(infer_s["diffusers"]) / statistics.median(infer_s["minidiff"])
     print(f"{'ratio':10s} {train_ratio:11.2f}x {infer_ratio:13.2f}x   (minidiff speed / diffusers speed; > 1 = minidiff faster)")
+    train_low, train_mid, train_high = paired_ratios(train_s["diffusers"], train_s["minidiff"])
+    infer_low, infer_mid, infer_high = paired_ratios(infer_s["diffusers"], infer_s["minidiff"])
+    print(f"{'paired':10s} {train_mid:11.2f}x {infer_mid:13.2f}x   (median of each repeat's ratio; quartiles "
+          f"{train_low:.2f}-{train_high:.2f}x and {infer_low:.2f}-{infer_high:.2f}x)")
+
+
+def paired_ratios(theirs: list[float], ours: list[float]) -> tuple[float, float, float]:
+    """Quartiles (lower, median, upper) of the speed ratio taken repeat by repeat, theirs[i] / ours[i] (seconds).
+
+    The two models of one repeat run back to back, so a slow spell of the machine that covers the repeat scales both
+    times and cancels in their ratio. The ratio of the two medians can instead take one model's median from a slow
+    repeat and the other's from a fast one, when slow spells cover about half of the repeats."""
+    ratios = [a / b for a, b in zip(theirs, ours)]
+    if len(ratios) < 2:
+        return ratios[0], ratios[0], ratios[0]
+    low, mid, high = statistics.quantiles(ratios, n=4)
+    return low, mid, high
 
 
 def main() -> None:
@@ -204,7 +243,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"sgemm peak (2048 x 2048 torch.mm, best of 5, {args.clock} clock): {sgemm_peak(clock):.1f} GFLOP/s")
+    print(f"sgemm peak (n x n torch.mm, n = 1024, 2048, 4096, best of 5 each, {args.clock} clock): "
+          f"{sgemm_peak(clock):.1f} GFLOP/s")
+    print(f"3x3 convolution (128 -> 128 channels, 8 x 8, batch 128, channels-last, best of 5): "
+          f"{conv_speed(clock):.1f} GFLOP/s")
     calls = {"minidiff": call_ours, "diffusers": call_diffusers}
 
     if args.only in (None, "class"):

@@ -1,0 +1,40 @@
+"""The U-Net benchmark's paired speed ratio (benchmarks/bench_unet.py), checked on made-up timings."""
+
+import importlib.util
+import statistics
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_unet.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_unet", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paired_ratios_are_the_quartiles_of_the_repeat_by_repeat_ratios(bench):
+    theirs = [3.0, 2.4, 6.0, 2.0, 5.0]
+    ours = [2.0, 2.0, 4.0, 1.0, 2.0]  # ratios 1.5, 1.2, 1.5, 2.0, 2.5
+    low, mid, high = bench.paired_ratios(theirs, ours)
+    assert mid == pytest.approx(1.5)
+    assert (low, high) == pytest.approx(tuple(statistics.quantiles([1.5, 1.2, 1.5, 2.0, 2.5], n=4)[::2]))
+    assert low <= mid <= high
+
+
+def test_a_slow_spell_shared_by_both_models_of_a_repeat_cancels(bench):
+    ours = [1.0, 1.02, 0.99, 1.01, 1.0, 0.98]
+    slow = [1.0, 1.0, 1.9, 2.1, 2.0, 1.0]  # the machine slows down for three of the six repeats
+    theirs = [1.3 * t * s for t, s in zip(ours, slow)]
+    slowed_ours = [t * s for t, s in zip(ours, slow)]
+    assert bench.paired_ratios(theirs, slowed_ours) == pytest.approx((1.3, 1.3, 1.3))
+    # each model's own times swing by a factor of 2
+    assert max(slowed_ours) / min(slowed_ours) > 2
+
+
+def test_one_repeat_gives_its_own_ratio(bench):
+    assert bench.paired_ratios([2.0], [1.0]) == (2.0, 2.0, 2.0)
