@@ -145,17 +145,24 @@ def forward_flops(model, call, batch) -> int:
     return counter.get_total_flops()
 
 
+def fastest_seconds(clock, work, repeats: int) -> float:
+    """The shortest of `repeats` timed calls of work(), after one untimed call (a warm-up)."""
+    work()
+    best = float("inf")
+    for _ in range(repeats):
+        start = clock()
+        work()
+        best = min(best, clock() - start)
+    return best
+
+
 def sgemm_peak(clock, sizes: tuple[int, ...] = (1024, 2048, 4096), repeats: int = 5) -> float:
     """GFLOP/s of the fastest of `repeats` float32 n x n matrix products for each n in `sizes`: this CPU's practical
     sgemm peak. One size alone can fall short of it (on one machine 2048 reached 85% of what 4096 did)."""
     best = 0.0
     for size in sizes:
         a, b = torch.randn(size, size), torch.randn(size, size)
-        torch.mm(a, b)  # warm-up
-        for _ in range(repeats):
-            start = clock()
-            torch.mm(a, b)
-            best = max(best, 2 * size**3 / (clock() - start) / 1e9)
+        best = max(best, 2 * size**3 / fastest_seconds(clock, lambda: torch.mm(a, b), repeats) / 1e9)
     return best
 
 
@@ -164,13 +171,8 @@ def conv_speed(clock, repeats: int = 5) -> float:
     channels-last layout, a shape both text U-Nets run: what oneDNN's convolution kernel reaches on this CPU."""
     x = torch.randn(128, 128, 8, 8).contiguous(memory_format=torch.channels_last)
     weight = torch.randn(128, 128, 3, 3)
-    F.conv2d(x, weight, padding=1)  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = clock()
-        F.conv2d(x, weight, padding=1)
-        best = min(best, clock() - start)
-    return 2 * 128 * 128 * 8 * 8 * 128 * 9 / best / 1e9  # a multiply-add per weight, input channel and output pixel
+    seconds = fastest_seconds(clock, lambda: F.conv2d(x, weight, padding=1), repeats)
+    return 2 * 128 * 128 * 8 * 8 * 128 * 9 / seconds / 1e9  # a multiply-add per weight, input channel and output pixel
 
 
 def compare(title: str, models: dict, calls: dict, batch, repeats: int, steps: int, clock, clock_name: str):
