@@ -22,7 +22,7 @@ Each number is the median over repeats, after warm-up. Run:  .venv/bin/python be
 On a machine shared with other work, wall-clock times swing; `--threads 1 --clock cpu` measures the CPU time the
 process itself used, which other processes change less (with 2 threads CPU time would count threads waiting), but
 not nothing: on a virtual machine, work elsewhere on the host can slow this process's own cycles too (on the
-course's 2-core machine one pair's ratio of medians moved from 1.01x to 1.23x between two runs of the same code).
+course's 2-core machine one pair's ratio of medians ranged from 1.01x to 1.28x over six runs of the same code).
 The "paired" line is therefore the one to quote: the median (and quartiles) of the ratio taken repeat by repeat,
 the two models timed back to back, so that a slow spell of the machine cancels in each ratio.
 """
