@@ -18,11 +18,13 @@ For each pair, alternating the two models (A, B, B, A, ...) so that other load o
   inference time), beside this CPU's measured sgemm peak (the fastest timed n x n torch.mm, n = 1024, 2048, 4096,
   at the same thread count) and the speed of one 3x3 convolution of the text U-Nets' shapes.
 
-Each number is the median over repeats, after warm-up. Run:  .venv/bin/python benchmarks/bench_unet.py
+Each speed is the median over repeats, after warm-up (the sgemm peak and the convolution: the best of 5).
+Run:  .venv/bin/python benchmarks/bench_unet.py
 On a machine shared with other work, wall-clock times swing; `--threads 1 --clock cpu` measures the CPU time the
 process itself used, which other processes change less (with 2 threads CPU time would count threads waiting), but
 not nothing: on a virtual machine, work elsewhere on the host can slow this process's own cycles too (on the
-course's 2-core machine one pair's ratio of medians ranged from 1.01x to 1.28x over six runs of the same code).
+course's 2-core machine the text pair's training ratio of medians, one thread, ranged from 1.01x to 1.28x over six
+runs of the same code).
 The "paired" line is therefore the one to quote: the median (and quartiles) of the ratio taken repeat by repeat,
 the two models timed back to back, so that a slow spell of the machine cancels in each ratio.
 """
@@ -247,7 +249,7 @@ def main() -> None:
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"sgemm peak (n x n torch.mm, n = 1024, 2048, 4096, best of 5 each, {args.clock} clock): "
           f"{sgemm_peak(clock):.1f} GFLOP/s")
-    print(f"3x3 convolution (128 -> 128 channels, 8 x 8, batch 128, channels-last, best of 5): "
+    print(f"3x3 convolution (128 -> 128 channels, 8 x 8, batch 128, channels-last, best of 5, {args.clock} clock): "
           f"{conv_speed(clock):.1f} GFLOP/s")
     calls = {"minidiff": call_ours, "diffusers": call_diffusers}
 
