@@ -19,7 +19,7 @@ For each pair, alternating the two models (A, B, B, A, ...) so that other load o
   at the same thread count) and the speed of one 3x3 convolution of the text U-Nets' shapes.
 
 Each speed is the median over repeats, after warm-up (the sgemm peak and the convolution: the best of 5).
-Run:  .venv/bin/python benchmarks/bench_unet.py
+Run:  .venv/bin/python benchmarks/bench_unet.py   (`--out FILE.json` also stores every timing, with the command)
 On a machine shared with other work, wall-clock times swing; `--threads 1 --clock cpu` measures the CPU time the
 process itself used, which other processes change less (with 2 threads CPU time would count threads waiting), but
 not nothing: on a virtual machine, work elsewhere on the host can slow this process's own cycles too (on the
@@ -30,14 +30,19 @@ the two models timed back to back, so that a slow spell of the machine cancels i
 """
 
 import argparse
+import json
+import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from minidiff.files.atomic import atomic_write_bytes
 from minidiff.nets.text import MAX_LENGTH
 from minidiff.nets.unet import UNet, UNetConfig, count_parameters
 from minidiff.training.presets import shapes_text_config
@@ -177,8 +182,9 @@ def conv_speed(clock, repeats: int = 5) -> float:
     return 2 * 128 * 128 * 8 * 8 * 128 * 9 / seconds / 1e9  # a multiply-add per weight, input channel and output pixel
 
 
-def compare(title: str, models: dict, calls: dict, batch, repeats: int, steps: int, clock, clock_name: str):
-    """Print the parameter counts, then train img/s, inference s/batch and forward GFLOP/s of each model."""
+def compare(title: str, models: dict, calls: dict, batch, repeats: int, steps: int, clock, clock_name: str) -> dict:
+    """Print the parameter counts, then train img/s, inference s/batch and forward GFLOP/s of each model; return
+    the same figures, with every repeat's timings, for --out."""
     counts = {name: count_parameters(model) for name, model in models.items()}
     B = batch[0].shape[0]
     print(f"\n== {title}: input {tuple(batch[0].shape[1:])}, batch {B}")
@@ -215,6 +221,11 @@ def compare(title: str, models: dict, calls: dict, batch, repeats: int, steps: i
     infer_low, infer_mid, infer_high = paired_ratios(infer_s["diffusers"], infer_s["minidiff"])
     print(f"{'paired':10s} {train_mid:11.2f}x {infer_mid:13.2f}x   (median of each repeat's ratio; quartiles "
           f"{train_low:.2f}-{train_high:.2f}x and {infer_low:.2f}-{infer_high:.2f}x)")
+    return {"batch": B, "parameters": counts, "forward_flops": flops, "train_seconds_per_step": train_s,
+            "inference_seconds_per_batch": infer_s,
+            "ratio_of_medians": {"train": train_ratio, "inference": infer_ratio},
+            "paired_quartiles": {"train": [train_low, train_mid, train_high],
+                                 "inference": [infer_low, infer_mid, infer_high]}}
 
 
 def paired_ratios(theirs: list[float], ours: list[float]) -> tuple[float, float, float]:
@@ -242,15 +253,19 @@ def main() -> None:
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall-clock time, or the CPU time of this process (use with --threads 1)")
     parser.add_argument("--only", choices=["class", "text"], default=None, help="run one of the two pairs")
+    parser.add_argument("--out", type=Path, default=None, help="also write every figure and timing as JSON here")
     args = parser.parse_args()
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    result = {"command": " ".join(["benchmarks/bench_unet.py", *sys.argv[1:]]), "torch": torch.__version__,
+              "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+              "clock": args.clock, "sgemm_peak_gflops": sgemm_peak(clock), "conv_gflops": conv_speed(clock)}
     print(f"sgemm peak (n x n torch.mm, n = 1024, 2048, 4096, best of 5 each, {args.clock} clock): "
-          f"{sgemm_peak(clock):.1f} GFLOP/s")
+          f"{result['sgemm_peak_gflops']:.1f} GFLOP/s")
     print(f"3x3 convolution (128 -> 128 channels, 8 x 8, batch 128, channels-last, best of 5, {args.clock} clock): "
-          f"{conv_speed(clock):.1f} GFLOP/s")
+          f"{result['conv_gflops']:.1f} GFLOP/s")
     calls = {"minidiff": call_ours, "diffusers": call_diffusers}
 
     if args.only in (None, "class"):
@@ -262,7 +277,8 @@ def main() -> None:
         batch = (torch.randn(B, 1, image_size, image_size), torch.randint(0, 1000, (B,)),
                  {"class_labels": torch.randint(0, 11, (B,))}, torch.randn(B, 1, image_size, image_size))
         models = {"minidiff": UNet(config), "diffusers": diffusers_twin(config, image_size)}
-        compare("class U-Net vs UNet2DModel", models, calls, batch, args.repeats, args.steps, clock, args.clock)
+        result["class"] = compare("class U-Net vs UNet2DModel", models, calls, batch, args.repeats, args.steps, clock,
+                                  args.clock)
 
     if args.only in (None, "text"):
         config = shapes_text_config().unet
@@ -274,8 +290,11 @@ def main() -> None:
         batch = (torch.randn(B, config.in_channels, size, size), torch.randint(0, 1000, (B,)), condition,
                  torch.randn(B, config.in_channels, size, size))
         models = {"minidiff": UNet(config), "diffusers": diffusers_text_twin(config, size)}
-        compare("text U-Net vs UNet2DConditionModel (no feed-forward)", models, calls, batch, args.repeats,
-                args.steps, clock, args.clock)
+        result["text"] = compare("text U-Net vs UNet2DConditionModel (no feed-forward)", models, calls, batch,
+                                 args.repeats, args.steps, clock, args.clock)
+    if args.out is not None:
+        atomic_write_bytes(args.out, (json.dumps(result, indent=1) + "\n").encode())
+        print(f"\nwritten to {args.out}")
 
 
 if __name__ == "__main__":

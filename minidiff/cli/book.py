@@ -127,7 +127,11 @@ def chapter_title(notebook: nbformat.NotebookNode, fallback: str) -> str:
 
 
 def execute_chapter(path: Path, quick: bool = True) -> nbformat.NotebookNode:
-    """Run every cell of the chapter in a fresh kernel (cwd: its folder) with MINIDIFF_BOOK=1, and return it."""
+    """Run every cell of the chapter in a fresh kernel (cwd: its folder) with MINIDIFF_BOOK=1, and return it.
+
+    The kernel's temporary files (its TMPDIR: training runs, caches) go to a folder of the build's own, removed when
+    the chapter is done, whether or not the chapter removes them itself.
+    """
     notebook = nbformat.read(path, as_version=4)
     env = dict(os.environ, MINIDIFF_BOOK="1")
     env.pop("MPLBACKEND", None)  # figures must reach the page: the kernel's inline backend, not Agg
@@ -135,8 +139,10 @@ def execute_chapter(path: Path, quick: bool = True) -> nbformat.NotebookNode:
         env["MINIDIFF_QUICK"] = "1"
     else:
         env.pop("MINIDIFF_QUICK", None)
-    with tempfile.TemporaryDirectory(prefix="minidiff-kernel-") as sockets:
-        kernel = local_kernel_manager(Path(sockets))
+    with tempfile.TemporaryDirectory(prefix="minidiff-kernel-") as folder:
+        env["TMPDIR"] = str(Path(folder) / "tmp")  # where the kernel's tempfile module puts its files
+        Path(env["TMPDIR"]).mkdir()
+        kernel = local_kernel_manager(Path(folder))
         client = NotebookClient(notebook, km=kernel, timeout=CELL_TIMEOUT_S, store_widget_state=False,
                                 resources={"metadata": {"path": str(path.parent)}})
         try:
@@ -144,8 +150,8 @@ def execute_chapter(path: Path, quick: bool = True) -> nbformat.NotebookNode:
         finally:  # a kernel manager passed in is ours to stop: nbclient stops only the ones it makes
             if client.kc is not None:
                 client.kc.stop_channels()
-            if kernel.has_kernel:
-                kernel.shutdown_kernel(now=True)
+            if kernel.has_kernel:  # asked to exit, the kernel runs its exit handlers (TemporaryDirectory cleanups)
+                kernel.shutdown_kernel()
     return notebook
 
 

@@ -9,6 +9,7 @@ import html
 import io
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -97,6 +98,24 @@ def test_chapters_run_in_kernels_on_local_sockets_without_a_tcp_warning(tmp_path
     assert set(child_pids(os.getpid())) <= children_before, "the chapter's kernel must be stopped once it has run"
     assert "without encryption" not in capfd.readouterr().err  # ipykernel's warning, for TCP alone
     assert sorted(p.name for p in tmp_path.iterdir()) == ["01_transport.ipynb"], "no socket file left beside it"
+
+
+def test_a_chapter_exits_normally_and_leaves_no_temporary_files(tmp_path):
+    chapters = tmp_path / "chapters"
+    chapters.mkdir()
+    exited = tmp_path / "exited.txt"
+    write_chapter(chapters / "01_scratch.ipynb", "1. Scratch", f"""import atexit, tempfile
+from pathlib import Path
+atexit.register(Path({str(exited)!r}).write_text, "the kernel ran its exit handlers")
+kept = tempfile.TemporaryDirectory()  # removed by its own exit handler
+forgotten = Path(tempfile.mkdtemp())  # removed by nothing the chapter does
+(forgotten / "run.safetensors").write_bytes(bytes(1000))
+print(tempfile.gettempdir())""")
+    executed = execute_chapter(chapters / "01_scratch.ipynb")
+    kernel_tmp = Path(executed.cells[-1].outputs[0]["text"].strip())
+    assert kernel_tmp != Path(tempfile.gettempdir()), "the kernel must get a temporary folder of its own"
+    assert not kernel_tmp.exists(), f"the chapter's temporary folder {kernel_tmp} was left behind"
+    assert exited.read_text() == "the kernel ran its exit handlers", "the kernel was killed, not asked to exit"
 
 
 def test_a_failing_chapter_leaves_the_previous_site_as_it_was(tmp_path):

@@ -40,6 +40,16 @@ def test_chapter_is_committed_clean(path: Path):
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_removes_its_temporary_folders(path: Path):
+    """A learner runs a chapter many times: its training runs (up to ~100 MB) go to a tempfile.TemporaryDirectory,
+    removed when the kernel exits, never to tempfile.mkdtemp, whose folders nothing removes."""
+    for index, cell in enumerate(json.loads(path.read_text())["cells"]):
+        if cell["cell_type"] == "code":
+            assert "mkdtemp(" not in "".join(cell["source"]), \
+                f"{path.name} cell {index} makes a folder with mkdtemp: use tempfile.TemporaryDirectory"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_chapter_runs_top_to_bottom(path: Path, tmp_path_factory):
     """Every chapter is executed once per test session, by the book build (tests/support/book_site.py: quick mode, every
     cell, nbclient), which raises CellExecutionError naming the chapter and the cell if any cell fails. Executing

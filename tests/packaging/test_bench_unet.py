@@ -1,10 +1,12 @@
 """The U-Net benchmark's paired speed ratio (benchmarks/bench_unet.py), checked on made-up timings."""
 
 import importlib.util
+import json
 import statistics
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_unet.py"
 
@@ -38,3 +40,33 @@ def test_a_slow_spell_shared_by_both_models_of_a_repeat_cancels(bench):
 
 def test_one_repeat_gives_its_own_ratio(bench):
     assert bench.paired_ratios([2.0], [1.0]) == (2.0, 2.0, 2.0)
+
+
+def test_out_stores_every_timing_and_the_command(bench, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "results" / "bench_unet.json"
+    monkeypatch.setattr(bench, "sgemm_peak", lambda clock: 100.0)  # the real ones time products of 4096 x 4096
+    monkeypatch.setattr(bench, "conv_speed", lambda clock: 50.0)
+    monkeypatch.setattr("sys.argv", ["bench_unet.py", "--only", "class", "--channels", "8", "16", "--blocks", "1",
+                                     "--batch", "2", "--repeats", "3", "--steps", "1", "--threads", "1",
+                                     "--out", str(out)])
+    threads = torch.get_num_threads()
+    try:
+        bench.main()
+    finally:
+        torch.set_num_threads(threads)  # main() sets the thread count for the rest of the process
+    result = json.loads(out.read_text())
+    assert result["command"] == f"benchmarks/bench_unet.py --only class --channels 8 16 --blocks 1 --batch 2 " \
+                                f"--repeats 3 --steps 1 --threads 1 --out {out}"
+    assert (result["threads"], result["sgemm_peak_gflops"], result["conv_gflops"]) == (1, 100.0, 50.0)
+    assert "text" not in result
+    pair = result["class"]
+    for name in ("minidiff", "diffusers"):
+        assert len(pair["train_seconds_per_step"][name]) == 3 and len(pair["inference_seconds_per_batch"][name]) == 3
+        assert all(seconds > 0 for seconds in pair["train_seconds_per_step"][name])
+        assert pair["forward_flops"][name] > 0
+    times = pair["train_seconds_per_step"]
+    assert pair["paired_quartiles"]["train"] == pytest.approx(
+        list(bench.paired_ratios(times["diffusers"], times["minidiff"])))
+    assert pair["ratio_of_medians"]["train"] == pytest.approx(
+        statistics.median(times["diffusers"]) / statistics.median(times["minidiff"]))
+    assert f"written to {out}" in capsys.readouterr().out
