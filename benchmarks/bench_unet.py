@@ -237,7 +237,7 @@ def paired_ratios(theirs: list[float], ours: list[float]) -> tuple[float, float,
     ratios = [a / b for a, b in zip(theirs, ours)]
     if len(ratios) < 2:
         return ratios[0], ratios[0], ratios[0]
-    low, mid, high = statistics.quantiles(ratios, n=4)
+    low, mid, high = statistics.quantiles(ratios, n=4, method="inclusive")  # within the data, however few
     return low, mid, high
 
 
