@@ -44,7 +44,7 @@ test: $(DEV)
 	$(PY) -m pytest -n 2 --dist loadscope --durations 30
 
 check: $(DEV)
-	$(PY) -m pytest -m "$(UNIT_TESTS)"
+	$(PY) -m pytest -n 2 --dist loadscope -m "$(UNIT_TESTS)"
 
 lab: $(RUNTIME) lab-copies
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir $(LAB_DIR) $(ALLOW_ROOT)
