@@ -23,10 +23,10 @@ LAB_TESTS = "tests/chapters/test_browser.py::"  # the others drive JupyterLab
 def chapter_scope(nodeid: str) -> str:
     """Which worker's share a test is in, for `make test`'s two workers: "book" for every test that reads the built
     book (building it executes every chapter, once per process), "lab" for the chapters run in JupyterLab, and each
-    other test on its own."""
+    other test module on its own (its module-scoped fixtures, some of them trained models, made once)."""
     if nodeid.startswith(BOOK_TESTS):
         return "book"
-    return "lab" if nodeid.startswith(LAB_TESTS) else nodeid
+    return "lab" if nodeid.startswith(LAB_TESTS) else nodeid.split("::")[0]
 
 
 def pytest_xdist_make_scheduler(config, log):
