@@ -1,4 +1,4 @@
-"""The U-Net benchmark's paired speed ratio (benchmarks/bench_unet.py), checked on made-up timings."""
+"""The U-Net benchmark (benchmarks/bench_unet.py): its paired speed ratio on made-up timings, and what --out stores."""
 
 import importlib.util
 import json
