@@ -17,7 +17,6 @@ On the CPU, bf16 autocast is slower than float32 on most processors (no bf16 mat
 import argparse
 import dataclasses
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 
 from minidiff.files.atomic import atomic_write_bytes
-from minidiff.files.device import resolve_device
+from minidiff.files.device import device_description, resolve_device
 from minidiff.training.config import TrainConfig
 from minidiff.training.data import load_images
 from minidiff.training.loop import copy_clip_text_tower, train_step
@@ -70,11 +69,6 @@ def measure(config: TrainConfig, device: torch.device, images: torch.Tensor, con
             "mean_loss": sum(losses) / steps, "peak_memory_mib": memory}
 
 
-def device_name(device: torch.device) -> str:
-    """The GPU's name, or the processor's."""
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", nargs="+", default=["mnist"], choices=sorted(PRESETS))
@@ -93,7 +87,7 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    results = {"device": device_name(device), "torch": torch.__version__, "steps": args.steps, "warmup": args.warmup,
+    results = {"device": device_description(device), "torch": torch.__version__, "steps": args.steps, "warmup": args.warmup,
                "command": "benchmarks/bench_precision.py " + " ".join(sys.argv[1:]), "runs": {}}
     for name in args.config:
         preset = PRESETS[name]()

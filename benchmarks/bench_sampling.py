@@ -8,7 +8,6 @@ Run:  .venv/bin/python benchmarks/bench_sampling.py   (`--out FILE.json` also st
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from minidiff.files.atomic import atomic_write_bytes
+from minidiff.files.device import device_description
 from minidiff.pipeline import TextToImage
 
 
@@ -45,7 +45,7 @@ def main() -> None:
           f"max {1000 * max(seconds):.0f}, {args.repeats} repeats)")
     if args.out is not None:
         result = {"command": " ".join(["benchmarks/bench_sampling.py", *sys.argv[1:]]), "torch": torch.__version__,
-                  "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                  "cpu": device_description("cpu"), "threads": torch.get_num_threads(),
                   "clock": args.clock, "prompt": args.prompt, "n": args.n, "steps": args.steps,
                   "median_ms": 1000 * statistics.median(seconds), "call_ms": [1000 * s for s in seconds]}
         atomic_write_bytes(args.out, (json.dumps(result, indent=1) + "\n").encode())

@@ -31,7 +31,6 @@ the two models timed back to back, so that a slow spell of the machine cancels i
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -43,6 +42,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from minidiff.files.atomic import atomic_write_bytes
+from minidiff.files.device import device_description
 from minidiff.nets.text import MAX_LENGTH
 from minidiff.nets.unet import UNet, UNetConfig, count_parameters
 from minidiff.training.presets import shapes_text_config
@@ -260,7 +260,7 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     result = {"command": " ".join(["benchmarks/bench_unet.py", *sys.argv[1:]]), "torch": torch.__version__,
-              "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+              "cpu": device_description("cpu"), "threads": torch.get_num_threads(),
               "clock": args.clock, "sgemm_peak_gflops": sgemm_peak(clock), "conv_gflops": conv_speed(clock)}
     print(f"sgemm peak (n x n torch.mm, n = 1024, 2048, 4096, best of 5 each, {args.clock} clock): "
           f"{result['sgemm_peak_gflops']:.1f} GFLOP/s")

@@ -1,4 +1,8 @@
-"""Which device to compute on: `resolve_device("auto")` picks CUDA, then Apple's MPS, then the CPU."""
+"""Which device to compute on: `resolve_device("auto")` picks CUDA, then Apple's MPS, then the CPU; and its name,
+for the records a benchmark keeps (`device_description`)."""
+
+import platform
+from pathlib import Path
 
 import torch
 
@@ -23,3 +27,18 @@ def resolve_device(name: torch.device | str = "auto") -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def device_description(device: torch.device | str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The GPU's name for a CUDA device; for the CPU its model name as Linux reports it in `cpuinfo` (e.g. "Intel(R)
+    Xeon(R) Processor"), else what `platform` knows (on Linux only the architecture, "x86_64")."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "cpu"

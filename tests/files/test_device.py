@@ -1,9 +1,10 @@
-"""resolve_device: auto picks the best device there is; a device that is not there is a clear error."""
+"""resolve_device: auto picks the best device there is; a device that is not there is a clear error.
+device_description: the name a benchmark records."""
 
 import pytest
 import torch
 
-from minidiff.files.device import resolve_device
+from minidiff.files.device import device_description, resolve_device
 
 
 def test_auto_and_cpu():
@@ -21,3 +22,10 @@ def test_a_device_this_machine_lacks_or_torch_does_not_know_is_a_value_error(mon
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         resolve_device("tpu")
     assert resolve_device("auto") == torch.device("cpu")  # auto falls back instead of failing
+
+
+def test_the_cpu_is_described_by_its_model_name(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\n")
+    assert device_description("cpu", cpuinfo) == "Intel(R) Xeon(R) Processor"
+    assert device_description(torch.device("cpu"), tmp_path / "absent") not in ("", "Intel(R) Xeon(R) Processor")
