@@ -87,8 +87,8 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    results = {"device": device_description(device), "torch": torch.__version__, "steps": args.steps, "warmup": args.warmup,
-               "command": "benchmarks/bench_precision.py " + " ".join(sys.argv[1:]), "runs": {}}
+    results = {"device": device_description(device), "torch": torch.__version__, "steps": args.steps,
+               "warmup": args.warmup, "command": "benchmarks/bench_precision.py " + " ".join(sys.argv[1:]), "runs": {}}
     for name in args.config:
         preset = PRESETS[name]()
         if args.batch_size is not None:

@@ -33,7 +33,7 @@ import torch
 
 from minidiff.diffusion.flow import FLOW
 from minidiff.files.atomic import atomic_write_bytes
-from minidiff.files.device import resolve_device
+from minidiff.files.device import device_description, resolve_device
 from minidiff.measure import race
 from minidiff.models import load_model
 from minidiff.views import race_figures
@@ -120,7 +120,7 @@ def main() -> None:
                 "n": args.n, "seed": args.seed, "guidance": args.guidance, "batch_size": args.batch_size,
                 "threads": args.threads, "device": str(device), "torch": torch.__version__}
     if device.type == "cuda":
-        settings["device_name"] = torch.cuda.get_device_name(device)
+        settings["device_name"] = device_description(device)  # the GPU's name
     results = race.load_results(args.out)
     if results is None:
         results = race.new_results(settings)
