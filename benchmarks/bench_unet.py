@@ -20,6 +20,8 @@ For each pair, alternating the two models (A, B, B, A, ...) so that other load o
 
 Each speed is the median over repeats, after warm-up (the sgemm peak and the convolution: the best of 5).
 Run:  .venv/bin/python benchmarks/bench_unet.py   (`--out FILE.json` also stores every timing, with the command)
+`--compile` times both models through torch.compile instead (Inductor generates fused C++ kernels for the CPU; it
+needs a C++ compiler, and compiling each model for training and for inference takes minutes on a CPU).
 On a machine shared with other work, wall-clock times swing; `--threads 1 --clock cpu` measures the CPU time the
 process itself used, which other processes change less (with 2 threads CPU time would count threads waiting), but
 not nothing: on a virtual machine, work elsewhere on the host can slow this process's own cycles too (on the
@@ -182,9 +184,11 @@ def conv_speed(clock, repeats: int = 5) -> float:
     return 2 * 128 * 128 * 8 * 8 * 128 * 9 / seconds / 1e9  # a multiply-add per weight, input channel and output pixel
 
 
-def compare(title: str, models: dict, calls: dict, batch, repeats: int, steps: int, clock, clock_name: str) -> dict:
+def compare(title: str, models: dict, calls: dict, batch, repeats: int, steps: int, clock, clock_name: str,
+            compile: bool = False) -> dict:
     """Print the parameter counts, then train img/s, inference s/batch and forward GFLOP/s of each model; return
-    the same figures, with every repeat's timings, for --out."""
+    the same figures, with every repeat's timings, for --out. With compile, both models are timed through
+    torch.compile (their FLOPs are counted on the eager models, which FlopCounterMode can see into)."""
     counts = {name: count_parameters(model) for name, model in models.items()}
     B = batch[0].shape[0]
     print(f"\n== {title}: input {tuple(batch[0].shape[1:])}, batch {B}")
@@ -194,8 +198,11 @@ def compare(title: str, models: dict, calls: dict, batch, repeats: int, steps: i
     assert gap < 0.05, f"parameter counts differ by {gap:.1%}: the two models are not the same configuration"
     optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-4) for name, model in models.items()}
     flops = {name: forward_flops(models[name], calls[name], batch) for name in models}
+    if compile:  # the same modules and parameters, run through Inductor's generated kernels
+        models = {name: torch.compile(model) for name, model in models.items()}
+        print("both models compiled with torch.compile: the warm-up compiles them (minutes on a CPU)")
 
-    for name in models:  # warm-up: first calls allocate memory and pick kernels
+    for name in models:  # warm-up: first calls allocate memory and pick kernels (and compile, with --compile)
         time_training(models[name], calls[name], optimizers[name], batch, 2)
         time_inference(models[name], calls[name], batch, 2)
 
@@ -254,6 +261,8 @@ def main() -> None:
                         help="wall-clock time, or the CPU time of this process (use with --threads 1)")
     parser.add_argument("--only", choices=["class", "text"], default=None, help="run one of the two pairs")
     parser.add_argument("--out", type=Path, default=None, help="also write every figure and timing as JSON here")
+    parser.add_argument("--compile", action="store_true",
+                        help="time both models through torch.compile (Inductor's fused kernels) instead of eagerly")
     args = parser.parse_args()
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     torch.set_num_threads(args.threads)
@@ -261,7 +270,8 @@ def main() -> None:
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     result = {"command": " ".join(["benchmarks/bench_unet.py", *sys.argv[1:]]), "torch": torch.__version__,
               "cpu": device_description("cpu"), "threads": torch.get_num_threads(),
-              "clock": args.clock, "sgemm_peak_gflops": sgemm_peak(clock), "conv_gflops": conv_speed(clock)}
+              "clock": args.clock, "compiled": args.compile, "sgemm_peak_gflops": sgemm_peak(clock),
+              "conv_gflops": conv_speed(clock)}
     print(f"sgemm peak (n x n torch.mm, n = 1024, 2048, 4096, best of 5 each, {args.clock} clock): "
           f"{result['sgemm_peak_gflops']:.1f} GFLOP/s")
     print(f"3x3 convolution (128 -> 128 channels, 8 x 8, batch 128, channels-last, best of 5, {args.clock} clock): "
@@ -278,7 +288,7 @@ def main() -> None:
                  {"class_labels": torch.randint(0, 11, (B,))}, torch.randn(B, 1, image_size, image_size))
         models = {"minidiff": UNet(config), "diffusers": diffusers_twin(config, image_size)}
         result["class"] = compare("class U-Net vs UNet2DModel", models, calls, batch, args.repeats, args.steps, clock,
-                                  args.clock)
+                                  args.clock, args.compile)
 
     if args.only in (None, "text"):
         config = shapes_text_config().unet
@@ -291,7 +301,7 @@ def main() -> None:
                  torch.randn(B, config.in_channels, size, size))
         models = {"minidiff": UNet(config), "diffusers": diffusers_text_twin(config, size)}
         result["text"] = compare("text U-Net vs UNet2DConditionModel (no feed-forward)", models, calls, batch,
-                                 args.repeats, args.steps, clock, args.clock)
+                                 args.repeats, args.steps, clock, args.clock, args.compile)
     if args.out is not None:
         atomic_write_bytes(args.out, (json.dumps(result, indent=1) + "\n").encode())
         print(f"\nwritten to {args.out}")

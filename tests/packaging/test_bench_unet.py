@@ -75,3 +75,30 @@ def test_out_stores_every_timing_and_the_command(bench, tmp_path, monkeypatch, c
     assert pair["ratio_of_medians"]["train"] == pytest.approx(
         statistics.median(times["diffusers"]) / statistics.median(times["minidiff"]))
     assert f"written to {out}" in capsys.readouterr().out
+
+
+def test_compile_times_both_models_through_torch_compile(bench, tmp_path, monkeypatch):
+    compiled, torch_compile = [], torch.compile
+
+    def record_compile(model):  # torch.compile with its cheapest backend: the traced graph run by eager kernels
+        compiled.append(type(model).__name__)
+        return torch_compile(model, backend="eager")
+
+    out = tmp_path / "compiled.json"
+    monkeypatch.setattr(bench, "sgemm_peak", lambda clock: 100.0)
+    monkeypatch.setattr(bench, "conv_speed", lambda clock: 50.0)
+    monkeypatch.setattr(bench.torch, "compile", record_compile)
+    monkeypatch.setattr("sys.argv", ["bench_unet.py", "--only", "class", "--channels", "8", "16", "--blocks", "1",
+                                     "--batch", "2", "--repeats", "1", "--steps", "1", "--threads", "1",
+                                     "--compile", "--out", str(out)])
+    threads = torch.get_num_threads()
+    try:
+        bench.main()
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(compiled) == ["UNet", "UNet2DModel"]
+    result = json.loads(out.read_text())
+    assert result["compiled"] is True
+    for name in ("minidiff", "diffusers"):
+        assert result["class"]["forward_flops"][name] > 0  # counted on the eager model: compiled kernels hide them
+        assert len(result["class"]["train_seconds_per_step"][name]) == 1
