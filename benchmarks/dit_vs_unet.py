@@ -13,6 +13,11 @@ training compute; models already measured are skipped and a run cut short resume
     .venv/bin/python benchmarks/dit_vs_unet.py --ship          # also copy the best DiT to data/checkpoints/
 
 Equal minutes is equal compute only on one machine with nothing else running: run it alone (one heavy job at a time).
+Speeds read from runs minutes apart swing with the machine's load; `--speed` times the contestants already trained
+in --runs side by side instead, repeat by repeat on this process's CPU clock, and writes their paired speed-ups over
+the U-Net to <--out>_speed.json (the table itself is left as it is):
+
+    .venv/bin/python benchmarks/dit_vs_unet.py --widths 64 128 192 --speed --repeats 9
 """
 
 import argparse
@@ -78,6 +83,56 @@ def sampling_ms_per_image(pipe: TextToImage, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
+def training_step(pipe: TextToImage, batch_size: int):
+    """A function that takes one training step of the pipeline's model (text encoder and denoiser: forward, MSE
+    against a noise target, backward, AdamW) on a fixed batch of random latents and captions of the training set,
+    and leaves the model in eval mode."""
+    shape, model = pipe.info.data["image_shape"], pipe.model
+    captions = ["a large red circle in the top left", "a small blue square in the bottom right"] * (batch_size // 2)
+    tokens = pipe.tokens(captions[:batch_size])  # (B, L)
+    x_t, target = torch.randn(batch_size, *shape), torch.randn(batch_size, *shape)  # (B, C, H, W) each
+    t = torch.randint(0, 1000, (batch_size,))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        model.train()  # dropout on, as in training
+        loss = torch.nn.functional.mse_loss(model(x_t, t, tokens), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        model.eval()  # the pipeline samples with the model as it finds it: in eval mode, as loaded
+    return step
+
+
+def speed_race(runs: Path, names: list[str], repeats: int, batch_size: int) -> dict:
+    """Time the contestants trained in runs/<name> side by side on this process's CPU clock: in each repeat, one
+    training step each (`training_step`) and one 8-image sampling call each (as `sampling_ms_per_image`), the order
+    reversed every other repeat. Returns each one's median training img/s and sampling ms/img, and its speed-ups over
+    the U-Net: the median of the repeats' ratios, in which a slow spell of the machine that covers a repeat cancels."""
+    pipes = {name: TextToImage.load(runs / name) for name in names}
+    steps = {name: training_step(pipe, batch_size) for name, pipe in pipes.items()}
+    prompts = ["a large red circle in the top left", "a small blue square in the bottom right"] * 4
+    for name in names:  # warm-up
+        steps[name]()
+        pipes[name](prompts[:2], steps=2, guidance=3.0, seed=0)
+    train_s, sample_s = {name: [] for name in names}, {name: [] for name in names}
+    for repeat in range(repeats):
+        for name in (names if repeat % 2 == 0 else names[::-1]):
+            start = time.process_time()
+            steps[name]()
+            train_s[name].append(time.process_time() - start)
+            start = time.process_time()
+            pipes[name](prompts, steps=20, guidance=3.0, seed=repeat)
+            sample_s[name].append(time.process_time() - start)
+    return {name: {"train_images_per_second": round(batch_size / statistics.median(train_s[name]), 1),
+                   "sample_ms_per_image": round(1000 * statistics.median(sample_s[name]) / len(prompts), 1),
+                   "train_speedup_over_unet": round(statistics.median(
+                       [u / d for u, d in zip(train_s["unet"], train_s[name])]), 3),
+                   "sample_speedup_over_unet": round(statistics.median(
+                       [u / d for u, d in zip(sample_s["unet"], sample_s[name])]), 3),
+                   "train_seconds": train_s[name], "sample_seconds": sample_s[name]} for name in names}
+
+
 def measure(name: str, folder: Path, n: int, heldout_n: int) -> dict:
     """Everything the table shows about one trained contestant."""
     pipe = TextToImage.load(folder)
@@ -140,6 +195,19 @@ def ship(record: dict, runs: Path, checkpoints: Path) -> Path:
     return target
 
 
+def report_speeds(args, names: list[str]) -> None:
+    """--speed: time the trained contestants side by side, print their speeds and store them beside --out."""
+    speeds = speed_race(args.runs, names, args.repeats, args.batch)
+    for name, row in speeds.items():
+        print(f"{name:>8}: train {row['train_images_per_second']:>7.1f} img/s "
+              f"({row['train_speedup_over_unet']:.2f}x the U-Net), sample {row['sample_ms_per_image']:>6.1f} "
+              f"ms/img ({row['sample_speedup_over_unet']:.2f}x)", flush=True)
+    record = {"threads": args.threads, "repeats": args.repeats, "batch": args.batch, "clock": "process CPU time",
+              "command": " ".join(["python"] + sys.argv), "speeds": speeds}
+    atomic_write_bytes(args.out.with_name(args.out.stem + "_speed.json"),
+                       (json.dumps(record, indent=2) + "\n").encode())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=20.0, help="training minutes of each model")
@@ -154,13 +222,26 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=Path, default=ROOT / "data" / "checkpoints")
     parser.add_argument("--quick", action="store_true", help="the test-sized presets (a smoke run)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--speed", action="store_true",
+                        help="time the contestants already trained in --runs side by side (CPU clock), nothing else")
+    parser.add_argument("--repeats", type=int, default=9, help="with --speed: timed repeats of each")
+    parser.add_argument("--batch", type=int, default=128, help="with --speed: training batch (the presets' 128)")
     args = parser.parse_args()
     if args.threads < 1 or any(width < 4 or width % 4 for width in args.widths):
         parser.error("--threads must be at least 1 and every --widths a multiple of 4")
+    if args.repeats < 1 or args.batch < 2 or args.batch % 2:
+        parser.error("--repeats must be at least 1 and --batch an even number of at least 2")
     torch.set_num_threads(args.threads)
+    names = ["unet"] + [f"dit-{width}" for width in args.widths]
+    if args.speed:
+        missing = [name for name in names if not (args.runs / name / "model.json").exists()]
+        if missing:
+            parser.error(f"--speed times trained contestants, and {missing} have no model in {args.runs}: "
+                         "train them first (the same command without --speed)")
+        report_speeds(args, names)
+        return
     previous = json.loads(args.out.read_text()) if args.out.exists() else {"results": []}
     done = {row["name"]: row for row in previous["results"]}
-    names = ["unet"] + [f"dit-{width}" for width in args.widths]
     results, command = [], previous.get("command")  # the command that trained the table: kept by a --ship alone
     for name in names:
         if name not in done:

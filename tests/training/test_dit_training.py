@@ -2,7 +2,9 @@
 checkpoint JSON (which records the backbone; one without it holds a U-Net), load_model and the text-to-image
 pipeline; benchmarks/dit_vs_unet.py measures them side by side."""
 
+import importlib.util
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +115,27 @@ def test_the_dit_against_unet_benchmark_measures_each_width_once_and_ships_the_b
     assert json.loads(out.read_text())["command"] == trained_by  # the command that trained the table, kept
     assert (checkpoints / "shapes_text_dit.safetensors").read_bytes() == (
         tmp_path / "runs" / best / "model.safetensors").read_bytes()
+    table = out.read_text()
+    subprocess.run(command + ["--widths", "8", "16", "--speed", "--repeats", "2", "--batch", "4"], check=True,
+                   capture_output=True)
+    assert out.read_text() == table  # the speed race leaves the table as it is
+    speeds = json.loads((tmp_path / "table_speed.json").read_text())["speeds"]
+    assert list(speeds) == ["unet", "dit-8", "dit-16"]
+    unet = speeds["unet"]
+    for row in speeds.values():
+        assert len(row["train_seconds"]) == len(row["sample_seconds"]) == 2 and min(row["train_seconds"]) > 0
+        assert row["train_images_per_second"] == round(4 / statistics.median(row["train_seconds"]), 1)
+        assert row["sample_speedup_over_unet"] == round(statistics.median(
+            [u / d for u, d in zip(unet["sample_seconds"], row["sample_seconds"])]), 3)
+    assert unet["train_speedup_over_unet"] == unet["sample_speedup_over_unet"] == 1.0
+    spec = importlib.util.spec_from_file_location("dit_vs_unet", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    pipe = TextToImage.load(tmp_path / "runs" / "unet")
+    weights = [p.detach().clone() for p in pipe.model.parameters()]
+    bench.training_step(pipe, 4)()
+    assert any(not torch.equal(w, p) for w, p in zip(weights, pipe.model.parameters()))  # it trained
+    assert not pipe.model.training  # and left the model as the pipeline samples it: dropout off
     assert Image.open(out.with_suffix(".png")).size == (720, 432)
 
 
