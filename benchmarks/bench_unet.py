@@ -185,9 +185,9 @@ def conv_speed(clock, repeats: int = 5) -> float:
 
 
 def compare(title: str, models: dict, calls: dict, batch, repeats: int, steps: int, clock, clock_name: str,
-            compile: bool = False) -> dict:
+            compiled: bool = False) -> dict:
     """Print the parameter counts, then train img/s, inference s/batch and forward GFLOP/s of each model; return
-    the same figures, with every repeat's timings, for --out. With compile, both models are timed through
+    the same figures, with every repeat's timings, for --out. With compiled, both models are timed through
     torch.compile (their FLOPs are counted on the eager models, which FlopCounterMode can see into)."""
     counts = {name: count_parameters(model) for name, model in models.items()}
     B = batch[0].shape[0]
@@ -198,7 +198,7 @@ def compare(title: str, models: dict, calls: dict, batch, repeats: int, steps: i
     assert gap < 0.05, f"parameter counts differ by {gap:.1%}: the two models are not the same configuration"
     optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-4) for name, model in models.items()}
     flops = {name: forward_flops(models[name], calls[name], batch) for name in models}
-    if compile:  # the same modules and parameters, run through Inductor's generated kernels
+    if compiled:  # the same modules and parameters, run through Inductor's generated kernels
         models = {name: torch.compile(model) for name, model in models.items()}
         print("both models compiled with torch.compile: the warm-up compiles them (minutes on a CPU)")
 
