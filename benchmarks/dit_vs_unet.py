@@ -15,9 +15,11 @@ training compute; models already measured are skipped and a run cut short resume
 Equal minutes is equal compute only on one machine with nothing else running: run it alone (one heavy job at a time).
 Speeds read from runs minutes apart swing with the machine's load; `--speed` times the contestants already trained
 in --runs side by side instead, repeat by repeat on this process's CPU clock, and writes their paired speed-ups over
-the U-Net to <--out>_speed.json (the table itself is left as it is):
+the U-Net to <--out>_speed.json (the table itself is left as it is). Speed does not depend on the weights, so
+contestants trained a few hundred steps will do:
 
-    .venv/bin/python benchmarks/dit_vs_unet.py --widths 64 128 192 --speed --repeats 9
+    .venv/bin/python benchmarks/dit_vs_unet.py --steps 200 --widths 64 192 --runs runs/speed --out runs/speed/t.json
+    .venv/bin/python benchmarks/dit_vs_unet.py --widths 64 192 --runs runs/speed --speed --repeats 9
 """
 
 import argparse
@@ -36,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from minidiff.files.atomic import atomic_write_bytes  # noqa: E402
+from minidiff.files.device import device_description  # noqa: E402
 from minidiff.measure.adherence import prompt_adherence  # noqa: E402
 from minidiff.nets.dit import DiTConfig  # noqa: E402
 from minidiff.pipeline import TextToImage  # noqa: E402
@@ -208,8 +211,11 @@ def report_speeds(args, names: list[str]) -> None:
         print(f"{name:>8}: train {row['train_images_per_second']:>7.1f} img/s "
               f"({row['train_speedup_over_unet']:.2f}x the U-Net), sample {row['sample_ms_per_image']:>6.1f} "
               f"ms/img ({row['sample_speedup_over_unet']:.2f}x)", flush=True)
-    record = {"threads": args.threads, "repeats": args.repeats, "batch": args.batch, "clock": "process CPU time",
-              "command": " ".join(["python"] + sys.argv), "speeds": speeds}
+    infos = {name: json.loads((args.runs / name / "model.json").read_text()) for name in names}
+    record = {"cpu": device_description("cpu"), "torch": torch.__version__, "threads": args.threads,
+              "repeats": args.repeats, "batch": args.batch, "clock": "process CPU time",
+              "command": " ".join(["python"] + sys.argv), "speeds": speeds,
+              "trained_by": {name: {"command": info["command"], "steps": info["step"]} for name, info in infos.items()}}
     atomic_write_bytes(args.out.with_name(args.out.stem + "_speed.json"),
                        (json.dumps(record, indent=2) + "\n").encode())
 
@@ -242,14 +248,16 @@ def main() -> None:
     if args.speed:
         missing = [name for name in names if not (args.runs / name / "model.json").exists()]
         if missing:
-            parser.error(f"--speed times trained contestants, and {missing} have no model in {args.runs}: "
-                         "train them first (the same command without --speed)")
+            parser.error(f"--speed times trained contestants, and {missing} have no model in {args.runs}: train "
+                         "them first, by steps and with an --out of their own (a table's measured models are not "
+                         f"trained again), e.g. --steps 200 --widths {' '.join(map(str, args.widths))} "
+                         f"--runs {args.runs} --out {args.runs / 'table.json'}")
         report_speeds(args, names)
         return
     previous = json.loads(args.out.read_text()) if args.out.exists() else {"results": []}
     done = {row["name"]: row for row in previous["results"]}
     results, command = [], previous.get("command")  # the command that trained the table: kept by a --ship alone
-    for name in names:
+    for name in names + [name for name in done if name not in names]:  # the table's other rows are kept
         if name not in done:
             train_contestant(name, args.runs / name, args, None if name == "unet" else args.runs / "unet")
             done[name] = measure(name, args.runs / name, args.n, args.heldout_n)

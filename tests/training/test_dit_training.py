@@ -115,11 +115,15 @@ def test_the_dit_against_unet_benchmark_measures_each_width_once_and_ships_the_b
     assert json.loads(out.read_text())["command"] == trained_by  # the command that trained the table, kept
     assert (checkpoints / "shapes_text_dit.safetensors").read_bytes() == (
         tmp_path / "runs" / best / "model.safetensors").read_bytes()
+    subprocess.run(command + ["--widths", "16"], check=True, capture_output=True)  # nothing to train
+    assert [row["name"] for row in json.loads(out.read_text())["results"]] == ["unet", "dit-16", "dit-8"]  # all kept
     table = out.read_text()
     subprocess.run(command + ["--widths", "8", "16", "--speed", "--repeats", "2", "--batch", "4"], check=True,
                    capture_output=True)
     assert out.read_text() == table  # the speed race leaves the table as it is
-    speeds = json.loads((tmp_path / "table_speed.json").read_text())["speeds"]
+    record = json.loads((tmp_path / "table_speed.json").read_text())
+    assert [trained["steps"] for trained in record["trained_by"].values()] == [2, 2, 2]
+    speeds = record["speeds"]
     assert list(speeds) == ["unet", "dit-8", "dit-16"]
     unet = speeds["unet"]
     for row in speeds.values():
@@ -128,6 +132,9 @@ def test_the_dit_against_unet_benchmark_measures_each_width_once_and_ships_the_b
         assert row["sample_speedup_over_unet"] == round(statistics.median(
             [u / d for u, d in zip(unet["sample_seconds"], row["sample_seconds"])]), 3)
     assert unet["train_speedup_over_unet"] == unet["sample_speedup_over_unet"] == 1.0
+    untrained = subprocess.run(command + ["--widths", "8", "--speed", "--runs", str(tmp_path / "none")],
+                               capture_output=True, text=True)
+    assert untrained.returncode == 2 and "have no model in" in untrained.stderr and "--steps" in untrained.stderr
     spec = importlib.util.spec_from_file_location("dit_vs_unet", script)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
