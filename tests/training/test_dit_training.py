@@ -2,7 +2,6 @@
 checkpoint JSON (which records the backbone; one without it holds a U-Net), load_model and the text-to-image
 pipeline; benchmarks/dit_vs_unet.py measures them side by side."""
 
-import importlib.util
 import json
 import statistics
 import subprocess
@@ -13,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 from support.checkpoints import make_info, trained_model_and_optimizer
+from support.scripts import load_script
 from support.tiny import PROMPT, tiny_text_encoder
 
 from minidiff.data.paths import CHECKPOINT_DIR
@@ -132,9 +132,7 @@ def test_the_dit_against_unet_benchmark_measures_each_width_once_and_ships_the_b
         assert row["sample_speedup_over_unet"] == round(statistics.median(
             [u / d for u, d in zip(unet["sample_seconds"], row["sample_seconds"])]), 3)
     assert unet["train_speedup_over_unet"] == unet["sample_speedup_over_unet"] == 1.0
-    spec = importlib.util.spec_from_file_location("dit_vs_unet", script)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/dit_vs_unet.py")
     monkeypatch.setattr("sys.argv", ["dit_vs_unet.py", "--widths", "8", "--speed", "--runs", str(tmp_path / "none")])
     with pytest.raises(SystemExit) as untrained:
         bench.main()
